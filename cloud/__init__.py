@@ -1,0 +1,1 @@
+"""adaptinf-cloud: the worker that runs tails and full models for devices."""

@@ -1,0 +1,41 @@
+"""adaptinf-cloud: run the cloud worker for a bundle until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from adaptinf.bundle import BundleError, load_bundle
+from adaptinf.cloud.worker import CloudWorker
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="adaptinf-cloud", description="Serve a bundle's tails and full model to devices.")
+    parser.add_argument("--bundle", required=True, help="bundle directory")
+    parser.add_argument("--endpoint", default="tcp://0.0.0.0:5601", help="ZeroMQ endpoint to bind (default %(default)s)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"])
+    parser.add_argument("--threads", type=int, default=1, help="compute threads (default 1: one GPU)")
+    parser.add_argument("--plan-cache", default=None, help="TensorRT plan cache directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s adaptinf-cloud %(levelname)s %(message)s")
+    try:
+        bundle = load_bundle(args.bundle)
+    except BundleError as exc:
+        print(f"adaptinf-cloud: {exc}", file=sys.stderr)
+        return 2
+    worker = CloudWorker(bundle, args.endpoint, args.backend, args.threads, plan_cache_dir=args.plan_cache).start()
+    logging.info("serving bundle %s (%s) on %s", bundle.name, bundle.manifest_sha256[:12], worker.bound_endpoint)
+    print(f"READY {worker.bound_endpoint}", flush=True)  # parents (demo, tests) wait for this line
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    worker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

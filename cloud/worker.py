@@ -1,0 +1,264 @@
+"""The cloud worker: a ROUTER serving a bundle's tails and full model to devices.
+
+One thread owns the ROUTER socket (receive, de-duplicate, answer pings and probes,
+send replies); compute threads take inference jobs from a bounded queue and hand
+results back over an inproc PUSH/PULL pair, so no socket is shared between threads.
+
+De-duplication (zguide "idempotent services"): the reply to (device id, rid) is
+stored before it is sent; a retry of a finished request gets the stored reply again
+(marked "replayed"), a retry of one still queued or running is absorbed, so a retry
+never runs twice. Every reply carries the worker's load: queue depth and the
+smoothed service time, which is how devices see a congested server.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import statistics
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zmq
+
+from adaptinf.bundle import Bundle
+from adaptinf.cloud import protocol
+from adaptinf.engines import open_engine
+from adaptinf.upload_quant import dequantize
+
+log = logging.getLogger(__name__)
+
+DEDUP_CAPACITY = 10_000        # finished replies kept for replay
+SERVICE_EWMA_ALPHA = 0.2
+_PENDING = object()
+
+
+@dataclass
+class _Job:
+    peer: bytes
+    rid: tuple[int, int]
+    header: dict
+    payload: Any
+    arrived: float
+
+
+class CloudWorker:
+    def __init__(self, bundle: Bundle, endpoint: str, backend: str = "auto", threads: int = 1,
+                 queue_size: int = 256, plan_cache_dir: str | None = None, context: zmq.Context | None = None):
+        self.bundle = bundle
+        self.endpoint = endpoint
+        self._ctx = context or zmq.Context.instance()
+        self._engines = {protocol.FULL_TARGET: open_engine(bundle.path(bundle.full_model.file), backend, plan_cache_dir)}
+        for point in bundle.split.points if bundle.split else ():
+            self._engines[point.name] = open_engine(bundle.path(point.tail), backend, plan_cache_dir)
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
+        self._threads = threads
+        self._busy = 0
+        self._service_s = 0.0
+        self._replies: OrderedDict[tuple[bytes, tuple[int, int]], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._results_endpoint = f"inproc://cloud-results-{id(self)}"
+        self.counters = {"requests": 0, "replayed": 0, "absorbed": 0, "shed_deadline": 0, "rejected_full": 0,
+                         "bad_requests": 0}
+        self._ready = threading.Event()
+        self._router_thread: threading.Thread | None = None
+        self._compute_threads: list[threading.Thread] = []
+        self.bound_endpoint: str | None = None
+
+    # ---- life cycle -------------------------------------------------------------
+    def start(self) -> "CloudWorker":
+        self._router_thread = threading.Thread(target=self._router_loop, name="cloud-router", daemon=True)
+        self._router_thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("cloud worker did not start")
+        for i in range(self._threads):
+            t = threading.Thread(target=self._compute_loop, name=f"cloud-compute-{i}", daemon=True)
+            t.start()
+            self._compute_threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for _ in self._compute_threads:
+            try:
+                self._jobs.put_nowait(None)
+            except queue.Full:
+                pass
+        for t in [self._router_thread, *self._compute_threads]:
+            if t is not None:
+                t.join(timeout=5)
+
+    def load(self) -> dict:
+        return {"queue_depth": self._jobs.qsize() + self._busy, "service_s": self._service_s}
+
+    # ---- router thread ----------------------------------------------------------
+    def _router_loop(self) -> None:
+        router = self._ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)   # a reconnecting device replaces its half-open old pipe
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unreachable peer -> error we count, not silence
+        router.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_PAYLOAD_BYTES + protocol.MAX_HEADER_BYTES)
+        router.bind(self.endpoint)
+        self.bound_endpoint = router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        results = self._ctx.socket(zmq.PULL)
+        results.setsockopt(zmq.LINGER, 0)
+        results.bind(self._results_endpoint)
+        self._ready.set()
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(results, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                events = dict(poller.poll(100))
+                if router in events:
+                    for _ in range(64):  # drain a burst without starving the results
+                        try:
+                            frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self._on_request(router, frames)
+                if results in events:
+                    while True:
+                        try:
+                            peer, *reply = results.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._send(router, peer, reply)
+        finally:
+            router.close(0)
+            results.close(0)
+
+    def _send(self, router: zmq.Socket, peer: bytes, frames: list) -> None:
+        try:
+            router.send_multipart([peer, *frames], zmq.NOBLOCK)
+        except (zmq.Again, zmq.ZMQError):
+            pass  # device gone or not reading: it will retry with the same rid and get the replay
+
+    def _reply(self, header: dict, code: str = "OK", message: str | None = None, **extra: Any) -> list:
+        out = {"rid": header["rid"], "ok": code == "OK", "code": code, "load": self.load(), **extra}
+        if message:
+            out["message"] = message
+        return [protocol.pack(out)]
+
+    def _on_request(self, router: zmq.Socket, frames: list) -> None:
+        peer = frames[0].bytes
+        try:
+            header = protocol.unpack(frames[1].buffer if len(frames) > 1 else b"")
+        except protocol.ProtocolError as exc:
+            self.counters["bad_requests"] += 1
+            log.warning("bad request from %r: %s", peer, exc)
+            return  # no rid to answer to; the device's deadline covers it
+        payload = frames[2] if len(frames) > 2 else None
+        op = header["op"]
+        if op == "ping":
+            self._send(router, peer, self._reply(header, pong=True))
+        elif op == "probe":
+            self._send(router, peer, self._reply(header, received=len(payload) if payload is not None else 0))
+        else:
+            self._on_work(router, peer, header, payload)
+
+    def _on_work(self, router: zmq.Socket, peer: bytes, header: dict, payload: Any) -> None:
+        key = (peer, tuple(header["rid"]))
+        with self._lock:
+            previous = self._replies.get(key)
+            if previous is _PENDING:
+                self.counters["absorbed"] += 1
+                return
+            if previous is not None:
+                self.counters["replayed"] += 1
+                replay = protocol.unpack(previous[0])
+                replay["replayed"] = True
+                self._send(router, peer, [protocol.pack(replay), *previous[1:]])
+                return
+            self._replies[key] = _PENDING
+        self.counters["requests"] += 1
+        try:
+            self._jobs.put_nowait(_Job(peer, key[1], header, payload, time.monotonic()))
+        except queue.Full:
+            with self._lock:
+                self._replies.pop(key, None)
+            self.counters["rejected_full"] += 1
+            self._send(router, peer, self._reply(header, "RESOURCE_EXHAUSTED", "cloud queue full"))
+
+    # ---- compute threads --------------------------------------------------------
+    def _compute_loop(self) -> None:
+        push = self._ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.connect(self._results_endpoint)
+        try:
+            while not self._stop.is_set():
+                job = self._jobs.get()
+                if job is None:
+                    return
+                self._busy += 1
+                try:
+                    reply = self._run(job)
+                finally:
+                    self._busy -= 1
+                with self._lock:
+                    self._replies[(job.peer, job.rid)] = reply
+                    self._replies.move_to_end((job.peer, job.rid))
+                    while len(self._replies) > DEDUP_CAPACITY:
+                        self._replies.popitem(last=False)
+                push.send_multipart([job.peer, *reply])
+        finally:
+            push.close(0)
+
+    def _run(self, job: _Job) -> list:
+        header = job.header
+        queued_s = time.monotonic() - job.arrived
+        deadline_ms = header.get("deadline_ms")
+        if isinstance(deadline_ms, (int, float)) and queued_s * 1000.0 > deadline_ms:
+            self.counters["shed_deadline"] += 1  # the device has fallen back already: don't burn the GPU
+            return self._reply(header, "DEADLINE_EXCEEDED", "expired in the cloud queue", queue_s=queued_s)
+        try:
+            if header["op"] == "timing":
+                return self._reply(header, timings=self._timings(header))
+            start = time.perf_counter()
+            logits = self._infer(header, job.payload)
+            compute_s = time.perf_counter() - start
+        except (KeyError, ValueError, TypeError) as exc:
+            return self._reply(header, "INVALID_ARG", str(exc), queue_s=queued_s)
+        self._service_s += SERVICE_EWMA_ALPHA * (compute_s - self._service_s)
+        return self._reply(header, queue_s=queued_s, compute_s=compute_s) + [np.ascontiguousarray(logits, np.float32)]
+
+    def _infer(self, header: dict, payload: Any) -> np.ndarray:
+        target = header.get("target")
+        if target not in self._engines:
+            raise KeyError(f"unknown target {target!r}")
+        spec = header.get("tensor") or {}
+        shape = spec.get("shape")
+        if payload is None or not isinstance(shape, list):
+            raise ValueError("infer needs a tensor spec and a payload")
+        data = np.frombuffer(payload.buffer, dtype=np.uint8)
+        if data.size != int(np.prod(shape)):
+            raise ValueError(f"payload of {data.size} bytes does not fit shape {shape}")
+        data = data.reshape(shape)
+        if target != protocol.FULL_TARGET:
+            data = dequantize(data, float(header["scale"]), int(header["zero_point"]))
+        return self._engines[target].run(data)
+
+    def _timings(self, header: dict) -> dict:
+        """Median and std of compute time per target, on synthetic input of the right shape."""
+        runs = max(1, min(int(header.get("runs", 20)), 1000))
+        out = {}
+        for target in header.get("targets") or list(self._engines):
+            engine = self._engines.get(target)
+            if engine is None:
+                continue
+            spec = engine.inputs[0]
+            shape = (1, *spec.shape[1:])
+            x = (np.random.default_rng(0).random(shape) * 255).astype(spec.dtype)
+            samples = []
+            for _ in range(runs + 2):
+                start = time.perf_counter()
+                engine.run(x)
+                samples.append(time.perf_counter() - start)
+            samples = samples[2:]  # first runs pay for allocations
+            out[target] = {"median_s": statistics.median(samples), "std_s": statistics.pstdev(samples)}
+        return out

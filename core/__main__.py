@@ -1,0 +1,3 @@
+from adaptinf.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,263 @@
+"""The model bundle: a directory with manifest.json and ONNX files (format version 1).
+
+Made by the toolchain (`adaptinf build split`), read by the daemon, the cloud worker
+and calibration. This module is the one definition of the manifest; it needs no torch.
+
+manifest.json, version 1:
+  {"format": "adaptinf-bundle", "version": 1, "name": str, "created": iso8601,
+   "classes": [str, ...],
+   "input": {"name": "image", "dtype": "uint8", "shape": [1, H, W, C], "layout": "NHWC"},
+   "models": [{"name", "file", "role", "accuracy", "flops", "params"}],
+   "split": {"model": <name in models>, "baseline_accuracy", "accuracy_loss_bound",
+             "upload": {"dtype": "uint8", "scheme": "per-tensor-affine"},
+             "points": [{"name", "layer", "D", "D_r", "reduced_shape", "upload_bytes",
+                         "head", "tail", "head_flops", "tail_flops", "accuracy",
+                         "accuracy_float", "search": [{"D_r", "accuracy"}...]}]},
+   "data": {...provenance...},
+   "files": {relative path: {"sha256", "bytes"}}}
+
+Every referenced file must be listed under "files" with its hash; loading verifies
+them all, and the manifest's own sha256 identifies the bundle in profiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "adaptinf-bundle"
+VERSION = 1
+MANIFEST = "manifest.json"
+
+# dtypes a bundle input (and the local API) may use: numpy names.
+INPUT_DTYPES = ("uint8", "int8", "float16", "float32")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message names the problem and the file."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    layout: str = "NHWC"
+
+    @property
+    def nbytes(self) -> int:
+        import numpy as np
+
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    file: str
+    role: str
+    accuracy: float
+    flops: int
+    params: int = 0
+
+
+@dataclass(frozen=True)
+class SplitPoint:
+    name: str
+    layer: str
+    D: int
+    D_r: int
+    reduced_shape: tuple[int, ...]
+    upload_bytes: int
+    head: str
+    tail: str
+    head_flops: int
+    tail_flops: int
+    accuracy: float
+    accuracy_float: float
+    search: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    model: str
+    baseline_accuracy: float
+    accuracy_loss_bound: float
+    points: tuple[SplitPoint, ...]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    root: Path
+    name: str
+    classes: tuple[str, ...]
+    input: InputSpec
+    models: tuple[ModelEntry, ...]
+    split: SplitSpec | None
+    manifest_sha256: str
+    data: dict = field(default_factory=dict)
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def model(self, name: str) -> ModelEntry:
+        for entry in self.models:
+            if entry.name == name:
+                return entry
+        raise KeyError(f"bundle {self.name!r} has no model {name!r}; it has {[m.name for m in self.models]}")
+
+    def point(self, name: str) -> SplitPoint:
+        for point in self.split.points if self.split else ():
+            if point.name == name:
+                return point
+        raise KeyError(f"bundle {self.name!r} has no split point {name!r}")
+
+    @property
+    def full_model(self) -> ModelEntry:
+        """The unsplit model: mobile-only and cloud-only run it."""
+        return self.model(self.split.model) if self.split else self.models[0]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _require(mapping: dict, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise BundleError(f"manifest: {where} is missing {key!r}")
+    value = mapping[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise BundleError(f"manifest: {where}.{key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _parse_input(raw: dict) -> InputSpec:
+    dtype = _require(raw, "dtype", str, "input")
+    if dtype not in INPUT_DTYPES:
+        raise BundleError(f"manifest: input.dtype {dtype!r} is not one of {INPUT_DTYPES}")
+    shape = _require(raw, "shape", list, "input")
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise BundleError(f"manifest: input.shape must be a list of positive integers, got {shape}")
+    return InputSpec(_require(raw, "name", str, "input"), dtype, tuple(shape), raw.get("layout", "NHWC"))
+
+
+def _parse_point(raw: dict, i: int) -> SplitPoint:
+    where = f"split.points[{i}]"
+    ints = {k: _require(raw, k, int, where) for k in ("D", "D_r", "upload_bytes", "head_flops", "tail_flops")}
+    floats = {k: float(_require(raw, k, (int, float), where)) for k in ("accuracy", "accuracy_float")}
+    if not 1 <= ints["D_r"] <= ints["D"]:
+        raise BundleError(f"manifest: {where} has D_r={ints['D_r']} outside [1, D={ints['D']}]")
+    return SplitPoint(name=_require(raw, "name", str, where), layer=_require(raw, "layer", str, where),
+                      reduced_shape=tuple(_require(raw, "reduced_shape", list, where)),
+                      head=_require(raw, "head", str, where), tail=_require(raw, "tail", str, where),
+                      search=tuple(raw.get("search", ())), **ints, **floats)
+
+
+def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
+    """Read and check a bundle; raises BundleError naming the first problem found."""
+    root = Path(root)
+    manifest_path = root / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{root}: not a bundle (no {MANIFEST})")
+    raw_bytes = manifest_path.read_bytes()
+    try:
+        raw = json.loads(raw_bytes)
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise BundleError(f"{manifest_path}: not an adaptinf bundle manifest (format != {FORMAT!r})")
+    version = raw.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise BundleError(f"{manifest_path}: manifest version missing or not an integer")
+    if version > VERSION:
+        raise BundleError(f"{manifest_path}: manifest version {version} is newer than this adaptinf "
+                          f"supports ({VERSION}); upgrade adaptinf or rebuild the bundle")
+
+    files = _require(raw, "files", dict, "manifest")
+    models = tuple(
+        ModelEntry(name=_require(m, "name", str, f"models[{i}]"), file=_require(m, "file", str, f"models[{i}]"),
+                   role=m.get("role", "model"), accuracy=float(_require(m, "accuracy", (int, float), f"models[{i}]")),
+                   flops=int(_require(m, "flops", int, f"models[{i}]")), params=int(m.get("params", 0)))
+        for i, m in enumerate(_require(raw, "models", list, "manifest")))
+    if not models:
+        raise BundleError(f"{manifest_path}: bundle has no models")
+    split = None
+    if raw.get("split") is not None:
+        s = raw["split"]
+        split = SplitSpec(model=_require(s, "model", str, "split"),
+                          baseline_accuracy=float(_require(s, "baseline_accuracy", (int, float), "split")),
+                          accuracy_loss_bound=float(_require(s, "accuracy_loss_bound", (int, float), "split")),
+                          points=tuple(_parse_point(p, i) for i, p in enumerate(_require(s, "points", list, "split"))))
+        if split.model not in {m.name for m in models}:
+            raise BundleError(f"manifest: split.model {split.model!r} is not one of the bundle's models")
+    bundle = Bundle(root=root, name=_require(raw, "name", str, "manifest"),
+                    classes=tuple(_require(raw, "classes", list, "manifest")), input=_parse_input(raw.get("input")),
+                    models=models, split=split, manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),
+                    data=raw.get("data", {}))
+    if verify:
+        _verify_files(bundle, files)
+    return bundle
+
+
+def referenced_files(bundle: Bundle) -> list[str]:
+    names = [m.file for m in bundle.models]
+    for p in bundle.split.points if bundle.split else ():
+        names += [p.head, p.tail]
+    return names
+
+
+def _verify_files(bundle: Bundle, files: dict) -> None:
+    for name in referenced_files(bundle):
+        entry = files.get(name)
+        if not isinstance(entry, dict) or "sha256" not in entry:
+            raise BundleError(f"{bundle.root}: {name} is used but has no hash under 'files'")
+        path = bundle.root / name
+        if not path.is_file():
+            raise BundleError(f"{bundle.root}: missing file {name}")
+        if sha256_file(path) != entry["sha256"]:
+            raise BundleError(f"{bundle.root}: {name} does not match its sha256 in the manifest (corrupt or replaced)")
+    _verify_input_spec(bundle)
+
+
+def _verify_input_spec(bundle: Bundle) -> None:
+    """The models that take the frame must declare the manifest's input name, dtype and shape."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    takers = [m.file for m in bundle.models] + [p.head for p in (bundle.split.points if bundle.split else ())]
+    for name in takers:
+        graph = onnx.load(str(bundle.root / name), load_external_data=False).graph
+        inputs = [i for i in graph.input if i.name not in {init.name for init in graph.initializer}]
+        if len(inputs) != 1:
+            raise BundleError(f"{bundle.root}: {name} has {len(inputs)} inputs, expected 1")
+        value = inputs[0]
+        dtype = str(tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
+        dims = [d.dim_value if d.dim_value > 0 else None for d in value.type.tensor_type.shape.dim]
+        expected = list(bundle.input.shape)
+        shape_ok = len(dims) == len(expected) and all(d is None or d == e for d, e in zip(dims, expected))
+        if value.name != bundle.input.name or dtype != bundle.input.dtype or not shape_ok:
+            raise BundleError(
+                f"{bundle.root}: {name} takes {value.name}:{dtype}{dims} but the manifest's input spec is "
+                f"{bundle.input.name}:{bundle.input.dtype}{expected}")
+
+
+def write_manifest(root: Path, manifest: dict) -> str:
+    """Fill in "files" with hashes of everything referenced, write atomically, return its sha256."""
+    root = Path(root)
+    manifest = dict(manifest, format=FORMAT, version=VERSION)
+    names = [m["file"] for m in manifest["models"]]
+    for p in (manifest.get("split") or {}).get("points", []):
+        names += [p["head"], p["tail"]]
+    manifest["files"] = {n: {"sha256": sha256_file(root / n), "bytes": (root / n).stat().st_size} for n in names}
+    text = json.dumps(manifest, indent=1, sort_keys=False) + "\n"
+    tmp = root / (MANIFEST + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(root / MANIFEST)
+    return hashlib.sha256(text.encode()).hexdigest()

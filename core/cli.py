@@ -1,0 +1,163 @@
+"""The `adaptinf` command: build bundles, explain plans, run the demo, query the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+UNITS = {"": 1.0, "bit": 1.0, "bps": 1.0, "k": 1e3, "kbit": 1e3, "kbps": 1e3, "m": 1e6, "mbit": 1e6,
+         "mbps": 1e6, "g": 1e9, "gbit": 1e9, "gbps": 1e9}
+
+
+def parse_rate(text: str) -> float:
+    """'5.85Mbit', '1.1Mbps', '800kbit', '18.88M' or plain bits per second -> bits per second."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z/]*)\s*", text)
+    unit = match.group(2).lower().replace("/s", "ps") if match else None
+    if not match or unit not in UNITS:
+        raise argparse.ArgumentTypeError(f"not a bit rate: {text!r} (try 5.85Mbit, 800kbit, 1100000)")
+    value = float(match.group(1)) * UNITS[unit]
+    if value <= 0:
+        raise argparse.ArgumentTypeError("bit rate must be positive")
+    return value
+
+
+def nearest_radio(uplink_bps: float) -> str:
+    from adaptinf.policies.radio_power import RADIOS
+
+    return min(RADIOS, key=lambda r: abs(RADIOS[r].nominal_uplink_bps - uplink_bps))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from adaptinf.policies.plan import FrameContext, Telemetry
+    from adaptinf.policies.split import SplitPolicy
+    from adaptinf.profile import ProfileError, load_profile
+
+    try:
+        profile = load_profile(args.profile)
+    except ProfileError as exc:
+        print(f"adaptinf plan: {exc}", file=sys.stderr)
+        return 2
+    radio = args.radio or nearest_radio(args.uplink)
+    rtt_ms = args.rtt_ms if args.rtt_ms is not None else (profile.link.rtt_ms if profile.link else 0.0)
+    telemetry = Telemetry(uplink_bps=args.uplink, rtt_s=rtt_ms / 1e3, radio=radio)
+    frame = FrameContext(goal=args.goal, mode=args.mode, deadline_s=args.sla_ms / 1e3 if args.sla_ms else None)
+    try:
+        plan = SplitPolicy(args.goal).plan(frame, telemetry, profile)
+    except ValueError as exc:
+        print(f"adaptinf plan: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"chosen": plan.chosen.name, "goal": plan.goal, "mode": plan.mode,
+                          "candidates": [c.__dict__ for c in plan.candidates]}, indent=1))
+        return 0
+    print(f"uplink {args.uplink / 1e6:.2f} Mbit/s ({radio} power model), RTT {rtt_ms:.1f} ms, goal {plan.goal}, "
+          f"mode {plan.mode}" + (f", SLA {args.sla_ms:.0f} ms" if args.sla_ms else ""))
+    print(f"{'':2}{'partition':12} {'device ms':>9} {'upload ms':>9} {'rtt ms':>7} {'cloud ms':>8} "
+          f"{'latency ms':>10} {'energy mJ':>9} {'accuracy':>8}")
+    for c in plan.candidates:
+        mark = "->" if c is plan.chosen else "  "
+        acc = f"{c.accuracy:.3f}" if c.accuracy is not None else "-"
+        sla = " misses SLA" if args.sla_ms and c.latency_s * 1e3 > args.sla_ms else ""
+        print(f"{mark}{c.name:12} {c.device_s * 1e3:9.2f} {c.upload_s * 1e3:9.2f} {c.network_s * 1e3:7.2f} "
+              f"{c.cloud_s * 1e3:8.2f} {c.latency_s * 1e3:10.2f} {c.energy_j * 1e3:9.2f} {acc:>8}{sla}")
+    print(f"chosen: {plan.chosen.name} (min {plan.goal})")
+    return 0
+
+
+def cmd_build_split(args: argparse.Namespace) -> int:
+    from adaptinf.toolchain.split_builder import SplitBuildConfig, build_split
+
+    config = SplitBuildConfig(name=args.name, model=args.model, dataset=args.dataset, n_train=args.n_train,
+                              n_val=args.n_val, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
+                              accuracy_loss=args.accuracy_loss, seed=args.seed, max_dr=args.max_dr,
+                              points=tuple(p for p in args.points.split(",") if p) if args.points else ())
+    manifest = build_split(config, args.out)
+    split = manifest["split"]
+    print(f"bundle {args.out}: baseline accuracy {split['baseline_accuracy']:.3f}, "
+          f"bound {split['accuracy_loss_bound']:.3f}")
+    for p in split["points"]:
+        print(f"  {p['name']:6} D={p['D']:<4} D_r={p['D_r']:<3} upload {p['upload_bytes']:>7} B  "
+              f"head {p['head_flops'] / 1e6:8.1f} MFLOP  tail {p['tail_flops'] / 1e6:8.1f} MFLOP  "
+              f"accuracy {p['accuracy']:.3f}")
+    for p in split.get("rejected_points", []):
+        print(f"  {p['name']:6} rejected: no D_r up to the limit met the bound")
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    from adaptinf.client import Client
+
+    return Client(args.endpoint, timeout_s=args.timeout)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from adaptinf.client import ApiFailure, ApiTimeout
+
+    try:
+        with _client(args) as client:
+            if args.command == "set-mode":
+                result = client.set_mode(args.mode)
+            else:
+                result = getattr(client, args.command)()
+    except (ApiFailure, ApiTimeout) as exc:
+        print(f"adaptinf {args.command}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="adaptinf", description="adaptive edge-cloud inference runtime")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="build a model bundle").add_subparsers(dest="kind", required=True)
+    split = build.add_parser("split", help="butterfly split points (paper 004 Algorithm 1) -> bundle")
+    split.add_argument("--out", type=Path, required=True)
+    split.add_argument("--name", default="glyphnet")
+    split.add_argument("--model", default="glyph_resnet", choices=["glyph_resnet", "resnet50"])
+    split.add_argument("--dataset", default="glyphs", help="glyphs | digits | folder:PATH")
+    split.add_argument("--n-train", type=int, default=12000)
+    split.add_argument("--n-val", type=int, default=2000)
+    split.add_argument("--epochs", type=int, default=8)
+    split.add_argument("--finetune-epochs", type=int, default=1)
+    split.add_argument("--accuracy-loss", type=float, default=0.02, help="allowed accuracy loss (fraction)")
+    split.add_argument("--points", default="", help="comma-separated points (default: all)")
+    split.add_argument("--max-dr", type=int, default=0, help="largest D_r tried (default: D)")
+    split.add_argument("--seed", type=int, default=0)
+    split.set_defaults(func=cmd_build_split)
+
+    plan = sub.add_parser("plan", help="the plan the daemon would choose under given conditions")
+    plan.add_argument("--profile", required=True, type=Path)
+    plan.add_argument("--uplink", required=True, type=parse_rate, help="e.g. 5.85Mbit")
+    plan.add_argument("--rtt-ms", type=float, default=None, help="default: the profile's measured RTT")
+    plan.add_argument("--goal", default="latency", choices=["latency", "energy"])
+    plan.add_argument("--mode", default="normal", choices=["normal", "mission-critical", "power-saving", "private"])
+    plan.add_argument("--sla-ms", type=float, default=None)
+    plan.add_argument("--radio", default=None, choices=["3g", "4g", "wifi"],
+                      help="uplink power model (default: nearest to --uplink)")
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=cmd_plan)
+
+    demo = sub.add_parser("demo", help="run the end-to-end demo (3G, 4G, Wi-Fi)", add_help=False)
+    demo.set_defaults(func=None)
+
+    for name, help_text in (("status", "daemon status"), ("stats", "daemon statistics"),
+                            ("models", "models served"), ("health", "liveness/readiness"),
+                            ("hello", "protocol negotiation"), ("set-mode", "switch the daemon's mode")):
+        q = sub.add_parser(name, help=help_text)
+        q.add_argument("--endpoint", default="ipc:///run/adaptinfd/api.sock")
+        q.add_argument("--timeout", type=float, default=5.0)
+        if name == "set-mode":
+            q.add_argument("mode", choices=["normal", "mission-critical", "power-saving", "private"])
+        q.set_defaults(func=cmd_query)
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        from adaptinf.demo import main as demo_main
+
+        return demo_main(argv[1:])
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,128 @@
+"""Python client for adaptinfd's local API v1 (used by local apps, the CLI and the demo).
+
+    from adaptinf.client import Client
+    with Client("ipc:///run/adaptinfd/api.sock") as c:
+        result = c.infer(frame)              # numpy uint8 (1, H, W, C)
+        print(result.label_name, result.served_by["placement"])
+
+Every call has a timeout (the client's default or the call's own); a call that times
+out raises ApiTimeout, and the socket is rebuilt so a late reply can never be taken
+for the answer to the next request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import zmq
+
+from adaptinf import api_protocol as api
+
+DEFAULT_ENDPOINT = "ipc:///run/adaptinfd/api.sock"
+
+
+class ApiFailure(Exception):
+    """The daemon answered ok=false."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ApiTimeout(TimeoutError):
+    pass
+
+
+@dataclass(frozen=True)
+class InferResult:
+    id: object
+    label: int
+    label_name: str
+    confidence: float
+    scores: np.ndarray | None
+    served_by: dict
+    latency_ms: dict
+    energy_j: float
+    energy_source: str
+
+
+class Client:
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout_s: float = 5.0, context: zmq.Context | None = None):
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self._ctx = context or zmq.Context.instance()
+        self._ids = itertools.count(1)
+        self._prefix = f"{os.getpid()}-{id(self) & 0xffff:x}-"
+        self._sock = self._open()
+
+    def _open(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.endpoint)
+        return sock
+
+    def close(self) -> None:
+        self._sock.close(0)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- transport --------------------------------------------------------------------
+    def request(self, op: str, body: dict | None = None, buffers: tuple = (), timeout_s: float | None = None,
+                raise_on_error: bool = True) -> tuple[dict, list]:
+        req_id = self._prefix + str(next(self._ids))
+        self._sock.send_multipart(api.encode_request(op, req_id, body, buffers), copy=False)
+        timeout_ms = int(1000 * (self.timeout_s if timeout_s is None else timeout_s))
+        while True:
+            if not self._sock.poll(timeout_ms):
+                # Drop the socket: its late reply must not answer the next request.
+                self._sock.close(0)
+                self._sock = self._open()
+                raise ApiTimeout(f"no reply to {op} within {timeout_ms} ms from {self.endpoint}")
+            header, frames = api.decode_reply(self._sock.recv_multipart())
+            if header.get("id") == req_id:
+                break  # anything else is a stale reply to an earlier, timed-out request
+        if raise_on_error and not header.get("ok"):
+            raise ApiFailure(header.get("code", "?"), header.get("message", ""))
+        return header, frames
+
+    # ---- operations -------------------------------------------------------------------
+    def hello(self) -> dict:
+        return self.request("hello")[0]
+
+    def health(self) -> dict:
+        return self.request("health")[0]
+
+    def models(self) -> list[dict]:
+        return self.request("models")[0]["models"]
+
+    def status(self) -> dict:
+        return self.request("status")[0]
+
+    def stats(self) -> dict:
+        return self.request("stats")[0]
+
+    def set_mode(self, mode: str) -> dict:
+        return self.request("set_mode", {"mode": mode})[0]
+
+    def infer(self, frame: np.ndarray, model: str | None = None, deadline_ms: float | None = None,
+              priority: int | None = None, mode: str | None = None, policy: str | None = None,
+              goal: str | None = None, timeout_s: float | None = None) -> InferResult:
+        frame = np.ascontiguousarray(frame)
+        body: dict = {"tensor": {"dtype": frame.dtype.name, "shape": list(frame.shape)}}
+        for key, value in (("model", model), ("deadline_ms", deadline_ms), ("priority", priority),
+                           ("mode", mode), ("policy", policy), ("goal", goal)):
+            if value is not None:
+                body[key] = value
+        header, frames = self.request("infer", body, (frame,), timeout_s)
+        scores = np.frombuffer(frames[0], dtype=np.float32) if frames else None
+        return InferResult(header["id"], header["label"], header.get("class", str(header["label"])),
+                           header["confidence"], scores, header["served_by"], header["latency_ms"],
+                           header["energy_j"], header.get("energy_source", "model"))

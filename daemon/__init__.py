@@ -1,0 +1,1 @@
+"""adaptinfd: the per-frame runtime daemon."""

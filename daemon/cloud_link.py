@@ -1,0 +1,340 @@
+"""Device side of the cloud link: one DEALER, owned by one thread (zguide Paranoid Pirate).
+
+- Request ids are (boot epoch, sequence); a retry reuses its id, and the worker
+  de-duplicates, so a retried request never runs twice.
+- Every call has a deadline; at the deadline the caller gets DEADLINE_EXCEEDED and
+  falls back to the device. A reply that arrives after that is dropped and counted
+  (`late_replies`), never delivered.
+- Any incoming message proves the link alive; when idle the link pings, and a link
+  silent for HEARTBEAT_LIVENESS intervals is declared down, its socket is closed and
+  reopened with exponential backoff, and outstanding requests are resent.
+- Heartbeats give the RTT; uploads (and probes when idle) give the uplink bandwidth,
+  both fed to the LinkEstimator. Each reply's "load" is kept for the planner.
+Other threads call `call()`; the loop is woken through an os.pipe, which is safe to
+write from any thread, so the socket itself never leaves its thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import zmq
+
+from adaptinf.cloud import protocol
+from adaptinf.daemon.link_estimator import LinkEstimator
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL_S = 0.5
+HEARTBEAT_LIVENESS = 4          # intervals of silence before the link is declared down
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 5.0
+RETRY_MIN_S = 0.25              # resend an unanswered request after max(this, 4 * SRTT)
+PROBE_INTERVAL_S = 2.0          # idle time before a bandwidth probe
+PROBE_BYTES = 16 * 1024
+EXPIRED_MEMORY = 4096           # rids of expired calls remembered, to count their late replies
+
+
+class CloudError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@dataclass
+class CloudReply:
+    header: dict
+    payload: bytes | None
+    round_trip_s: float
+
+
+class CloudCall:
+    """A request in flight: wait for its reply, or abandon it (late replies are then dropped)."""
+
+    def __init__(self, rid: tuple[int, int]):
+        self.rid = rid
+        self._event = threading.Event()
+        self._reply: CloudReply | None = None
+        self._error: CloudError | None = None
+        self.abandoned = False
+
+    def _finish(self, reply: CloudReply | None = None, error: CloudError | None = None) -> bool:
+        if self._event.is_set() or self.abandoned:
+            return False
+        self._reply, self._error = reply, error
+        self._event.set()
+        return True
+
+    def wait(self, timeout_s: float) -> CloudReply:
+        if not self._event.wait(max(0.0, timeout_s)):
+            self.abandoned = True
+            raise CloudError("DEADLINE_EXCEEDED", "no cloud reply before the deadline")
+        if self._error is not None:
+            raise self._error
+        return self._reply  # type: ignore[return-value]
+
+    def abandon(self) -> None:
+        self.abandoned = True
+
+
+@dataclass
+class _Pending:
+    call: CloudCall
+    frames: list
+    deadline: float
+    upload_bytes: int
+    first_sent: float = 0.0
+    last_sent: float = 0.0
+    attempts: int = 0
+    kind: str = "call"          # call | ping | probe
+    on_reply: Callable[[dict, float], None] | None = None
+
+
+@dataclass
+class LinkStatus:
+    state: str                  # connecting | up | down
+    endpoint: str
+    queue_depth: int
+    service_s: float
+    retries: int
+    reconnects: int
+    late_replies: int
+    in_flight: int
+    extra: dict = field(default_factory=dict)
+
+
+class CloudLink:
+    def __init__(self, endpoint: str, device_id: str, estimator: LinkEstimator,
+                 context: zmq.Context | None = None, clock: Callable[[], float] = time.monotonic):
+        self.endpoint = endpoint
+        self.device_id = device_id
+        self.estimator = estimator
+        self._ctx = context or zmq.Context.instance()
+        self._clock = clock
+        self._epoch = int(time.time())
+        self._seq = 0
+        self._seq_lock = threading.Lock()
+        self._submit: list[_Pending] = []
+        self._submit_lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.state = "connecting"
+        self.queue_depth = 0
+        self.service_s = 0.0
+        self.retries = 0
+        self.reconnects = 0
+        self.late_replies = 0
+        self._in_flight = 0
+        self._expired: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self.thread_error: BaseException | None = None
+
+    # ---- used by other threads ---------------------------------------------------
+    def start(self) -> "CloudLink":
+        self._thread = threading.Thread(target=self._run, name="cloud-link", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake()
+        if self._thread:
+            self._thread.join(timeout=5)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    @property
+    def up(self) -> bool:
+        return self.state == "up"
+
+    def next_rid(self) -> tuple[int, int]:
+        with self._seq_lock:
+            self._seq += 1
+            return (self._epoch, self._seq)
+
+    def call(self, header: dict, payload: Any, deadline_s: float, upload_bytes: int = 0) -> CloudCall:
+        """Send an infer/timing request; the returned call fails fast if the link is down."""
+        rid = self.next_rid()
+        call = CloudCall(rid)
+        if not self.up:
+            call._finish(error=CloudError("UNAVAILABLE", f"cloud link is {self.state}"))
+            return call
+        frames = [protocol.pack(dict(header, rid=list(rid)))] + ([payload] if payload is not None else [])
+        self._enqueue(_Pending(call, frames, self._clock() + deadline_s, upload_bytes))
+        return call
+
+    def status(self) -> LinkStatus:
+        return LinkStatus(self.state, self.endpoint, self.queue_depth, self.service_s, self.retries,
+                          self.reconnects, self.late_replies, self._in_flight)
+
+    def _enqueue(self, pending: _Pending) -> None:
+        with self._submit_lock:
+            self._submit.append(pending)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # pipe full (the loop is already due to wake) or closed at shutdown
+
+    # ---- the link thread ---------------------------------------------------------
+    def _open(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)     # never queue onto a connection that is not up
+        sock.setsockopt(zmq.ROUTING_ID, self.device_id.encode())
+        sock.setsockopt(zmq.RECONNECT_IVL, int(RECONNECT_MIN_S * 1000))
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(RECONNECT_MAX_S * 1000))
+        sock.connect(self.endpoint)
+        return sock
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # kept for the owner: status shows it, nothing is lost silently
+            self.thread_error = exc
+            self.state = "down"
+            log.exception("cloud link thread died")
+
+    def _loop(self) -> None:
+        sock = self._open()
+        pending: dict[tuple[int, int], _Pending] = {}
+        now = self._clock()
+        last_recv = now
+        last_send = 0.0
+        last_upload = now
+        backoff = RECONNECT_MIN_S
+        reconnect_at = now
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+
+        def send(p: _Pending) -> None:
+            nonlocal last_send
+            try:
+                sock.send_multipart(p.frames, zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return  # not connected yet (IMMEDIATE): the retry timer resends
+            t = self._clock()
+            if p.attempts == 0:
+                p.first_sent = t
+            else:
+                self.retries += 1
+            p.attempts += 1
+            p.last_sent = last_send = t
+
+        while not self._stop.is_set():
+            events = dict(poller.poll(int(HEARTBEAT_INTERVAL_S * 250)))
+            now = self._clock()
+            if self._wake_r in events:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
+                with self._submit_lock:
+                    new, self._submit = self._submit, []
+                for p in new:
+                    pending[p.call.rid] = p
+                    send(p)
+                    if p.upload_bytes:
+                        last_upload = now
+            if sock in events:
+                while True:
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    last_recv = self._clock()
+                    if self.state != "up":
+                        log.info("cloud link up (%s)", self.endpoint)
+                    self.state, backoff = "up", RECONNECT_MIN_S
+                    self._on_reply(frames, pending, last_recv)
+            now = self._clock()
+            # deadlines and retries
+            retry_after = max(RETRY_MIN_S, 4 * (self.estimator.estimate().rtt_s or 0.0))
+            for rid, p in list(pending.items()):
+                if now >= p.deadline or p.call.abandoned:
+                    del pending[rid]
+                    if p.kind == "call":
+                        self._expired[rid] = None
+                        while len(self._expired) > EXPIRED_MEMORY:
+                            self._expired.popitem(last=False)
+                    p.call._finish(error=CloudError("DEADLINE_EXCEEDED", "no cloud reply before the deadline"))
+                elif self.state == "up" and p.kind == "call" and (p.attempts == 0 or now - p.last_sent > retry_after):
+                    send(p)
+            self._in_flight = sum(1 for p in pending.values() if p.kind == "call")
+            # liveness: silence means down; down means reopen the socket, with backoff
+            if self.state == "up" and now - last_recv > HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S:
+                log.warning("cloud link down: silent for %.1f s; reconnecting", now - last_recv)
+                self.state, reconnect_at = "down", now
+            if self.state == "down" and now >= reconnect_at:
+                poller.unregister(sock)
+                sock.close(0)
+                sock = self._open()
+                poller.register(sock, zmq.POLLIN)
+                self.reconnects += 1
+                reconnect_at, backoff = now + backoff, min(backoff * 2, RECONNECT_MAX_S)
+                self._heartbeat(pending, send, now)
+            elif now - last_send > HEARTBEAT_INTERVAL_S:
+                self._heartbeat(pending, send, now)
+            if (self.state == "up" and now - last_upload > PROBE_INTERVAL_S
+                    and not any(p.kind == "call" for p in pending.values())):
+                self._probe(pending, send, now)
+                last_upload = now
+        sock.close(0)
+        for p in pending.values():
+            p.call._finish(error=CloudError("UNAVAILABLE", "cloud link stopped"))
+
+    def _heartbeat(self, pending: dict, send: Callable[[_Pending], None], now: float) -> None:
+        rid = self.next_rid()
+        p = _Pending(CloudCall(rid), [protocol.pack({"op": "ping", "rid": list(rid)})],
+                     now + HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S, 0, kind="ping",
+                     on_reply=lambda header, rtt: self.estimator.observe_rtt(rtt))
+        pending[rid] = p
+        send(p)
+        p.attempts = max(p.attempts, 1)  # pings are never retried: the next one replaces them
+
+    def _probe(self, pending: dict, send: Callable[[_Pending], None], now: float) -> None:
+        rid = self.next_rid()
+        p = _Pending(CloudCall(rid), [protocol.pack({"op": "probe", "rid": list(rid)}), bytes(PROBE_BYTES)],
+                     now + 10.0, PROBE_BYTES, kind="probe",
+                     on_reply=lambda header, rtt: self.estimator.observe_upload(PROBE_BYTES, rtt, 0.0))
+        pending[rid] = p
+        send(p)
+        p.attempts = max(p.attempts, 1)
+
+    def _on_reply(self, frames: list, pending: dict, now: float) -> None:
+        try:
+            header = protocol.unpack(frames[0])
+        except protocol.ProtocolError as exc:
+            log.warning("dropping malformed cloud reply: %s", exc)
+            return
+        load = header.get("load") or {}
+        if isinstance(load.get("queue_depth"), int):
+            self.queue_depth = load["queue_depth"]
+        if isinstance(load.get("service_s"), (int, float)):
+            self.service_s = float(load["service_s"])
+        rid = tuple(header["rid"])
+        p = pending.pop(rid, None)
+        if p is None or p.call.abandoned:
+            if p is not None or self._expired.pop(rid, False) is None:
+                self.late_replies += 1  # answered by fallback already: drop, never deliver twice
+            return
+        round_trip = now - p.last_sent
+        if p.on_reply is not None:
+            if p.attempts <= 1:  # Karn: a retried request's round trip is ambiguous
+                p.on_reply(header, round_trip)
+            return
+        if p.upload_bytes and p.attempts <= 1 and header.get("ok"):
+            self.estimator.observe_upload(p.upload_bytes, round_trip,
+                                          float(header.get("compute_s", 0.0)) + float(header.get("queue_s", 0.0)))
+        if not p.call._finish(CloudReply(header, frames[1] if len(frames) > 1 else None, round_trip)):
+            self.late_replies += 1

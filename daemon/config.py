@@ -1,0 +1,123 @@
+"""adaptinfd's configuration: one frozen value loaded from TOML and passed down.
+
+Every key is declared here with its type and default; an unknown key, a wrong type
+or a value out of range is an error that names the key (`[cloud].timeout_ms`).
+Example: systemd/adaptinfd.toml (installed as /etc/adaptinf/adaptinfd.toml).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from adaptinf.api_protocol import DEFAULT_MAX_MESSAGE_BYTES
+from adaptinf.policies.plan import GOALS, MODES
+from adaptinf.policies.radio_power import RADIOS
+
+POLICIES = ("split", "mobile-only", "cloud-only")
+BACKENDS = ("auto", "tensorrt", "onnxruntime")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DaemonSection:
+    api_endpoint: str = "ipc:///run/adaptinfd/api.sock"
+    bundle: str = "/var/lib/adaptinf/bundle"
+    state_dir: str = "/var/lib/adaptinf"
+    profile: str = ""                 # empty: measure at start-up, write state_dir/profile.json
+    workers: int = 4                  # frames in flight (most of a frame's time is waiting on the link)
+    queue_size: int = 64              # frames waiting beyond that get RESOURCE_EXHAUSTED
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    warmup_runs: int = 20
+
+
+@dataclass(frozen=True)
+class PolicySection:
+    name: str = "split"
+    goal: str = "latency"
+    mode: str = "normal"
+
+
+@dataclass(frozen=True)
+class DeviceSection:
+    engine: str = "auto"
+    plan_cache: str = "/var/cache/adaptinf/engines"
+    # Model-based device power while computing, used until a power sensor is wired in.
+    compute_power_w: float = 5.0
+    # Emulation only: make device engines this many times slower than the host CPU
+    # runs them, so a demo on one machine has a device slower than its cloud (a
+    # Jetson TX2 is ~30x slower than the paper's GTX 1080 Ti). 1.0 on real devices.
+    emulate_slowdown: float = 1.0
+
+
+@dataclass(frozen=True)
+class CloudSection:
+    endpoint: str = ""                # empty: no cloud, everything on the device
+    device_id: str = "adaptinf-device"
+    timeout_ms: float = 1000.0        # longest a frame waits for the cloud before falling back
+    radio: str = "wifi"               # uplink power model of paper 004 Table III
+
+
+@dataclass(frozen=True)
+class Config:
+    daemon: DaemonSection = field(default_factory=DaemonSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+    device: DeviceSection = field(default_factory=DeviceSection)
+    cloud: CloudSection = field(default_factory=CloudSection)
+
+
+_CHOICES = {("policy", "name"): POLICIES, ("policy", "goal"): GOALS, ("policy", "mode"): MODES,
+            ("device", "engine"): BACKENDS, ("cloud", "radio"): tuple(RADIOS)}
+_POSITIVE = {("daemon", "workers"), ("daemon", "queue_size"), ("daemon", "max_message_bytes"),
+             ("daemon", "warmup_runs"), ("device", "emulate_slowdown"), ("cloud", "timeout_ms")}
+
+
+def _section(cls: type, name: str, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"[{name}] has unknown key(s) {unknown}; known: {sorted(known)}")
+    values = {}
+    for key, value in raw.items():
+        expected = type(getattr(cls(), key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            raise ConfigError(f"[{name}].{key} must be {expected.__name__}, got {type(value).__name__} {value!r}")
+        if (name, key) in _CHOICES and value not in _CHOICES[(name, key)]:
+            raise ConfigError(f"[{name}].{key} = {value!r}; choose one of {list(_CHOICES[(name, key)])}")
+        if (name, key) in _POSITIVE and value <= 0:
+            raise ConfigError(f"[{name}].{key} must be positive, got {value}")
+        if expected is float and value < 0:
+            raise ConfigError(f"[{name}].{key} must not be negative, got {value}")
+        values[key] = value
+    return cls(**values)
+
+
+def parse_config(raw: dict) -> Config:
+    sections = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown}; known: {sorted(sections)}")
+    return Config(**{name: _section(type(factory()), name, raw.get(name, {})) for name, factory in sections.items()})
+
+
+def load_config(path: Path | str) -> Config:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return parse_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

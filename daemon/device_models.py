@@ -1,0 +1,34 @@
+"""The device's engines for one bundle: the full model, every head, and every tail.
+
+Tails live on the device too: when the cloud misses its deadline, the frame's
+already-computed reduced tensor is finished locally instead of starting over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adaptinf.bundle import Bundle
+from adaptinf.engines import Engine, open_engine
+from adaptinf.engines.emulated_slowdown import EmulatedSlowdown
+
+
+@dataclass
+class DeviceModels:
+    full: Engine
+    heads: dict[str, Engine]
+    tails: dict[str, Engine]
+
+    @classmethod
+    def load(cls, bundle: Bundle, backend: str, plan_cache: str, slowdown: float = 1.0) -> "DeviceModels":
+        def engine(file: str) -> Engine:
+            e = open_engine(bundle.path(file), backend, plan_cache)
+            return EmulatedSlowdown(e, slowdown) if slowdown != 1.0 else e
+
+        points = bundle.split.points if bundle.split else ()
+        return cls(engine(bundle.full_model.file), {p.name: engine(p.head) for p in points},
+                   {p.name: engine(p.tail) for p in points})
+
+    @property
+    def backend(self) -> str:
+        return self.full.backend

@@ -1,0 +1,176 @@
+"""The executor: turns one frame into exactly one answer.
+
+plan (policy) -> device part -> cloud part (within a deadline) -> answer. A cloud
+step that fails, loses its link or misses its deadline falls back to the device:
+a split frame finishes its reduced tensor with the local tail, a cloud-only frame
+runs the full model locally. The abandoned cloud call's late reply is dropped by
+the link (counted), so the frame is never answered twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from adaptinf.bundle import Bundle
+from adaptinf.cloud import protocol as cloud_protocol
+from adaptinf.daemon.cloud_link import CloudError, CloudLink
+from adaptinf.daemon.device_models import DeviceModels
+from adaptinf.daemon.stats import Stats
+from adaptinf.daemon.telemetry import TelemetryTracker
+from adaptinf.policies.plan import Candidate, FrameContext, Plan
+from adaptinf.policies.radio_power import uplink_power_w
+from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile
+from adaptinf.upload_quant import dequantize, quantize
+
+FALLBACK_MARGIN_S = 0.002   # kept back from a frame's deadline for the local fallback's overheads
+
+
+@dataclass
+class Job:
+    id: Any
+    peer: bytes
+    frame: np.ndarray
+    context: FrameContext
+    policy: str
+    received: float                  # monotonic
+    deadline: float | None = None    # monotonic
+    keepalive: Any = None            # the zmq frame the array views: alive until answered
+
+
+@dataclass
+class FrameResult:
+    code: str
+    message: str | None = None
+    label: int = -1
+    confidence: float = 0.0
+    scores: np.ndarray | None = None
+    served_by: dict = field(default_factory=dict)
+    stages_s: dict = field(default_factory=dict)
+    energy_j: float = 0.0
+    energy_source: str = "model"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max()
+    e = np.exp(z)
+    return e / e.sum()
+
+
+class Executor:
+    def __init__(self, bundle: Bundle, models: DeviceModels, policies: dict, profile_ref: Callable[[], Profile],
+                 link: CloudLink | None, telemetry: TelemetryTracker, stats: Stats, compute_power_w: float,
+                 cloud_timeout_s: float, clock: Callable[[], float] = time.monotonic):
+        self.bundle = bundle
+        self.models = models
+        self.policies = policies
+        self.profile_ref = profile_ref
+        self.link = link
+        self.telemetry = telemetry
+        self.stats = stats
+        self.compute_power_w = compute_power_w
+        self.cloud_timeout_s = cloud_timeout_s
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def execute(self, job: Job) -> FrameResult:
+        start = self._clock()
+        stages = {"queue": start - job.received}
+        if job.deadline is not None and start >= job.deadline:
+            return FrameResult("DEADLINE_EXCEEDED", "deadline passed while the frame was queued", stages_s=stages)
+        profile = self.profile_ref()
+        telemetry = self.telemetry.snapshot(profile)
+        plan: Plan = self.policies[job.policy].plan(job.context, telemetry, profile)
+        after_plan = self._clock()
+        stages["plan"] = after_plan - start
+        chosen = plan.chosen
+        served = {"placement": chosen.kind, "partition": chosen.name, "policy": plan.policy, "goal": plan.goal,
+                  "mode": plan.mode, "fallback": False, "predicted_ms": chosen.latency_s * 1e3}
+        logits, upload_bytes = self._run(job, chosen, profile, stages, served)
+        stages["total"] = self._clock() - job.received
+        probs = softmax(logits.reshape(-1).astype(np.float64))
+        label = int(probs.argmax())
+        upload_s = upload_bytes * 8.0 / telemetry.uplink_bps if upload_bytes else 0.0
+        energy = stages.get("device", 0.0) * self.compute_power_w + stages.get("fallback", 0.0) * self.compute_power_w
+        energy += upload_s * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
+        served["upload_bytes"] = upload_bytes
+        placement = "fallback" if served["fallback"] else (
+            f"split:{chosen.name}" if chosen.kind == "split" else chosen.kind)
+        self.stats.record_frame(plan.policy, placement, stages)
+        return FrameResult("OK", label=label, confidence=float(probs[label]), scores=probs.astype(np.float32),
+                           served_by=served, stages_s=stages, energy_j=energy)
+
+    # ---- the three placements -----------------------------------------------------
+    def _run(self, job: Job, chosen: Candidate, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
+        if chosen.kind == "device":
+            return self._device(self.models.full, job.frame, profile.partition(MOBILE_ONLY).device_ms, stages), 0
+        if chosen.kind == "cloud":
+            payload = np.ascontiguousarray(job.frame)
+            header = {"op": "infer", "target": cloud_protocol.FULL_TARGET,
+                      "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
+            logits = self._cloud(job, header, payload, CLOUD_ONLY, profile, stages, served,
+                                 fallback=lambda: self.models.full.run(job.frame))
+            return logits, payload.nbytes
+        reduced = self._device(self.models.heads[chosen.name], job.frame,
+                               profile.partition(chosen.name).device_ms, stages)
+        q = quantize(reduced)
+        header = {"op": "infer", "target": chosen.name, "scale": q.scale, "zero_point": q.zero_point,
+                  "tensor": {"dtype": "uint8", "shape": list(q.data.shape)}}
+        logits = self._cloud(job, header, q.data, chosen.name, profile, stages, served,
+                             fallback=lambda: self.models.tails[chosen.name].run(dequantize(*q)))
+        return logits, q.data.nbytes
+
+    def _device(self, engine, x: np.ndarray, profiled_ms: float, stages: dict) -> np.ndarray:
+        start = self._clock()
+        out = engine.run(x)
+        stages["device"] = self._clock() - start
+        self.telemetry.observe_device(stages["device"], profiled_ms / 1e3)
+        return out
+
+    def _cloud(self, job: Job, header: dict, payload: np.ndarray, partition: str, profile: Profile,
+               stages: dict, served: dict, fallback: Callable[[], np.ndarray]) -> np.ndarray:
+        budget = self.cloud_timeout_s
+        if job.deadline is not None:
+            local_s = self._fallback_estimate(partition, profile)
+            budget = min(budget, job.deadline - self._clock() - local_s - FALLBACK_MARGIN_S)
+        start = self._clock()
+        reason = None
+        if self.link is None:
+            reason = "no cloud configured"
+        elif budget <= 0:
+            reason = "no time left for the cloud within the deadline"
+        else:
+            header["deadline_ms"] = budget * 1e3
+            call = self.link.call(header, payload, budget, upload_bytes=payload.nbytes)
+            try:
+                reply = call.wait(budget + 0.05)
+                if reply.header.get("ok") and reply.payload is not None:
+                    stages["network"] = self._clock() - start
+                    compute = float(reply.header.get("compute_s", 0.0))
+                    stages["cloud"] = compute
+                    self.telemetry.observe_cloud(compute, profile.partition(partition).cloud_ms / 1e3)
+                    return np.frombuffer(reply.payload, dtype=np.float32)
+                reason = f"cloud answered {reply.header.get('code')}: {reply.header.get('message', '')}"
+            except CloudError as exc:
+                call.abandon()
+                reason = str(exc)
+        stages["network"] = self._clock() - start
+        served["fallback"] = True
+        served["fallback_reason"] = reason
+        self.stats.count("fallbacks")
+        begin = self._clock()
+        out = fallback()
+        stages["fallback"] = self._clock() - begin
+        return out
+
+    def _fallback_estimate(self, partition: str, profile: Profile) -> float:
+        """Device time to finish the frame locally: the tail, or the full model for cloud-only."""
+        mobile = profile.partition(MOBILE_ONLY).device_ms / 1e3
+        if partition == CLOUD_ONLY:
+            return mobile * self.telemetry.device_slowdown
+        head = profile.partition(partition).device_ms / 1e3
+        return max(mobile - head, 0.0) * self.telemetry.device_slowdown

@@ -1,0 +1,262 @@
+"""adaptinfd composed: bundle, engines, profile, policies, cloud link, executor, API.
+
+The request path: ApiServer (socket) -> handler table here -> WorkerPool -> Executor
+(policy -> engines / cloud link) -> reply frames back through the ApiServer.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from adaptinf import __version__
+from adaptinf import api_protocol as api
+from adaptinf.bundle import Bundle, load_bundle
+from adaptinf.daemon.api_server import ApiServer
+from adaptinf.daemon.cloud_link import CloudLink
+from adaptinf.daemon.config import POLICIES, Config
+from adaptinf.daemon.device_models import DeviceModels
+from adaptinf.daemon.executor import Executor, FrameResult, Job
+from adaptinf.daemon.link_estimator import LinkEstimator
+from adaptinf.daemon.stats import Stats
+from adaptinf.daemon.telemetry import TelemetryTracker
+from adaptinf.daemon.warmup import measure_profile
+from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
+from adaptinf.policies.fixed import FixedPolicy
+from adaptinf.policies.plan import GOALS, MODES, FrameContext
+from adaptinf.policies.split import SplitPolicy
+from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile, ProfileError, load_profile, save_profile
+
+log = logging.getLogger(__name__)
+
+LINK_WAIT_S = 3.0                 # at start-up, how long to wait for the cloud before profiling without it
+FEATURES = ("infer", "deadline", "priority", "modes", "policies", "scores", "split", "fallback")
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+class Daemon:
+    def __init__(self, config: Config, context: zmq.Context | None = None, progress: bool = False):
+        self.config = config
+        self._ctx = context or zmq.Context.instance()
+        self._progress = progress
+        self.mode = config.policy.mode
+        self.started = time.monotonic()
+        self.stats = Stats()
+        self.estimator = LinkEstimator()
+        self.link: CloudLink | None = None
+        self.profile: Profile | None = None
+        self.profile_source = ""
+        self._lock_file: Any = None
+        self.api: ApiServer | None = None
+        self.pool: WorkerPool | None = None
+
+    # ---- life cycle ---------------------------------------------------------------
+    def start(self) -> "Daemon":
+        cfg = self.config
+        self._claim_endpoint(cfg.daemon.api_endpoint)
+        self.bundle: Bundle = load_bundle(cfg.daemon.bundle)
+        self.models = DeviceModels.load(self.bundle, cfg.device.engine, cfg.device.plan_cache,
+                                        cfg.device.emulate_slowdown)
+        if cfg.cloud.endpoint:
+            self.link = CloudLink(cfg.cloud.endpoint, cfg.cloud.device_id, self.estimator, self._ctx).start()
+            deadline = time.monotonic() + LINK_WAIT_S
+            while not self.link.up and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self.profile = self._load_or_measure_profile()
+        self.policies = {"split": SplitPolicy(cfg.policy.goal), MOBILE_ONLY: FixedPolicy(MOBILE_ONLY)}
+        if any(p.name == CLOUD_ONLY for p in self.profile.partitions):
+            self.policies[CLOUD_ONLY] = FixedPolicy(CLOUD_ONLY)
+        self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio)
+        self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,
+                                 self.telemetry, self.stats, cfg.device.compute_power_w, cfg.cloud.timeout_ms / 1e3)
+        results = f"inproc://adaptinfd-results-{id(self)}"
+        self.api = ApiServer(cfg.daemon.api_endpoint, self._handlers(), self.stats, cfg.daemon.max_message_bytes,
+                             results, self._ctx)
+        self.api.start()
+        self.pool = WorkerPool(cfg.daemon.workers, cfg.daemon.queue_size, results, self._answer, self._ctx)
+        self.pool.start()
+        log.info("adaptinfd %s serving %s on %s (profile: %s)", __version__, self.bundle.name,
+                 self.api.bound_endpoint, self.profile_source)
+        return self
+
+    def stop(self) -> None:
+        """Stop taking frames, answer every queued one explicitly, then close."""
+        if self.pool is not None:
+            for job in self.pool.stop():
+                self._push_unavailable(job)
+        if self.api is not None:
+            self.api.stop()
+        if self.link is not None:
+            self.link.stop()
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+    def _push_unavailable(self, job: Job) -> None:
+        push = self._ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 1000)
+        push.connect(self.api.results_endpoint)
+        push.send_multipart([job.peer, *api.encode_reply(job.id, api.UNAVAILABLE, "daemon shutting down")])
+        push.close()
+
+    def _claim_endpoint(self, endpoint: str) -> None:
+        """A second daemon must not silently steal an ipc path (a second bind would)."""
+        if not endpoint.startswith("ipc://"):
+            return
+        path = Path(endpoint[len("ipc://"):])
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        self._lock_file = open(path.with_name(path.name + ".lock"), "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StartupError(f"another adaptinfd already serves {endpoint}") from None
+        if path.exists():
+            path.unlink()  # stale socket of a daemon that died: we hold the lock now
+
+    def _load_or_measure_profile(self) -> Profile:
+        cfg = self.config
+        if cfg.daemon.profile:
+            try:
+                profile = load_profile(cfg.daemon.profile)
+            except ProfileError as exc:
+                raise StartupError(str(exc)) from None
+            if profile.bundle != self.bundle.manifest_sha256:
+                raise StartupError(
+                    f"profile {cfg.daemon.profile} was measured for bundle {profile.bundle[:12]}, not this bundle "
+                    f"({self.bundle.manifest_sha256[:12]}): recalibrate (adaptinf-calib) or clear [daemon].profile "
+                    "to let adaptinfd measure at start-up")
+            self.profile_source = cfg.daemon.profile
+            return profile
+        profile = measure_profile(self.bundle, self.models, self.link, self.estimator, cfg.device.compute_power_w,
+                                  cfg.daemon.warmup_runs, self._progress)
+        path = Path(cfg.daemon.state_dir) / "profile.json"
+        try:
+            save_profile(profile, path)
+            self.profile_source = f"warm-up ({path})"
+        except OSError as exc:
+            log.warning("could not write the warm-up profile to %s: %s", path, exc)
+            self.profile_source = "warm-up (not saved)"
+        return profile
+
+    # ---- handlers: op -> reply frames (or None: a worker answers) ------------------
+    def _handlers(self) -> dict:
+        return {"hello": self._hello, "health": self._health, "models": self._models, "status": self._status,
+                "stats": self._stats, "set_mode": self._set_mode, "infer": self._infer}
+
+    def _ok(self, req: api.Request, body: dict) -> list:
+        self.stats.record_reply(api.OK)
+        return api.encode_reply(req.id, api.OK, body=body)
+
+    def _hello(self, req: api.Request, peer: bytes, frames: list) -> list:
+        return self._ok(req, {"protocol": [api.PROTOCOL_MAJOR, api.PROTOCOL_MINOR], "server": "adaptinfd",
+                              "version": __version__, "features": list(FEATURES),
+                              "max_message_bytes": self.config.daemon.max_message_bytes,
+                              "ops": list(api.OPS), "dtypes": list(api.TENSOR_DTYPES)})
+
+    def _health(self, req: api.Request, peer: bytes, frames: list) -> list:
+        ready = self.profile is not None and self.pool is not None
+        return self._ok(req, {"live": True, "ready": ready})
+
+    def _models(self, req: api.Request, peer: bytes, frames: list) -> list:
+        b = self.bundle
+        return self._ok(req, {"models": [{
+            "name": b.name, "ready": True, "classes": list(b.classes), "backend": self.models.backend,
+            "inputs": [{"name": b.input.name, "dtype": b.input.dtype, "shape": list(b.input.shape)}],
+            "outputs": [{"name": "scores", "dtype": "float32", "shape": [len(b.classes)]}],
+            "partitions": [p.name for p in self.profile.partitions], "policies": list(self.policies)}]})
+
+    def _status(self, req: api.Request, peer: bytes, frames: list) -> list:
+        est = self.estimator.estimate()
+        link = self.link.status() if self.link else None
+        t = self.telemetry.snapshot(self.profile)
+        return self._ok(req, {
+            "mode": self.mode, "policy": self.config.policy.name, "goal": self.config.policy.goal,
+            "bundle": {"name": self.bundle.name, "sha256": self.bundle.manifest_sha256},
+            "profile": self.profile_source, "uptime_s": time.monotonic() - self.started,
+            "link": {"state": link.state if link else "none", "uplink_bps": est.uplink_bps,
+                     "uplink_bps_std": est.uplink_bps_std,
+                     "rtt_ms": est.rtt_s * 1e3 if est.rtt_s is not None else None,
+                     "rtt_ms_std": est.rtt_s_std * 1e3, "samples": {"rtt": est.rtt_samples,
+                                                                     "bandwidth": est.bandwidth_samples},
+                     "radio": self.config.cloud.radio},
+            "power": {"source": "model", "compute_power_w": self.config.device.compute_power_w},
+            "cloud": {"state": link.state if link else "none", "queue_depth": link.queue_depth if link else 0,
+                      "service_ms": link.service_s * 1e3 if link else 0.0, "slowdown": t.cloud_slowdown,
+                      "retries": link.retries if link else 0, "reconnects": link.reconnects if link else 0,
+                      "late_replies_dropped": link.late_replies if link else 0,
+                      "in_flight": link.in_flight if link else 0},
+            "device": {"backend": self.models.backend, "slowdown": t.device_slowdown,
+                       "queue_depth": self.pool.depth(), "busy_workers": self.pool.busy},
+            "latency": self.stats.latency_percentiles()})
+
+    def _stats(self, req: api.Request, peer: bytes, frames: list) -> list:
+        body = self.stats.snapshot()
+        if self.link:
+            body["cloud"] = {"late_replies_dropped": self.link.late_replies, "retries": self.link.retries,
+                             "reconnects": self.link.reconnects}
+        return self._ok(req, body)
+
+    def _set_mode(self, req: api.Request, peer: bytes, frames: list) -> list:
+        mode = req.header.get("mode")
+        if mode not in MODES:
+            raise api.ApiError(api.INVALID_ARG, f"mode must be one of {list(MODES)}")
+        previous, self.mode = self.mode, mode
+        log.info("mode %s -> %s", previous, mode)
+        return self._ok(req, {"mode": mode, "previous": previous})
+
+    def _infer(self, req: api.Request, peer: bytes, frames: list) -> None:
+        h = req.header
+        model = h.get("model", self.bundle.name)
+        if model != self.bundle.name:
+            raise api.ApiError(api.NOT_FOUND, f"no model {model!r}; this daemon serves {self.bundle.name!r}")
+        frame = api.tensor_from_request(req, self.bundle.input.shape, self.bundle.input.dtype)
+        mode = h.get("mode", self.mode)
+        if mode not in MODES:
+            raise api.ApiError(api.INVALID_ARG, f"mode must be one of {list(MODES)}")
+        policy = h.get("policy", self.config.policy.name)
+        if policy not in self.policies:
+            known = [p for p in POLICIES if p in self.policies]
+            raise api.ApiError(api.NOT_FOUND if policy in POLICIES else api.INVALID_ARG,
+                               f"policy {policy!r} is not available; available: {known}")
+        goal = h.get("goal", self.config.policy.goal)
+        if goal not in GOALS:
+            raise api.ApiError(api.INVALID_ARG, f"goal must be one of {list(GOALS)}")
+        deadline_ms = h.get("deadline_ms")
+        if deadline_ms is not None and (isinstance(deadline_ms, bool) or not isinstance(deadline_ms, (int, float))
+                                        or not 0 < deadline_ms <= 3_600_000):
+            raise api.ApiError(api.INVALID_ARG, "deadline_ms must be a number in (0, 3600000]")
+        priority = h.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 255:
+            raise api.ApiError(api.INVALID_ARG, "priority must be an integer in [0, 255]")
+        now = time.monotonic()
+        job = Job(req.id, peer, frame, FrameContext(goal, mode, deadline_ms / 1e3 if deadline_ms else None),
+                  policy, now, now + deadline_ms / 1e3 if deadline_ms else None, keepalive=req.buffers)
+        try:
+            self.pool.submit(job)
+        except QueueFull:
+            raise api.ApiError(api.RESOURCE_EXHAUSTED, "frame queue is full; retry later") from None
+        return None
+
+    def _answer(self, job: Job) -> list:
+        """Runs on a worker thread: every job gets exactly one reply, whatever happens."""
+        try:
+            result: FrameResult = self.executor.execute(job)
+        except Exception as exc:
+            log.exception("frame %r failed", job.id)
+            result = FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
+        self.stats.record_reply(result.code)
+        if result.code != api.OK:
+            return api.encode_reply(job.id, result.code, result.message)
+        body = {"label": result.label, "class": self.bundle.classes[result.label], "confidence": result.confidence,
+                "served_by": result.served_by, "latency_ms": {k: v * 1e3 for k, v in result.stages_s.items()},
+                "energy_j": result.energy_j, "energy_source": result.energy_source,
+                "scores": {"dtype": "float32", "shape": [len(result.scores)]}}
+        return api.encode_reply(job.id, api.OK, body=body, buffers=(result.scores.tobytes(),))

@@ -1,0 +1,81 @@
+"""Frame workers: a bounded queue of jobs and threads that execute them.
+
+Each worker thread owns a PUSH socket to the API thread's PULL, so replies reach the
+one thread that owns the ROUTER without any socket crossing threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Callable
+
+import zmq
+
+from adaptinf.daemon.executor import Job
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    pass
+
+
+class WorkerPool:
+    def __init__(self, workers: int, queue_size: int, results_endpoint: str,
+                 handle: Callable[[Job], list], context: zmq.Context):
+        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._handle = handle
+        self._endpoint = results_endpoint
+        self._ctx = context
+        self._threads = [threading.Thread(target=self._loop, name=f"frame-worker-{i}", daemon=True)
+                         for i in range(workers)]
+        self.busy = 0
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def submit(self, job: Job) -> None:
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            raise QueueFull() from None
+
+    def depth(self) -> int:
+        return self._jobs.qsize()
+
+    def stop(self, timeout_s: float = 5.0) -> list[Job]:
+        """Stop taking jobs; returns the jobs never started, for the caller to answer."""
+        left = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                left.append(job)
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join(timeout_s)
+        return left
+
+    def _loop(self) -> None:
+        push = self._ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 1000)
+        push.connect(self._endpoint)
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                self.busy += 1
+                try:
+                    frames = self._handle(job)  # never raises: the handler answers errors itself
+                finally:
+                    self.busy -= 1
+                push.send_multipart([job.peer, *frames], copy=False)
+        finally:
+            push.close()

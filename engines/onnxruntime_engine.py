@@ -1,0 +1,40 @@
+"""ONNX Runtime CPU engine: always available, the fallback everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from adaptinf.engines.base import EngineError, TensorSpec
+
+_ORT_TYPES = {"tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(float)": "float32",
+              "tensor(float16)": "float16", "tensor(int64)": "int64"}
+
+
+def _spec(arg) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else None for d in arg.shape)
+    return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, arg.type), shape)
+
+
+class OnnxRuntimeEngine:
+    backend = "onnxruntime"
+
+    def __init__(self, model_path: Path | str, threads: int = 1):
+        options = ort.SessionOptions()
+        # One thread per engine: the daemon runs engines from several threads and a
+        # Jetson-class CPU has few cores; oversubscription costs more than it gives.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise EngineError(f"onnxruntime could not load {model_path}: {exc}") from exc
+        self.inputs = tuple(_spec(a) for a in self._session.get_inputs())
+        self.outputs = tuple(_spec(a) for a in self._session.get_outputs())
+        self._input_name = self.inputs[0].name
+        self._output_name = self.outputs[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run([self._output_name], {self._input_name: x})[0]

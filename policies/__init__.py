@@ -1,0 +1,1 @@
+"""Policies: per frame, (frame context, telemetry, profile) -> plan."""

@@ -1,0 +1,29 @@
+"""Fixed placements (mobile-only, cloud-only, or one split point) as policies.
+
+The baselines every adaptive plan is compared with; predictions come from the same
+cost model, so `adaptinf plan` and the demo report them side by side.
+"""
+
+from __future__ import annotations
+
+from adaptinf.policies.plan import FrameContext, Plan, Telemetry
+from adaptinf.policies.split import CostModel
+from adaptinf.profile import Profile
+
+
+class FixedPolicy:
+    def __init__(self, partition: str):
+        self.name = partition
+        self.partition = partition
+        self._model: CostModel | None = None
+
+    def plan(self, frame: FrameContext, telemetry: Telemetry, profile: Profile) -> Plan:
+        if self._model is None or self._model.profile is not profile:
+            self._model = CostModel(profile)
+        candidates = self._model.predict(telemetry)
+        chosen = next((c for c in candidates if c.name == self.partition), None)
+        if chosen is None:
+            raise ValueError(f"profile has no partition {self.partition!r}")
+        if frame.mode == "private" and chosen.kind != "device":  # private wins over any fixed placement
+            chosen = next(c for c in candidates if c.kind == "device")
+        return Plan(chosen, frame.goal, frame.mode, self.name, tuple(candidates))

@@ -1,0 +1,52 @@
+"""Values that cross the policy boundary: what a policy sees and what it decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GOALS = ("latency", "energy")
+MODES = ("normal", "mission-critical", "power-saving", "private")
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """What the runtime knows right now; every field measured, none configured."""
+
+    uplink_bps: float
+    rtt_s: float
+    radio: str = "4g"
+    cloud_up: bool = True
+    cloud_slowdown: float = 1.0   # K_cloud: measured / profiled cloud service time
+    cloud_queue_s: float = 0.0    # expected wait in the cloud's queue
+    device_slowdown: float = 1.0  # K_mobile: measured / profiled device time
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    goal: str = "latency"
+    mode: str = "normal"
+    deadline_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run the frame and what the cost model predicts for it."""
+
+    name: str          # partition name, or mobile-only / cloud-only
+    kind: str          # device | cloud | split
+    device_s: float
+    upload_s: float
+    network_s: float   # round trip, excluding transfer time
+    cloud_s: float
+    latency_s: float
+    energy_j: float    # device energy: compute + uplink radio
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    chosen: Candidate
+    goal: str
+    mode: str
+    policy: str
+    candidates: tuple[Candidate, ...] = ()  # all that were considered, for explanations

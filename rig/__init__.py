@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop rig: emulated links and devices for tests and demos."""

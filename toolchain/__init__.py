@@ -1,0 +1,1 @@
+"""Build toolchain: data, models, butterfly training and bundle export (needs torch)."""

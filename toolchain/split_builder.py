@@ -1,0 +1,195 @@
+"""`adaptinf build split`: paper 004 Algorithm 1, training phase, and bundle export.
+
+For every candidate point P_j of a staged model: place a butterfly unit of D_r = k
+after P_j for k = 1, 2, ... (linear search, Algorithm 1 lines 16-24), train end to
+end, and keep the first k whose accuracy, with the 8-bit upload quantisation in the
+loop, is within `accuracy_loss` of the unsplit model. Then export per point a head
+(frame -> reduced tensor) and a tail (reduced tensor -> logits), plus the unsplit
+model for mobile-only and cloud-only, into a bundle (adaptinf.bundle).
+
+Departures from the paper, both for speed on a CPU: each candidate starts from the
+trained unsplit weights with the butterfly initialised by PCA (Butterfly.init_from_pca)
+and is fine-tuned for a short schedule instead of trained from scratch.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from adaptinf.bundle import write_manifest
+from adaptinf.toolchain import datasets
+from adaptinf.toolchain.butterfly import Butterfly, SplitModel
+from adaptinf.toolchain.models import MODELS, StagedModel
+from adaptinf.toolchain.onnx_accuracy import split_accuracy_onnx
+from adaptinf.toolchain.onnx_export import export_onnx
+from adaptinf.toolchain.onnx_flops import count_flops
+from adaptinf.toolchain.training import accuracy, set_seed, train
+
+FULL_MODEL_FILE = "full.onnx"
+
+
+@dataclass(frozen=True)
+class SplitBuildConfig:
+    name: str = "glyphnet"
+    model: str = "glyph_resnet"
+    dataset: str = "glyphs"          # glyphs | digits | folder:PATH
+    n_train: int = 12000
+    n_val: int = 2000
+    seed: int = 0
+    epochs: int = 8                  # unsplit model
+    finetune_epochs: int = 1         # each (point, D_r) candidate
+    finetune_samples: int = 4000
+    lr: float = 3e-3
+    accuracy_loss: float = 0.02      # Algorithm 1's "acceptable": within this of the unsplit model
+    points: tuple[str, ...] = ()     # empty: all of the model's candidate points
+    max_dr: int = 0                  # 0: up to D, as in the paper
+    model_kwargs: dict = field(default_factory=dict)
+
+
+# The committed demo bundle (bundles/glyphnet); scripts/build_demo_bundle.py rebuilds it.
+DEMO_CONFIG = SplitBuildConfig(name="glyphnet", n_train=12000, n_val=2000, epochs=8,
+                               finetune_epochs=1, finetune_samples=4000)
+
+
+@dataclass(frozen=True)
+class DrSearch:
+    """Outcome of the linear D_r search at one point; chosen is None if no k qualified."""
+
+    chosen: int | None
+    trials: tuple[tuple[int, float], ...]
+
+
+def search_min_dr(channels: int, evaluate: Callable[[int], float], target: float, max_dr: int = 0) -> DrSearch:
+    """Algorithm 1 lines 16-24: the smallest D_r in 1..C whose accuracy reaches target."""
+    trials = []
+    for k in range(1, (max_dr or channels) + 1):
+        acc = evaluate(k)
+        trials.append((k, acc))
+        if acc >= target:
+            return DrSearch(k, tuple(trials))
+    return DrSearch(None, tuple(trials))
+
+
+def load_data(config: SplitBuildConfig, image_hw: tuple[int, int]) -> tuple[datasets.ImageData, datasets.ImageData]:
+    if config.dataset == "glyphs":
+        data = datasets.glyphs(config.n_train + config.n_val, config.seed)
+    elif config.dataset == "digits":
+        data = datasets.digits_images(image_hw[0])
+    elif config.dataset.startswith("folder:"):
+        data = datasets.image_folder(config.dataset.split(":", 1)[1], image_hw)
+    else:
+        raise ValueError(f"unknown dataset {config.dataset!r}: use glyphs, digits or folder:PATH")
+    n_val = min(config.n_val, len(data.labels) // 5)
+    return datasets.split_train_val(data, n_val, config.seed)
+
+
+def _subset(data: datasets.ImageData, n: int, seed: int) -> datasets.ImageData:
+    if n >= len(data.labels):
+        return data
+    idx = np.random.default_rng(seed).choice(len(data.labels), n, replace=False)
+    return datasets.ImageData(data.images[idx], data.labels[idx], data.classes)
+
+
+def train_split_candidate(base: StagedModel, point: str, reduced: int, train_data: datasets.ImageData,
+                          val: datasets.ImageData, config: SplitBuildConfig,
+                          progress: bool = True) -> tuple[SplitModel, float]:
+    """Butterfly of D_r=reduced after point: PCA start, fine-tune, quantised val accuracy."""
+    split = SplitModel(copy.deepcopy(base), point, None)  # butterfly set below
+    with torch.no_grad():
+        features = split.head_features(torch.from_numpy(train_data.images[:256]))
+    split.butterfly = Butterfly(features.shape[1], reduced)
+    split.butterfly.init_from_pca(features)
+    tune = _subset(train_data, config.finetune_samples, config.seed + reduced)
+    train(split, tune.images, tune.labels, epochs=config.finetune_epochs, lr=config.lr / 3,
+          seed=config.seed + reduced, desc=f"{point} D_r={reduced}", progress=progress)
+    return split, accuracy(split, val.images, val.labels)
+
+
+def build_split(config: SplitBuildConfig, out: Path, progress: bool = True) -> dict:
+    """Train, search, export; returns the manifest written to out/manifest.json."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    base = MODELS[config.model](**config.model_kwargs)
+    h, w, c = base.input_shape
+    train_data, val = load_data(config, (h, w))
+    if len(train_data.classes) != base.num_classes:
+        base = MODELS[config.model](num_classes=len(train_data.classes), **config.model_kwargs)
+
+    train(base, train_data.images, train_data.labels, epochs=config.epochs, lr=config.lr, seed=config.seed,
+          desc=f"train {config.model}", progress=progress)
+    baseline = accuracy(base, val.images, val.labels)
+    target = baseline - config.accuracy_loss
+    example = torch.from_numpy(val.images[:1])
+    export_onnx(base, example, out / FULL_MODEL_FILE, "image", "logits")
+
+    points, rejected = [], []
+    for point in tqdm(config.points or base.points, desc="split points", unit="point", disable=not progress):
+        chosen: dict[int, SplitModel] = {}
+
+        def evaluate(k: int) -> float:
+            split, acc = train_split_candidate(base, point, k, train_data, val, config, progress)
+            chosen[k] = split
+            return acc
+
+        channels = int(base.run_stages(example, 0, base.index_after(point)).shape[1])
+        result = search_min_dr(channels, evaluate, target, config.max_dr)
+        if result.chosen is None:
+            rejected.append({"name": point, "search": [{"D_r": k, "accuracy": a} for k, a in result.trials]})
+            continue
+        points.append(export_point(chosen[result.chosen], point, out, val, result))
+
+    manifest = {
+        "name": config.name,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "classes": list(train_data.classes),
+        "input": {"name": "image", "dtype": "uint8", "shape": [1, h, w, c], "layout": "NHWC"},
+        "models": [{"name": "full", "file": FULL_MODEL_FILE, "role": "big", "accuracy": baseline,
+                    "flops": count_flops(out / FULL_MODEL_FILE),
+                    "params": sum(p.numel() for p in base.parameters())}],
+        "split": {"model": "full", "baseline_accuracy": baseline, "accuracy_loss_bound": config.accuracy_loss,
+                  "upload": {"dtype": "uint8", "scheme": "per-tensor-affine"},
+                  "points": points, "rejected_points": rejected},
+        "data": {"dataset": config.dataset, "seed": config.seed, "n_train": len(train_data.labels),
+                 "n_val": len(val.labels), "build_config": asdict(config)},
+    }
+    write_manifest(out, manifest)
+    return json.loads((out / "manifest.json").read_text())
+
+
+def export_point(split: SplitModel, point: str, out: Path, val: datasets.ImageData, result: DrSearch) -> dict:
+    """Export head and tail ONNX of one point and measure its quantised accuracy through them."""
+    example = torch.from_numpy(val.images[:1])
+    head_file, tail_file = f"{point}.head.onnx", f"{point}.tail.onnx"
+    export_onnx(split.head(), example, out / head_file, "image", "reduced")
+    with torch.no_grad():
+        reduced = split.head()(example)
+    export_onnx(split.tail(), reduced, out / tail_file, "reduced", "logits")
+    split.butterfly.quantize_upload = False
+    accuracy_float = accuracy(split, val.images, val.labels)
+    split.butterfly.quantize_upload = True
+    return {
+        "name": point,
+        "layer": f"stages.{point}",
+        "D": int(split.butterfly.reduction.in_channels),
+        "D_r": int(result.chosen),
+        "reduced_shape": [1, *reduced.shape[1:]],
+        "upload_bytes": int(np.prod(reduced.shape[1:])),  # uint8: one byte per element
+        "head": head_file,
+        "tail": tail_file,
+        "head_flops": count_flops(out / head_file),
+        "tail_flops": count_flops(out / tail_file),
+        # What the daemon really does: ORT head, per-frame uint8 quantisation, ORT tail.
+        "accuracy": split_accuracy_onnx(out / head_file, out / tail_file, val.images, val.labels),
+        "accuracy_float": accuracy_float,
+        "search": [{"D_r": k, "accuracy": a} for k, a in result.trials],
+    }

@@ -1,0 +1,54 @@
+"""Training and evaluation loops (CPU, small batches, progress bars)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+
+def set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: int,
+          lr: float = 3e-3, batch_size: int = 128, seed: int = 0, desc: str = "train",
+          progress: bool = True) -> None:
+    """Adam with a cosine schedule; images are uint8 NHWC (the model preprocesses)."""
+    if epochs <= 0:
+        return
+    generator = torch.Generator().manual_seed(seed)
+    x_all = torch.from_numpy(images)
+    y_all = torch.from_numpy(labels)
+    steps = epochs * ((len(labels) + batch_size - 1) // batch_size)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.15)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    with tqdm(total=steps, desc=desc, unit="step", disable=not progress, leave=False) as bar:
+        for _ in range(epochs):
+            order = torch.randperm(len(labels), generator=generator)
+            for start in range(0, len(labels), batch_size):
+                index = order[start:start + batch_size]
+                loss = loss_fn(model(x_all[index]), y_all[index])
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                bar.update()
+    model.eval()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Logits for uint8 NHWC images."""
+    model.eval()
+    out = [model(torch.from_numpy(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy()
+
+
+def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+    return float((predict(model, images).argmax(1) == labels).mean())
