@@ -1,0 +1,78 @@
+"""The toolchain on a tiny configuration: seconds, real training, real export."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from adaptinf.bundle import load_bundle
+from adaptinf.toolchain import datasets
+from adaptinf.toolchain.onnx_accuracy import split_accuracy_onnx, split_logits_onnx
+from adaptinf.toolchain.split_builder import (DrSearch, SplitBuildConfig, build_split, export_point, load_data,
+                                              search_min_dr, train_split_candidate)
+from adaptinf.toolchain.models import glyph_resnet
+from adaptinf.toolchain.training import train
+
+TINY = SplitBuildConfig(name="tiny", n_train=700, n_val=200, epochs=2, finetune_samples=300,
+                        points=("RB1", "RB4"), max_dr=3, accuracy_loss=0.05, model_kwargs={"width": 8})
+
+
+def test_search_takes_the_first_d_r_that_meets_the_bound():
+    accuracies = {1: 0.50, 2: 0.71, 3: 0.80, 4: 0.90}
+    tried = []
+    result = search_min_dr(64, lambda k: tried.append(k) or accuracies[k], target=0.70)
+    assert result == DrSearch(2, ((1, 0.50), (2, 0.71)))
+    assert tried == [1, 2]  # stops at the first acceptable D_r (Algorithm 1 line 22)
+
+
+def test_search_reports_no_choice_when_nothing_qualifies():
+    result = search_min_dr(3, lambda k: 0.1, target=0.5)
+    assert result.chosen is None and [k for k, _ in result.trials] == [1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    manifest = build_split(TINY, out, progress=False)
+    return out, manifest
+
+
+def test_tiny_build_makes_a_loadable_bundle_with_minimal_d_r(tiny_bundle):
+    out, manifest = tiny_bundle
+    bundle = load_bundle(out)
+    split = manifest["split"]
+    target = split["baseline_accuracy"] - split["accuracy_loss_bound"]
+    assert {p.name for p in bundle.split.points} | {p["name"] for p in split["rejected_points"]} == {"RB1", "RB4"}
+    for p in split["points"]:
+        trials = p["search"]
+        assert trials[-1]["D_r"] == p["D_r"] and trials[-1]["accuracy"] >= target
+        assert all(t["accuracy"] < target for t in trials[:-1])  # every smaller D_r failed the bound
+        assert p["upload_bytes"] == int(np.prod(p["reduced_shape"][1:]))
+        assert p["head_flops"] > 0 and p["tail_flops"] > 0
+
+
+def test_recorded_accuracy_is_the_quantised_onnx_accuracy(tiny_bundle):
+    out, manifest = tiny_bundle
+    _, val = load_data(TINY, (32, 32))
+    for p in manifest["split"]["points"]:
+        measured = split_accuracy_onnx(out / p["head"], out / p["tail"], val.images, val.labels)
+        assert measured == pytest.approx(p["accuracy"], abs=1e-9)
+
+
+def test_head_plus_tail_reproduce_the_split_models_logits(tmp_path):
+    torch.manual_seed(0)
+    data = datasets.glyphs(400, seed=5)
+    train_data, val = datasets.split_train_val(data, 100, 5)
+    base = glyph_resnet(width=8)
+    train(base, train_data.images, train_data.labels, epochs=1, progress=False)
+    config = SplitBuildConfig(finetune_samples=200)
+    for point, d_r in (("RB2", 2), ("RB5", 3)):
+        split, _ = train_split_candidate(base, point, d_r, train_data, val, config, progress=False)
+        entry = export_point(split, point, tmp_path, val, DrSearch(d_r, ((d_r, 0.0),)))
+        split.butterfly.quantize_upload = False
+        with torch.no_grad():
+            expected = split(torch.from_numpy(val.images)).numpy()
+        got = split_logits_onnx(tmp_path / entry["head"], tmp_path / entry["tail"], val.images, quantized=False)
+        assert np.allclose(got, expected, atol=1e-4), np.abs(got - expected).max()
+        assert json.dumps(entry)  # the manifest entry is plain JSON
