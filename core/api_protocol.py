@@ -9,6 +9,7 @@ strict map keys; nothing else (no pickle) is ever decoded from a socket.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ CODES = (OK, INVALID_ARG, NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EX
 
 OPS = ("hello", "health", "models", "status", "stats", "set_mode", "infer")
 TENSOR_DTYPES = ("uint8", "int8", "float16", "float32")
+_ITEMSIZE = {name: np.dtype(name).itemsize for name in TENSOR_DTYPES}
 MAX_TENSOR_RANK = 8
 
 
@@ -117,7 +119,7 @@ def tensor_from_request(req: Request, expected_shape: tuple[int, ...], expected_
         raise ApiError(INVALID_ARG, f"infer takes exactly one tensor buffer, got {len(req.buffers)}")
     buffer = req.buffers[0]
     view = buffer.buffer if hasattr(buffer, "buffer") else memoryview(buffer)
-    expected_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    expected_bytes = math.prod(shape) * _ITEMSIZE[dtype]
     if view.nbytes != expected_bytes:
         raise ApiError(INVALID_ARG, f"tensor {dtype}{shape} is {expected_bytes} bytes but the buffer has {view.nbytes}")
     if dtype != expected_dtype or tuple(shape) != tuple(expected_shape):

@@ -45,7 +45,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     telemetry = Telemetry(uplink_bps=args.uplink, rtt_s=rtt_ms / 1e3, radio=radio)
     frame = FrameContext(goal=args.goal, mode=args.mode, deadline_s=args.sla_ms / 1e3 if args.sla_ms else None)
     try:
-        plan = SplitPolicy(args.goal).plan(frame, telemetry, profile)
+        plan = SplitPolicy(args.goal).plan(frame, telemetry, profile, explain=True)
     except ValueError as exc:
         print(f"adaptinf plan: {exc}", file=sys.stderr)
         return 2
@@ -58,7 +58,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"{'':2}{'partition':12} {'device ms':>9} {'upload ms':>9} {'rtt ms':>7} {'cloud ms':>8} "
           f"{'latency ms':>10} {'energy mJ':>9} {'accuracy':>8}")
     for c in plan.candidates:
-        mark = "->" if c is plan.chosen else "  "
+        mark = "->" if c.name == plan.chosen.name else "  "
         acc = f"{c.accuracy:.3f}" if c.accuracy is not None else "-"
         sla = " misses SLA" if args.sla_ms and c.latency_s * 1e3 > args.sla_ms else ""
         print(f"{mark}{c.name:12} {c.device_s * 1e3:9.2f} {c.upload_s * 1e3:9.2f} {c.network_s * 1e3:7.2f} "

@@ -56,9 +56,9 @@ class FrameResult:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max()
-    e = np.exp(z)
-    return e / e.sum()
+    e = np.exp(logits - logits.max())
+    e /= e.sum()
+    return e
 
 
 class Executor:
@@ -92,7 +92,7 @@ class Executor:
                   "mode": plan.mode, "fallback": False, "predicted_ms": chosen.latency_s * 1e3}
         logits, upload_bytes = self._run(job, chosen, profile, stages, served)
         stages["total"] = self._clock() - job.received
-        probs = softmax(logits.reshape(-1).astype(np.float64))
+        probs = softmax(logits.reshape(-1).astype(np.float32))
         label = int(probs.argmax())
         upload_s = upload_bytes * 8.0 / telemetry.uplink_bps if upload_bytes else 0.0
         energy = stages.get("device", 0.0) * self.compute_power_w + stages.get("fallback", 0.0) * self.compute_power_w
@@ -101,7 +101,7 @@ class Executor:
         placement = "fallback" if served["fallback"] else (
             f"split:{chosen.name}" if chosen.kind == "split" else chosen.kind)
         self.stats.record_frame(plan.policy, placement, stages)
-        return FrameResult("OK", label=label, confidence=float(probs[label]), scores=probs.astype(np.float32),
+        return FrameResult("OK", label=label, confidence=float(probs[label]), scores=probs,
                            served_by=served, stages_s=stages, energy_j=energy)
 
     # ---- the three placements -----------------------------------------------------

@@ -17,7 +17,7 @@ class FixedPolicy:
         self.partition = partition
         self._model: CostModel | None = None
 
-    def plan(self, frame: FrameContext, telemetry: Telemetry, profile: Profile) -> Plan:
+    def plan(self, frame: FrameContext, telemetry: Telemetry, profile: Profile, explain: bool = False) -> Plan:
         if self._model is None or self._model.profile is not profile:
             self._model = CostModel(profile)
         candidates = self._model.predict(telemetry)
@@ -26,4 +26,4 @@ class FixedPolicy:
             raise ValueError(f"profile has no partition {self.partition!r}")
         if frame.mode == "private" and chosen.kind != "device":  # private wins over any fixed placement
             chosen = next(c for c in candidates if c.kind == "device")
-        return Plan(chosen, frame.goal, frame.mode, self.name, tuple(candidates))
+        return Plan(chosen, frame.goal, frame.mode, self.name, tuple(candidates) if explain else ())

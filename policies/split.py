@@ -24,36 +24,60 @@ from adaptinf.profile import MOBILE_ONLY, Profile
 
 
 class CostModel:
-    """Predictions for every partition of one profile; built once per profile."""
+    """Predictions for every partition of one profile; built once per profile.
+
+    The per-frame path (`choose`) works on plain floats and builds a Candidate only
+    for the winner: planning must cost far less than a frame (bench/plan_cost.py).
+    `predict` builds every Candidate, for explanations; both use `_terms`.
+    """
 
     def __init__(self, profile: Profile):
         if not any(p.name == MOBILE_ONLY for p in profile.partitions):
             raise ValueError("profile has no mobile-only partition: there would be no plan without the cloud")
         self.profile = profile
+        best = max((p.accuracy for p in profile.partitions if p.accuracy is not None), default=None)
         self._rows = [(p.name, p.kind, p.device_ms / 1e3, p.device_power_w, p.cloud_ms / 1e3,
-                       p.upload_bytes * 8.0, p.accuracy) for p in profile.partitions]
-        self._best_accuracy = max((p.accuracy for p in profile.partitions if p.accuracy is not None), default=None)
+                       p.upload_bytes * 8.0, p.accuracy,
+                       best is None or (p.accuracy is not None and p.accuracy >= best - 1e-9))
+                      for p in profile.partitions]
+
+    @staticmethod
+    def _terms(row: tuple, t: Telemetry, radio_w: float) -> tuple[float, float, float, float, float, float]:
+        """(TM, TU, RTT, TC, latency, energy) of one partition: the equations in the module docstring."""
+        _, kind, device_s, power_w, cloud_s, upload_bits, _, _ = row
+        tm = device_s * t.device_slowdown
+        if kind == "device":
+            return tm, 0.0, 0.0, 0.0, tm, tm * power_w
+        tu = upload_bits / t.uplink_bps
+        tc = cloud_s * t.cloud_slowdown + t.cloud_queue_s
+        return tm, tu, t.rtt_s, tc, tm + tu + t.rtt_s + tc, tm * power_w + tu * radio_w
+
+    def _candidate(self, row: tuple, t: Telemetry, radio_w: float) -> Candidate:
+        return Candidate(row[0], row[1], *self._terms(row, t, radio_w), row[6])
 
     def predict(self, t: Telemetry) -> list[Candidate]:
         radio_w = uplink_power_w(t.radio, t.uplink_bps)
-        out = []
-        for name, kind, device_s, power_w, cloud_s, upload_bits, accuracy in self._rows:
-            tm = device_s * t.device_slowdown
-            if kind == "device":
-                tu = tn = tc = 0.0
-            else:
-                tu = upload_bits / t.uplink_bps
-                tn = t.rtt_s
-                tc = cloud_s * t.cloud_slowdown + t.cloud_queue_s
-            out.append(Candidate(name, kind, tm, tu, tn, tc, tm + tu + tn + tc, tm * power_w + tu * radio_w, accuracy))
-        return out
+        return [self._candidate(row, t, radio_w) for row in self._rows]
 
-    def allowed(self, candidate: Candidate, mode: str, cloud_up: bool) -> bool:
-        if candidate.kind != "device" and (mode == "private" or not cloud_up):
-            return False
-        if mode == "mission-critical" and self._best_accuracy is not None:
-            return candidate.accuracy is not None and candidate.accuracy >= self._best_accuracy - 1e-9
-        return True
+    def choose(self, t: Telemetry, goal: str, mode: str, deadline_s: float | None) -> Candidate:
+        radio_w = uplink_power_w(t.radio, t.uplink_bps)
+        device_only = mode == "private" or not t.cloud_up
+        mission = mode == "mission-critical"
+        by_energy = goal == "energy"
+        best = best_in_sla = None
+        for row in self._rows:
+            if (device_only and row[1] != "device") or (mission and not row[7] and not device_only):
+                continue
+            terms = self._terms(row, t, radio_w)
+            key = (terms[5], terms[4]) if by_energy else (terms[4], terms[5])
+            if best is None or key < best[0]:
+                best = (key, row)
+            if deadline_s is not None and terms[4] <= deadline_s and (best_in_sla is None or key < best_in_sla[0]):
+                best_in_sla = (key, row)
+        if best is None:  # mission-critical whose most accurate plan needs a cloud that is down
+            return self.choose(t, goal, "private", deadline_s)
+        # With a deadline (SLA), only plans predicted to meet it, when any does.
+        return self._candidate((best_in_sla or best)[1], t, radio_w)
 
 
 class SplitPolicy:
@@ -70,18 +94,14 @@ class SplitPolicy:
             self._model = CostModel(profile)
         return self._model
 
-    def plan(self, frame: FrameContext, telemetry: Telemetry, profile: Profile) -> Plan:
+    def plan(self, frame: FrameContext, telemetry: Telemetry, profile: Profile, explain: bool = False) -> Plan:
+        """The chosen candidate; with explain, every candidate's prediction too (adaptinf plan)."""
         if frame.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {frame.mode!r}")
         goal = "energy" if frame.mode == "power-saving" else (frame.goal or self.default_goal)
         if goal not in GOALS:
             raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
         model = self._cost_model(profile)
-        candidates = model.predict(telemetry)
-        allowed = [c for c in candidates if model.allowed(c, frame.mode, telemetry.cloud_up)]
-        if not allowed:  # mission-critical whose most accurate plan needs a cloud that is down
-            allowed = [c for c in candidates if c.kind == "device"]
-        if frame.deadline_s is not None:  # an SLA: only plans predicted to meet it, if any does
-            allowed = [c for c in allowed if c.latency_s <= frame.deadline_s] or allowed
-        key = (lambda c: (c.latency_s, c.energy_j)) if goal == "latency" else (lambda c: (c.energy_j, c.latency_s))
-        return Plan(min(allowed, key=key), goal, frame.mode, self.name, tuple(candidates))
+        chosen = model.choose(telemetry, goal, frame.mode, frame.deadline_s)
+        candidates = tuple(model.predict(telemetry)) if explain else ()
+        return Plan(chosen, goal, frame.mode, self.name, candidates)

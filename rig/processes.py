@@ -42,7 +42,16 @@ class Service:
 
 
 def spawn(name: str, module: str, args: list[str], timeout_s: float = 60.0, env: dict | None = None) -> Service:
-    proc = subprocess.Popen([sys.executable, "-u", "-m", module, *args], stdout=subprocess.PIPE,
+    return _spawn(name, [sys.executable, "-u", "-m", module, *args], timeout_s, env)
+
+
+def spawn_script(name: str, source: str, args: list[str], timeout_s: float = 30.0) -> Service:
+    """A Python snippet in its own process (benchmark peers); it must print READY <endpoint>."""
+    return _spawn(name, [sys.executable, "-u", "-c", source, *args], timeout_s, None)
+
+
+def _spawn(name: str, command: list[str], timeout_s: float, env: dict | None) -> Service:
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
     output: list[str] = []
     ready = threading.Event()
