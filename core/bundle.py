@@ -59,7 +59,7 @@ class ModelEntry:
     name: str
     file: str
     role: str
-    accuracy: float
+    accuracy: float | None     # None: not measured (random weights)
     flops: int
     params: int = 0
 
@@ -76,15 +76,15 @@ class SplitPoint:
     tail: str
     head_flops: int
     tail_flops: int
-    accuracy: float
-    accuracy_float: float
+    accuracy: float | None
+    accuracy_float: float | None
     search: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
 class SplitSpec:
     model: str
-    baseline_accuracy: float
+    baseline_accuracy: float | None
     accuracy_loss_bound: float
     points: tuple[SplitPoint, ...]
 
@@ -148,10 +148,22 @@ def _parse_input(raw: dict) -> InputSpec:
     return InputSpec(_require(raw, "name", str, "input"), dtype, tuple(shape), raw.get("layout", "NHWC"))
 
 
+def _accuracy(raw: dict, key: str, where: str) -> float | None:
+    """A measured accuracy, or null: not measured (e.g. an architecture exported with random weights)."""
+    if not isinstance(raw, dict) or key not in raw:
+        raise BundleError(f"manifest: {where} is missing {key!r}")
+    if raw[key] is None:
+        return None
+    value = _require(raw, key, (int, float), where)
+    if not 0.0 <= value <= 1.0:
+        raise BundleError(f"manifest: {where}.{key} = {value} is not a fraction in [0, 1]")
+    return float(value)
+
+
 def _parse_point(raw: dict, i: int) -> SplitPoint:
     where = f"split.points[{i}]"
     ints = {k: _require(raw, k, int, where) for k in ("D", "D_r", "upload_bytes", "head_flops", "tail_flops")}
-    floats = {k: float(_require(raw, k, (int, float), where)) for k in ("accuracy", "accuracy_float")}
+    floats = {k: _accuracy(raw, k, where) for k in ("accuracy", "accuracy_float")}
     if not 1 <= ints["D_r"] <= ints["D"]:
         raise BundleError(f"manifest: {where} has D_r={ints['D_r']} outside [1, D={ints['D']}]")
     return SplitPoint(name=_require(raw, "name", str, where), layer=_require(raw, "layer", str, where),
@@ -183,7 +195,7 @@ def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
     files = _require(raw, "files", dict, "manifest")
     models = tuple(
         ModelEntry(name=_require(m, "name", str, f"models[{i}]"), file=_require(m, "file", str, f"models[{i}]"),
-                   role=m.get("role", "model"), accuracy=float(_require(m, "accuracy", (int, float), f"models[{i}]")),
+                   role=m.get("role", "model"), accuracy=_accuracy(m, "accuracy", f"models[{i}]"),
                    flops=int(_require(m, "flops", int, f"models[{i}]")), params=int(m.get("params", 0)))
         for i, m in enumerate(_require(raw, "models", list, "manifest")))
     if not models:
@@ -192,7 +204,7 @@ def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
     if raw.get("split") is not None:
         s = raw["split"]
         split = SplitSpec(model=_require(s, "model", str, "split"),
-                          baseline_accuracy=float(_require(s, "baseline_accuracy", (int, float), "split")),
+                          baseline_accuracy=_accuracy(s, "baseline_accuracy", "split"),
                           accuracy_loss_bound=float(_require(s, "accuracy_loss_bound", (int, float), "split")),
                           points=tuple(_parse_point(p, i) for i, p in enumerate(_require(s, "points", list, "split"))))
         if split.model not in {m.name for m in models}:

@@ -29,3 +29,15 @@ def test_plan_refuses_a_bad_profile(tmp_path, capsys):
         {"name": "RB1", "device_ms": -3, "device_power_w": 5, "cloud_ms": 1, "upload_bytes": 10}]}))
     assert main(["plan", "--profile", str(tmp_path / "p.json"), "--uplink", "1Mbit"]) == 2
     assert "device_ms = -3 is below 0" in capsys.readouterr().err
+
+
+def test_documented_examples_stay_true(capsys):
+    """docs/examples: the estimated ResNet-50 profile picks RB1 on 4G and Wi-Fi (paper 004 Table V)."""
+    from adaptinf.daemon.config import load_config
+    from conftest import REPO
+
+    profile = str(REPO / "docs" / "examples" / "resnet50-tx2-estimated.json")
+    for uplink in ("5.85Mbit", "18.88Mbit"):
+        assert main(["plan", "--profile", profile, "--uplink", uplink, "--rtt-ms", "0", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["chosen"] == "RB1"
+    assert load_config(REPO / "systemd" / "adaptinfd.toml").cloud.radio == "4g"
