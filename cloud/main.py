@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 
 from adaptinf.bundle import BundleError, load_bundle
 from adaptinf.cloud.worker import CloudWorker
+from adaptinf.router_loop import wait_until_terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     worker = CloudWorker(bundle, args.endpoint, args.backend, args.threads, plan_cache_dir=args.plan_cache).start()
     logging.info("serving bundle %s (%s) on %s", bundle.name, bundle.manifest_sha256[:12], worker.bound_endpoint)
     print(f"READY {worker.bound_endpoint}", flush=True)  # parents (demo, tests) wait for this line
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    wait_until_terminated()
     worker.stop()
     return 0
 

@@ -26,6 +26,7 @@ import numpy as np
 import zmq
 
 from adaptinf.bundle import Bundle
+from adaptinf import router_loop
 from adaptinf.cloud import protocol
 from adaptinf.engines import open_engine
 from adaptinf.upload_quant import dequantize
@@ -109,26 +110,9 @@ class CloudWorker:
         results.setsockopt(zmq.LINGER, 0)
         results.bind(self._results_endpoint)
         self._ready.set()
-        poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(results, zmq.POLLIN)
         try:
-            while not self._stop.is_set():
-                events = dict(poller.poll(100))
-                if router in events:
-                    for _ in range(64):  # drain a burst without starving the results
-                        try:
-                            frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        self._on_request(router, frames)
-                if results in events:
-                    while True:
-                        try:
-                            peer, *reply = results.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        self._send(router, peer, reply)
+            router_loop.serve(router, results, self._stop, lambda frames: self._on_request(router, frames),
+                              lambda peer, reply: self._send(router, peer, reply))
         finally:
             router.close(0)
             results.close(0)

@@ -67,7 +67,7 @@ def frames_for_demo(n: int, seed: int = 2024) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_demo(bundle_dir: Path, frames: int, slowdown: float, links: list[str], out=print) -> list[RunSummary]:
-    bundle = load_bundle(bundle_dir)
+    load_bundle(bundle_dir)  # refuse a broken bundle before starting any process
     images, labels = frames_for_demo(frames)
     summaries = []
     with tempfile.TemporaryDirectory(prefix="adaptinf-demo-") as tmp:

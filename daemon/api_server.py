@@ -15,12 +15,12 @@ from typing import Callable
 import zmq
 
 from adaptinf import api_protocol as api
+from adaptinf import router_loop
 from adaptinf.daemon.stats import Stats
 
 log = logging.getLogger(__name__)
 
 SNDHWM = 256            # replies queued per client before we stop waiting for it
-BURST = 64              # requests handled per wake-up before the results get a turn
 
 Handler = Callable[[api.Request, bytes, list], "list | None"]
 
@@ -73,26 +73,9 @@ class ApiServer:
         results.setsockopt(zmq.LINGER, 0)
         results.bind(self.results_endpoint)
         self._ready.set()
-        poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(results, zmq.POLLIN)
         try:
-            while not self._stop.is_set():
-                events = dict(poller.poll(100))
-                if router in events:
-                    for _ in range(BURST):
-                        try:
-                            frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        self._dispatch(router, frames)
-                if results in events:
-                    while True:
-                        try:
-                            peer, *reply = results.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        self.send(router, peer.bytes, reply)
+            router_loop.serve(router, results, self._stop, lambda frames: self._dispatch(router, frames),
+                              lambda peer, reply: self.send(router, peer, reply))
             # Shutting down: answers that workers finish meanwhile still go out.
             while results.poll(200):
                 peer, *reply = results.recv_multipart(copy=False)

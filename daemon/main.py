@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 
 from adaptinf.bundle import BundleError
 from adaptinf.daemon.config import ConfigError, load_config
 from adaptinf.daemon.service import Daemon, StartupError
 from adaptinf.engines import EngineError
+from adaptinf.router_loop import wait_until_terminated
 
 DEFAULT_CONFIG = "/etc/adaptinf/adaptinfd.toml"
 
@@ -31,10 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adaptinfd: {exc}", file=sys.stderr)
         return 2
     print(f"READY {daemon.api.bound_endpoint}", flush=True)  # parents (demo, tests) wait for this line
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
+    wait_until_terminated()
     daemon.stop()
     return 0
 
