@@ -179,11 +179,13 @@ class CloudWorker:
                 job = self._jobs.get()
                 if job is None:
                     return
-                self._busy += 1
+                with self._lock:
+                    self._busy += 1
                 try:
                     reply = self._run(job)
                 finally:
-                    self._busy -= 1
+                    with self._lock:
+                        self._busy -= 1
                 with self._lock:
                     self._replies[(job.peer, job.rid)] = reply
                     self._replies.move_to_end((job.peer, job.rid))

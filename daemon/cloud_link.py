@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import zmq
@@ -106,7 +106,6 @@ class LinkStatus:
     reconnects: int
     late_replies: int
     in_flight: int
-    extra: dict = field(default_factory=dict)
 
 
 class CloudLink:

@@ -9,7 +9,6 @@ the link (counted), so the frame is never answered twice.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -75,7 +74,6 @@ class Executor:
         self.compute_power_w = compute_power_w
         self.cloud_timeout_s = cloud_timeout_s
         self._clock = clock
-        self._lock = threading.Lock()
 
     def execute(self, job: Job) -> FrameResult:
         start = self._clock()

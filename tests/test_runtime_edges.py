@@ -1,0 +1,94 @@
+"""Edges of the runtime: user data, stale profiles, client timeouts, retries that must not run twice."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adaptinf.client import ApiTimeout, Client
+from adaptinf.cloud.worker import CloudWorker
+from adaptinf.daemon.config import parse_config
+from adaptinf.daemon.service import Daemon, StartupError
+from adaptinf.rig.link_shaper import LINK_PROFILES, LinkShaper
+from adaptinf.toolchain.datasets import image_folder
+from test_split_policy import PROFILE
+
+
+def test_image_folder_loads_users_images(tmp_path):
+    for label, colour in (("cat", (200, 10, 10)), ("dog", (10, 200, 10))):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            Image.new("RGB", (50 + i, 40), colour).save(tmp_path / label / f"{i}.png")
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    data = image_folder(tmp_path, (32, 32))
+    assert data.images.shape == (6, 32, 32, 3) and data.images.dtype == np.uint8
+    assert data.classes == ("cat", "dog") and list(data.labels) == [0, 0, 0, 1, 1, 1]
+    assert data.images[0, 5, 5, 0] == 200 and data.images[3, 5, 5, 1] == 200
+    with pytest.raises(ValueError, match="one sub-directory per class"):
+        image_folder(tmp_path / "cat", (32, 32))
+
+
+def test_profile_of_another_bundle_is_refused_with_advice(bundle, tmp_short):
+    path = tmp_short / "profile.json"
+    path.write_text(json.dumps(dict(PROFILE.to_json(), bundle="0" * 64)))
+    config = parse_config({"daemon": {"api_endpoint": f"ipc://{tmp_short}/a.sock", "bundle": str(bundle.root),
+                                      "profile": str(path)}})
+    daemon = Daemon(config)
+    with pytest.raises(StartupError, match="recalibrate"):
+        daemon.start()
+    daemon.stop()
+
+
+def test_a_given_profile_is_used_instead_of_a_warm_up(bundle, tmp_short, glyph_frames):
+    path = tmp_short / "profile.json"
+    path.write_text(json.dumps({"version": 1, "bundle": bundle.manifest_sha256, "partitions": [
+        {"name": "mobile-only", "device_ms": 1, "device_power_w": 2, "cloud_ms": 0, "upload_bytes": 0}]}))
+    config = parse_config({"daemon": {"api_endpoint": f"ipc://{tmp_short}/a.sock", "bundle": str(bundle.root),
+                                      "profile": str(path)}})
+    daemon = Daemon(config).start()
+    try:
+        with Client(f"ipc://{tmp_short}/a.sock") as c:
+            assert c.status()["profile"] == str(path)
+            assert c.infer(glyph_frames.images[:1]).served_by["partition"] == "mobile-only"
+    finally:
+        daemon.stop()
+
+
+def test_client_times_out_instead_of_hanging(tmp_short):
+    with Client(f"ipc://{tmp_short}/nobody.sock", timeout_s=0.2) as c:
+        start = time.monotonic()
+        with pytest.raises(ApiTimeout):
+            c.health()
+        assert time.monotonic() - start < 5
+
+
+def test_a_retried_upload_is_computed_once_and_answered_once(bundle, tmp_short, glyph_frames):
+    """A stall longer than the retry interval but shorter than the deadline: the link resends with the
+    same rid, the worker absorbs or replays it, and the frame is answered once, by the cloud."""
+    worker = CloudWorker(bundle, "tcp://127.0.0.1:*").start()
+    host, port = worker.bound_endpoint.rsplit("//", 1)[1].rsplit(":", 1)
+    shaper = LinkShaper((host, int(port)), LINK_PROFILES["wifi"]).start()
+    config = parse_config({"daemon": {"api_endpoint": f"ipc://{tmp_short}/a.sock", "bundle": str(bundle.root),
+                                      "state_dir": str(tmp_short), "warmup_runs": 3},
+                           "cloud": {"endpoint": shaper.endpoint, "timeout_ms": 3000.0}})
+    daemon = Daemon(config).start()
+    try:
+        with Client(f"ipc://{tmp_short}/a.sock", timeout_s=10) as c:
+            c.infer(glyph_frames.images[:1], policy="cloud-only")
+            before = dict(worker.counters)
+            shaper.stall(True)
+            threading.Timer(0.8, shaper.stall, args=(False,)).start()
+            r = c.infer(glyph_frames.images[1:2], policy="cloud-only")
+            status = c.status()
+    finally:
+        daemon.stop()
+        shaper.stop()
+        worker.stop()
+    assert r.served_by["placement"] == "cloud" and not r.served_by["fallback"]
+    assert status["cloud"]["retries"] >= 1
+    assert worker.counters["requests"] - before["requests"] == 1  # computed once
+    assert (worker.counters["absorbed"] + worker.counters["replayed"]
+            - before["absorbed"] - before["replayed"]) >= 1
