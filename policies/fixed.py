@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from adaptinf.policies.plan import FrameContext, Plan, Telemetry
 from adaptinf.policies.split import CostModel
-from adaptinf.profile import Profile
+from adaptinf.profile import MOBILE_ONLY, Profile
 
 
 class FixedPolicy:
@@ -20,10 +20,10 @@ class FixedPolicy:
     def plan(self, frame: FrameContext, telemetry: Telemetry, profile: Profile, explain: bool = False) -> Plan:
         if self._model is None or self._model.profile is not profile:
             self._model = CostModel(profile)
-        candidates = self._model.predict(telemetry)
-        chosen = next((c for c in candidates if c.name == self.partition), None)
+        chosen = self._model.predict_one(self.partition, telemetry)
         if chosen is None:
             raise ValueError(f"profile has no partition {self.partition!r}")
         if frame.mode == "private" and chosen.kind != "device":  # private wins over any fixed placement
-            chosen = next(c for c in candidates if c.kind == "device")
-        return Plan(chosen, frame.goal, frame.mode, self.name, tuple(candidates) if explain else ())
+            chosen = self._model.predict_one(MOBILE_ONLY, telemetry)
+        candidates = tuple(self._model.predict(telemetry)) if explain else ()
+        return Plan(chosen, frame.goal, frame.mode, self.name, candidates)

@@ -59,6 +59,10 @@ class CostModel:
         radio_w = uplink_power_w(t.radio, t.uplink_bps)
         return [self._candidate(row, t, radio_w) for row in self._rows]
 
+    def predict_one(self, name: str, t: Telemetry) -> Candidate | None:
+        row = next((r for r in self._rows if r[0] == name), None)
+        return None if row is None else self._candidate(row, t, uplink_power_w(t.radio, t.uplink_bps))
+
     def choose(self, t: Telemetry, goal: str, mode: str, deadline_s: float | None) -> Candidate:
         radio_w = uplink_power_w(t.radio, t.uplink_bps)
         device_only = mode == "private" or not t.cloud_up
