@@ -86,3 +86,14 @@ def test_bad_goal_or_mode_is_an_error():
         plan(1e6, goal="speed")
     with pytest.raises(ValueError):
         plan(1e6, mode="turbo")
+
+
+def test_fixed_policies_hold_their_placement_except_in_private_mode():
+    from adaptinf.policies.fixed import FixedPolicy
+
+    t = Telemetry(uplink_bps=5.85e6, rtt_s=0.01, radio="4g")
+    assert FixedPolicy("cloud-only").plan(FrameContext(), t, PROFILE).chosen.name == "cloud-only"
+    assert FixedPolicy("RB8").plan(FrameContext(), t, PROFILE).chosen.name == "RB8"
+    assert FixedPolicy("cloud-only").plan(FrameContext(mode="private"), t, PROFILE).chosen.name == "mobile-only"
+    with pytest.raises(ValueError, match="no partition"):
+        FixedPolicy("RB99").plan(FrameContext(), t, PROFILE)
