@@ -7,7 +7,8 @@ For 32x32x3 and 224x224x3 uint8 frames: (a) raw pyzmq, a DEALER sending
 [msgpack header, frame] to a ROUTER in another process that answers a small header,
 and (b) a real adaptinfd process answering `infer` over the same ipc transport, on a bundle whose model is a single
 global-average-pool + linear layer (so the figure is the API's cost, not a CNN's;
-the model's own time is printed too). Both run interleaved in one process. Goal:
+the model's own time is printed too), plus a header-only `health` request against a
+raw header-only round trip: the API layer alone. All interleaved in one run. Goal:
 ratio <= 1.5.
 """
 
@@ -60,7 +61,7 @@ router.bind(sys.argv[1])
 print("READY " + sys.argv[1], flush=True)
 reply = msgpack.packb({"v": [1, 0], "id": 0, "ok": True, "code": "OK", "label": 3})
 while True:
-    peer, header, frame = router.recv_multipart(copy=False)
+    peer, *message = router.recv_multipart(copy=False)
     router.send_multipart([peer, reply])
 """
 
@@ -84,7 +85,8 @@ def main() -> int:
             header = msgpack.packb({"v": [1, 0], "op": "infer", "id": 1,
                                     "tensor": {"dtype": "uint8", "shape": list(frame.shape)}})
             client = Client(f"ipc://{tmp}/api{side}.sock")
-            raw_us, api_us = [], []
+            raw_us, api_us, raw_ctl_us, api_ctl_us = [], [], [], []
+            control = msgpack.packb({"v": [1, 0], "op": "health", "id": 1})
             for i in range(ROUNDS + 100):  # interleaved; the first 100 are warm-up
                 start = time.perf_counter_ns()
                 raw.send_multipart([header, frame], copy=False)
@@ -93,9 +95,18 @@ def main() -> int:
                 start = time.perf_counter_ns()
                 client.infer(frame)
                 t_api = time.perf_counter_ns() - start
+                start = time.perf_counter_ns()
+                raw.send_multipart([control])
+                raw.recv_multipart()
+                t_raw_ctl = time.perf_counter_ns() - start
+                start = time.perf_counter_ns()
+                client.health()
+                t_api_ctl = time.perf_counter_ns() - start
                 if i >= 100:
                     raw_us.append(t_raw / 1e3)
                     api_us.append(t_api / 1e3)
+                    raw_ctl_us.append(t_raw_ctl / 1e3)
+                    api_ctl_us.append(t_api_ctl / 1e3)
             engine = open_engine(bundle / "full.onnx", "onnxruntime")
             model_us = []
             for _ in range(300):
@@ -105,6 +116,9 @@ def main() -> int:
             r, a = statistics.median(raw_us), statistics.median(api_us)
             print(f"{side}x{side}x3    {r:10.1f} {a:10.1f} {a / r:6.2f} {np.percentile(api_us, 99):10.1f} "
                   f"{statistics.median(model_us):8.1f}")
+            rc, ac = statistics.median(raw_ctl_us), statistics.median(api_ctl_us)
+            print(f"{'health op':12} {rc:10.1f} {ac:10.1f} {ac / rc:6.2f} {np.percentile(api_ctl_us, 99):10.1f} "
+                  f"{'-':>8}   (header only: the API layer without inference)")
             client.close()
             raw.close(0)
             server.stop()

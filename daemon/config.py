@@ -34,6 +34,10 @@ class DaemonSection:
     queue_size: int = 64              # frames waiting beyond that get RESOURCE_EXHAUSTED
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     warmup_runs: int = 20
+    # Run-to-completion: a device-only frame predicted to take at most this long is run
+    # in the API thread when no frame is in the pool, saving two thread hand-offs; it
+    # holds other clients up by at most this much. 0 disables.
+    inline_max_ms: float = 1.0
 
 
 @dataclass(frozen=True)

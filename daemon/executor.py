@@ -21,7 +21,7 @@ from adaptinf.daemon.cloud_link import CloudError, CloudLink
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.telemetry import TelemetryTracker
-from adaptinf.policies.plan import Candidate, FrameContext, Plan
+from adaptinf.policies.plan import Candidate, FrameContext, Plan, Telemetry
 from adaptinf.policies.radio_power import uplink_power_w
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile
 from adaptinf.upload_quant import dequantize, quantize
@@ -39,6 +39,15 @@ class Job:
     received: float                  # monotonic
     deadline: float | None = None    # monotonic
     keepalive: Any = None            # the zmq frame the array views: alive until answered
+    planned: "Planned | None" = None  # planned on arrival when the pool was idle (not stale)
+
+
+@dataclass
+class Planned:
+    plan: Plan
+    telemetry: Telemetry
+    profile: Profile
+    plan_s: float
 
 
 @dataclass
@@ -76,15 +85,22 @@ class Executor:
         self._clock = clock
 
     def execute(self, job: Job) -> FrameResult:
+        planned = job.planned or self.plan(job)
+        return planned if isinstance(planned, FrameResult) else self.run(job, planned)
+
+    def plan(self, job: Job) -> "Planned | FrameResult":
         start = self._clock()
-        stages = {"queue": start - job.received}
         if job.deadline is not None and start >= job.deadline:
-            return FrameResult("DEADLINE_EXCEEDED", "deadline passed while the frame was queued", stages_s=stages)
+            return FrameResult("DEADLINE_EXCEEDED", "deadline passed while the frame was queued",
+                               stages_s={"queue": start - job.received})
         profile = self.profile_ref()
         telemetry = self.telemetry.snapshot(profile)
-        plan: Plan = self.policies[job.policy].plan(job.context, telemetry, profile)
-        after_plan = self._clock()
-        stages["plan"] = after_plan - start
+        plan = self.policies[job.policy].plan(job.context, telemetry, profile)
+        return Planned(plan, telemetry, profile, self._clock() - start)
+
+    def run(self, job: Job, planned: Planned) -> FrameResult:
+        plan, telemetry, profile = planned.plan, planned.telemetry, planned.profile
+        stages = {"queue": self._clock() - job.received - planned.plan_s, "plan": planned.plan_s}
         chosen = plan.chosen
         served = {"placement": chosen.kind, "partition": chosen.name, "policy": plan.policy, "goal": plan.goal,
                   "mode": plan.mode, "fallback": False, "predicted_ms": chosen.latency_s * 1e3}

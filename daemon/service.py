@@ -21,7 +21,7 @@ from adaptinf.daemon.api_server import ApiServer
 from adaptinf.daemon.cloud_link import CloudLink
 from adaptinf.daemon.config import POLICIES, Config
 from adaptinf.daemon.device_models import DeviceModels
-from adaptinf.daemon.executor import Executor, FrameResult, Job
+from adaptinf.daemon.executor import Executor, FrameResult, Job, Planned
 from adaptinf.daemon.link_estimator import LinkEstimator
 from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.telemetry import TelemetryTracker
@@ -48,6 +48,7 @@ class Daemon:
         self._ctx = context or zmq.Context.instance()
         self._progress = progress
         self.mode = config.policy.mode
+        self._inline_max_s = config.daemon.inline_max_ms / 1e3
         self.started = time.monotonic()
         self.stats = Stats()
         self.estimator = LinkEstimator()
@@ -211,7 +212,7 @@ class Daemon:
         log.info("mode %s -> %s", previous, mode)
         return self._ok(req, {"mode": mode, "previous": previous})
 
-    def _infer(self, req: api.Request, peer: bytes, frames: list) -> None:
+    def _infer(self, req: api.Request, peer: bytes, frames: list) -> list | None:
         h = req.header
         model = h.get("model", self.bundle.name)
         if model != self.bundle.name:
@@ -238,16 +239,26 @@ class Daemon:
         now = time.monotonic()
         job = Job(req.id, peer, frame, FrameContext(goal, mode, deadline_ms / 1e3 if deadline_ms else None),
                   policy, now, now + deadline_ms / 1e3 if deadline_ms else None, keepalive=req.buffers)
+        if self.pool.idle():  # plan now: it cannot go stale before a worker takes it
+            planned = self.executor.plan(job)
+            if isinstance(planned, FrameResult) or (planned.plan.chosen.kind == "device" and
+                                                    planned.plan.chosen.device_s <= self._inline_max_s):
+                self.stats.count("frames_inline")
+                return self._answer(job, planned)
+            job.planned = planned
         try:
             self.pool.submit(job)
         except QueueFull:
             raise api.ApiError(api.RESOURCE_EXHAUSTED, "frame queue is full; retry later") from None
         return None
 
-    def _answer(self, job: Job) -> list:
-        """Runs on a worker thread: every job gets exactly one reply, whatever happens."""
+    def _answer(self, job: Job, planned: "Planned | FrameResult | None" = None) -> list:
+        """Every job gets exactly one reply, whatever happens (on a worker, or inline)."""
         try:
-            result: FrameResult = self.executor.execute(job)
+            if isinstance(planned, FrameResult):
+                result = planned
+            else:
+                result = self.executor.run(job, planned) if planned else self.executor.execute(job)
         except Exception as exc:
             log.exception("frame %r failed", job.id)
             result = FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")

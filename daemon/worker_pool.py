@@ -46,6 +46,9 @@ class WorkerPool:
     def depth(self) -> int:
         return self._jobs.qsize()
 
+    def idle(self) -> bool:
+        return self.busy == 0 and self._jobs.empty()
+
     def stop(self, timeout_s: float = 5.0) -> list[Job]:
         """Stop taking jobs; returns the jobs never started, for the caller to answer."""
         left = []
