@@ -149,3 +149,14 @@ def test_a_client_that_never_reads_does_not_stall_others(system, glyph_frames):
         assert c.infer(glyph_frames.images[:1]).label >= 0
         assert c.health()["live"]
     hog.close()
+
+
+def test_short_device_frames_run_inline_and_cloud_frames_use_the_pool(system, glyph_frames):
+    _, endpoint = system
+    with Client(endpoint, timeout_s=5) as c:
+        before = c.stats()["counters"].get("frames_inline", 0)
+        assert c.infer(glyph_frames.images[:1], mode="private").served_by["placement"] == "device"
+        after_device = c.stats()["counters"].get("frames_inline", 0)
+        assert c.infer(glyph_frames.images[:1], policy="cloud-only").served_by["placement"] == "cloud"
+        after_cloud = c.stats()["counters"].get("frames_inline", 0)
+    assert after_device == before + 1 and after_cloud == after_device
