@@ -67,18 +67,36 @@ class CloudSection:
     radio: str = "wifi"               # uplink power model of paper 004 Table III
 
 
+POWER_SOURCES = ("auto", "none", "ina226", "hwmon", "ina3221", "jtop")
+
+
+@dataclass(frozen=True)
+class PowerSection:
+    # auto: the first sensor found under sysfs_root (INA3221 rails, then ina2xx hwmon,
+    # then jtop); ina226: the chip itself on /dev/i2c-<i2c_bus>; none: model only.
+    source: str = "auto"
+    sysfs_root: str = "/"
+    i2c_bus: int = 1
+    address: int = 0x40
+    shunt_ohms: float = 0.002
+    max_current_a: float = 10.0
+    rate_hz: float = 100.0
+
+
 @dataclass(frozen=True)
 class Config:
     daemon: DaemonSection = field(default_factory=DaemonSection)
     policy: PolicySection = field(default_factory=PolicySection)
     device: DeviceSection = field(default_factory=DeviceSection)
     cloud: CloudSection = field(default_factory=CloudSection)
+    power: PowerSection = field(default_factory=PowerSection)
 
 
 _CHOICES = {("policy", "name"): POLICIES, ("policy", "goal"): GOALS, ("policy", "mode"): MODES,
-            ("device", "engine"): BACKENDS, ("cloud", "radio"): tuple(RADIOS)}
+            ("device", "engine"): BACKENDS, ("cloud", "radio"): tuple(RADIOS), ("power", "source"): POWER_SOURCES}
 _POSITIVE = {("daemon", "workers"), ("daemon", "queue_size"), ("daemon", "max_message_bytes"),
-             ("daemon", "warmup_runs"), ("device", "emulate_slowdown"), ("cloud", "timeout_ms")}
+             ("daemon", "warmup_runs"), ("device", "emulate_slowdown"), ("cloud", "timeout_ms"),
+             ("power", "shunt_ohms"), ("power", "max_current_a"), ("power", "rate_hz")}
 
 
 def _section(cls: type, name: str, raw: Any) -> Any:

@@ -19,6 +19,7 @@ from adaptinf.bundle import Bundle
 from adaptinf.cloud import protocol as cloud_protocol
 from adaptinf.daemon.cloud_link import CloudError, CloudLink
 from adaptinf.daemon.device_models import DeviceModels
+from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.policies.plan import Candidate, FrameContext, Plan, Telemetry
@@ -61,6 +62,7 @@ class FrameResult:
     stages_s: dict = field(default_factory=dict)
     energy_j: float = 0.0
     energy_source: str = "model"
+    energy_idle_j: float | None = None   # the idle baseline's share of energy_j (sensor only)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -72,7 +74,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class Executor:
     def __init__(self, bundle: Bundle, models: DeviceModels, policies: dict, profile_ref: Callable[[], Profile],
                  link: CloudLink | None, telemetry: TelemetryTracker, stats: Stats, compute_power_w: float,
-                 cloud_timeout_s: float, clock: Callable[[], float] = time.monotonic):
+                 cloud_timeout_s: float, power: PowerMonitor | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.bundle = bundle
         self.models = models
         self.policies = policies
@@ -82,6 +85,7 @@ class Executor:
         self.stats = stats
         self.compute_power_w = compute_power_w
         self.cloud_timeout_s = cloud_timeout_s
+        self.power = power
         self._clock = clock
 
     def execute(self, job: Job) -> FrameResult:
@@ -99,8 +103,18 @@ class Executor:
         return Planned(plan, telemetry, profile, self._clock() - start)
 
     def run(self, job: Job, planned: Planned) -> FrameResult:
+        if self.power is None:
+            return self._run_planned(job, planned)
+        self.power.frame_started()
+        try:
+            return self._run_planned(job, planned)
+        finally:
+            self.power.frame_finished()
+
+    def _run_planned(self, job: Job, planned: Planned) -> FrameResult:
         plan, telemetry, profile = planned.plan, planned.telemetry, planned.profile
-        stages = {"queue": self._clock() - job.received - planned.plan_s, "plan": planned.plan_s}
+        run_start = self._clock()
+        stages = {"queue": run_start - job.received - planned.plan_s, "plan": planned.plan_s}
         chosen = plan.chosen
         served = {"placement": chosen.kind, "partition": chosen.name, "policy": plan.policy, "goal": plan.goal,
                   "mode": plan.mode, "fallback": False, "predicted_ms": chosen.latency_s * 1e3}
@@ -108,15 +122,31 @@ class Executor:
         stages["total"] = self._clock() - job.received
         probs = softmax(logits.reshape(-1).astype(np.float32))
         label = int(probs.argmax())
-        upload_s = upload_bytes * 8.0 / telemetry.uplink_bps if upload_bytes else 0.0
-        energy = stages.get("device", 0.0) * self.compute_power_w + stages.get("fallback", 0.0) * self.compute_power_w
-        energy += upload_s * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
+        energy, source, idle = self._energy(run_start, stages, upload_bytes, telemetry)
         served["upload_bytes"] = upload_bytes
         placement = "fallback" if served["fallback"] else (
             f"split:{chosen.name}" if chosen.kind == "split" else chosen.kind)
         self.stats.record_frame(plan.policy, placement, stages)
         return FrameResult("OK", label=label, confidence=float(probs[label]), scores=probs,
-                           served_by=served, stages_s=stages, energy_j=energy)
+                           served_by=served, stages_s=stages, energy_j=energy, energy_source=source,
+                           energy_idle_j=idle)
+
+    def _energy(self, run_start: float, stages: dict, upload_bytes: int,
+                telemetry: Telemetry) -> tuple[float, str, float | None]:
+        """Device energy of the frame: measured by the sensor when it is healthy, else the model.
+
+        The uplink radio is outside what a board sensor sees on a Jetson's rails, so its
+        share always comes from paper 004's Table III model.
+        """
+        upload_s = upload_bytes * 8.0 / telemetry.uplink_bps if upload_bytes else 0.0
+        radio_j = upload_s * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
+        end = self._clock()
+        measured = self.power.energy_between(run_start, end) if self.power is not None else None
+        if measured is not None:
+            idle = (self.power.idle_power_w or 0.0) * (end - run_start)
+            return measured + radio_j, f"sensor:{self.power.source.name}" + ("+radio-model" if radio_j else ""), idle
+        compute_s = stages.get("device", 0.0) + stages.get("fallback", 0.0)
+        return compute_s * self.compute_power_w + radio_j, "model", None
 
     # ---- the three placements -----------------------------------------------------
     def _run(self, job: Job, chosen: Candidate, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
@@ -141,7 +171,10 @@ class Executor:
     def _device(self, engine, x: np.ndarray, profiled_ms: float, stages: dict) -> np.ndarray:
         start = self._clock()
         out = engine.run(x)
-        stages["device"] = self._clock() - start
+        end = self._clock()
+        stages["device"] = end - start
+        if self.power is not None:
+            self.power.energy_between(start, end, computing=True)  # measured PM for the planner
         self.telemetry.observe_device(stages["device"], profiled_ms / 1e3)
         return out
 

@@ -23,6 +23,9 @@ from adaptinf.daemon.config import POLICIES, Config
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.executor import Executor, FrameResult, Job, Planned
 from adaptinf.daemon.link_estimator import LinkEstimator
+from adaptinf.daemon.power_monitor import PowerMonitor
+from adaptinf.drivers.ina226 import SensorError
+from adaptinf.drivers.power_sources import PowerSource, open_power_source
 from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.daemon.warmup import measure_profile
@@ -43,8 +46,12 @@ class StartupError(RuntimeError):
 
 
 class Daemon:
-    def __init__(self, config: Config, context: zmq.Context | None = None, progress: bool = False):
+    def __init__(self, config: Config, context: zmq.Context | None = None, progress: bool = False,
+                 power_source: PowerSource | None = None):
+        """power_source: injected hardware (an emulated sensor in tests); None: per [power]."""
         self.config = config
+        self._power_source = power_source
+        self.power: PowerMonitor | None = None
         self._ctx = context or zmq.Context.instance()
         self._progress = progress
         self.mode = config.policy.mode
@@ -75,9 +82,11 @@ class Daemon:
         self.policies = {"split": SplitPolicy(cfg.policy.goal), MOBILE_ONLY: FixedPolicy(MOBILE_ONLY)}
         if any(p.name == CLOUD_ONLY for p in self.profile.partitions):
             self.policies[CLOUD_ONLY] = FixedPolicy(CLOUD_ONLY)
-        self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio)
+        self.power = self._open_power()
+        self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio, self.power)
         self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,
-                                 self.telemetry, self.stats, cfg.device.compute_power_w, cfg.cloud.timeout_ms / 1e3)
+                                 self.telemetry, self.stats, cfg.device.compute_power_w, cfg.cloud.timeout_ms / 1e3,
+                                 self.power)
         results = f"inproc://adaptinfd-results-{id(self)}"
         self.api = ApiServer(cfg.daemon.api_endpoint, self._handlers(), self.stats, cfg.daemon.max_message_bytes,
                              results, self._ctx)
@@ -97,6 +106,8 @@ class Daemon:
             self.api.stop()
         if self.link is not None:
             self.link.stop()
+        if self.power is not None:
+            self.power.stop()
         if self._lock_file is not None:
             self._lock_file.close()
 
@@ -120,6 +131,20 @@ class Daemon:
             raise StartupError(f"another adaptinfd already serves {endpoint}") from None
         if path.exists():
             path.unlink()  # stale socket of a daemon that died: we hold the lock now
+
+    def _open_power(self) -> PowerMonitor | None:
+        """The configured (or injected) sensor, sampled; None means model-based energy."""
+        cfg = self.config.power
+        source = self._power_source
+        if source is None and cfg.source != "none":
+            try:
+                source = open_power_source(cfg)
+            except SensorError as exc:
+                log.warning("no power sensor (%s): device energy is model-based", exc)
+        if source is None:
+            return None
+        log.info("power sensor: %s at %.0f Hz", source.name, cfg.rate_hz)
+        return PowerMonitor(source, cfg.rate_hz).start()
 
     def _load_or_measure_profile(self) -> Profile:
         cfg = self.config
@@ -187,7 +212,7 @@ class Daemon:
                      "rtt_ms_std": est.rtt_s_std * 1e3, "samples": {"rtt": est.rtt_samples,
                                                                      "bandwidth": est.bandwidth_samples},
                      "radio": self.config.cloud.radio},
-            "power": {"source": "model", "compute_power_w": self.config.device.compute_power_w},
+            "power": self._power_status(),
             "cloud": {"state": link.state if link else "none", "queue_depth": link.queue_depth if link else 0,
                       "service_ms": link.service_s * 1e3 if link else 0.0, "slowdown": t.cloud_slowdown,
                       "retries": link.retries if link else 0, "reconnects": link.reconnects if link else 0,
@@ -196,6 +221,16 @@ class Daemon:
             "device": {"backend": self.models.backend, "slowdown": t.device_slowdown,
                        "queue_depth": self.pool.depth(), "busy_workers": self.pool.busy},
             "latency": self.stats.latency_percentiles()})
+
+    def _power_status(self) -> dict:
+        model = {"model_compute_power_w": self.config.device.compute_power_w}
+        if self.power is None:
+            return {"source": "model", "sensor": None, **model}
+        p = self.power.status()
+        return {"source": f"sensor:{p.source}" if p.healthy else "model (sensor failing)", "sensor": p.source,
+                "healthy": p.healthy, "power_w": p.power_w, "idle_power_w": p.idle_power_w,
+                "active_power_w": p.active_power_w, "samples": p.samples, "errors": p.errors,
+                "last_error": p.last_error, **model}
 
     def _stats(self, req: api.Request, peer: bytes, frames: list) -> list:
         body = self.stats.snapshot()
@@ -268,5 +303,6 @@ class Daemon:
         body = {"label": result.label, "class": self.bundle.classes[result.label], "confidence": result.confidence,
                 "served_by": result.served_by, "latency_ms": {k: v * 1e3 for k, v in result.stages_s.items()},
                 "energy_j": result.energy_j, "energy_source": result.energy_source,
+                "energy_idle_j": result.energy_idle_j,
                 "scores": {"dtype": "float32", "shape": [len(result.scores)]}}
         return api.encode_reply(job.id, api.OK, body=body, buffers=(result.scores.tobytes(),))

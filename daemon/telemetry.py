@@ -6,6 +6,7 @@ import threading
 
 from adaptinf.daemon.cloud_link import CloudLink
 from adaptinf.daemon.link_estimator import LinkEstimator
+from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.policies.plan import Telemetry
 from adaptinf.profile import Profile
 
@@ -15,8 +16,10 @@ LOAD_GAIN = 0.2   # EWMA gain of the measured/profiled time ratios
 class TelemetryTracker:
     """K_mobile and K_cloud of Algorithm 1, from measured vs profiled times."""
 
-    def __init__(self, estimator: LinkEstimator, link: CloudLink | None, radio: str):
+    def __init__(self, estimator: LinkEstimator, link: CloudLink | None, radio: str,
+                 power: PowerMonitor | None = None):
         self.estimator = estimator
+        self.power = power
         self.link = link
         self.radio = radio
         self._lock = threading.Lock()
@@ -40,6 +43,7 @@ class TelemetryTracker:
         rtt = est.rtt_s if est.rtt_s is not None else (fallback.rtt_ms / 1e3 if fallback else 0.05)
         link = self.link
         queue_s = link.queue_depth * link.service_s if link else 0.0
+        power = self.power.active_power_w if self.power is not None and self.power.healthy else None
         return Telemetry(uplink_bps=uplink, rtt_s=rtt, radio=self.radio, cloud_up=bool(link and link.up),
                          cloud_slowdown=self.cloud_slowdown, cloud_queue_s=queue_s,
-                         device_slowdown=self.device_slowdown)
+                         device_slowdown=self.device_slowdown, device_power_w=power)

@@ -19,6 +19,7 @@ class Telemetry:
     cloud_slowdown: float = 1.0   # K_cloud: measured / profiled cloud service time
     cloud_queue_s: float = 0.0    # expected wait in the cloud's queue
     device_slowdown: float = 1.0  # K_mobile: measured / profiled device time
+    device_power_w: float | None = None  # measured power while computing (sensor); None: the profile's
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ For every partition j (each split point, plus mobile-only and cloud-only):
   energy_j  = TM_j * PM_j + TU_j * PU        PU = alpha_u * t_u + beta (Table III)
 and return argmin latency or argmin energy. NB and RTT are the live link estimate,
 K_cloud and the queue wait come from the load the cloud reports, K_mobile from the
-device's measured vs profiled time.
+device's measured vs profiled time, and PM from the power sensor when there is one.
 
 Modes (thesis ch.4.3.2): private keeps everything on the device; mission-critical
 takes the most accurate candidates and the fastest of them; power-saving plans for
@@ -45,6 +45,8 @@ class CostModel:
     def _terms(row: tuple, t: Telemetry, radio_w: float) -> tuple[float, float, float, float, float, float]:
         """(TM, TU, RTT, TC, latency, energy) of one partition: the equations in the module docstring."""
         _, kind, device_s, power_w, cloud_s, upload_bits, _, _ = row
+        if t.device_power_w is not None:  # a sensor measured it: plan with that, not the profile's
+            power_w = t.device_power_w
         tm = device_s * t.device_slowdown
         if kind == "device":
             return tm, 0.0, 0.0, 0.0, tm, tm * power_w

@@ -23,7 +23,8 @@ def system(bundle, tmp_path_factory):
     d = tempfile.mkdtemp(prefix="ai-")
     worker = CloudWorker(bundle, "tcp://127.0.0.1:*").start()
     config = parse_config({"daemon": {"api_endpoint": f"ipc://{d}/api.sock", "bundle": str(bundle.root),
-                                      "state_dir": d, "max_message_bytes": MAX_MESSAGE, "warmup_runs": 3},
+                                      "state_dir": d, "max_message_bytes": MAX_MESSAGE, "warmup_runs": 3,
+                                      "inline_max_ms": 50.0},  # device frames inline, whatever the warm-up measured
                            "cloud": {"endpoint": worker.bound_endpoint}})
     daemon = Daemon(config).start()
     yield daemon, f"ipc://{d}/api.sock"

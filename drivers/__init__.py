@@ -1,0 +1,1 @@
+"""Hardware drivers: power sensors (INA226, Linux hwmon, jtop)."""
