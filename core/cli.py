@@ -109,6 +109,40 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_power(args: argparse.Namespace) -> int:
+    """Find power sensors and print live samples: for checking the wiring on a board."""
+    import time
+
+    from adaptinf.drivers.ina226 import SensorError
+    from adaptinf.drivers.power_sources import discover, open_ina226
+
+    sources = []
+    if args.i2c_bus is not None:
+        try:
+            sources.append(open_ina226(args.i2c_bus, args.address, args.shunt_ohms, args.max_current))
+        except (SensorError, ValueError) as exc:
+            print(f"INA226 on /dev/i2c-{args.i2c_bus} at 0x{args.address:02x}: {exc}", file=sys.stderr)
+    sources += discover(args.sysfs_root)
+    if not sources:
+        print(f"no power sensor found (searched {args.sysfs_root}sys/class/hwmon, the INA3221 drivers"
+              f"{', /dev/i2c-%d' % args.i2c_bus if args.i2c_bus is not None else ''} and jtop)", file=sys.stderr)
+        return 1
+    for s in sources:
+        print(f"found {s.name}")
+    print("time s  " + "  ".join(f"{s.name:>24}" for s in sources))
+    start = time.monotonic()
+    for _ in range(args.count):
+        cells = []
+        for s in sources:
+            try:
+                cells.append(f"{s.read_power_w():22.3f} W")
+            except SensorError as exc:
+                cells.append(f"{'error: ' + str(exc)[:17]:>24}")
+        print(f"{time.monotonic() - start:6.2f}  " + "  ".join(cells), flush=True)
+        time.sleep(1.0 / args.rate)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adaptinf", description="adaptive edge-cloud inference runtime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +174,16 @@ def main(argv: list[str] | None = None) -> int:
                       help="uplink power model (default: nearest to --uplink)")
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=cmd_plan)
+
+    power = sub.add_parser("power", help="find power sensors and print live samples")
+    power.add_argument("--sysfs-root", default="/", help="root of the sysfs tree (default %(default)s)")
+    power.add_argument("--i2c-bus", type=int, default=None, help="also probe an INA226 on /dev/i2c-N")
+    power.add_argument("--address", type=lambda v: int(v, 0), default=0x40, help="INA226 address (default 0x40)")
+    power.add_argument("--shunt-ohms", type=float, default=0.002)
+    power.add_argument("--max-current", type=float, default=10.0, help="A, sets Current_LSB")
+    power.add_argument("--count", type=int, default=10)
+    power.add_argument("--rate", type=float, default=2.0, help="samples per second")
+    power.set_defaults(func=cmd_power)
 
     demo = sub.add_parser("demo", help="run the end-to-end demo (3G, 4G, Wi-Fi)", add_help=False)
     demo.set_defaults(func=None)

@@ -97,3 +97,14 @@ def test_fixed_policies_hold_their_placement_except_in_private_mode():
     assert FixedPolicy("cloud-only").plan(FrameContext(mode="private"), t, PROFILE).chosen.name == "mobile-only"
     with pytest.raises(ValueError, match="no partition"):
         FixedPolicy("RB99").plan(FrameContext(), t, PROFILE)
+
+
+def test_measured_device_power_replaces_the_profiles():
+    # profile PM = 5 W; a sensor says 1 W: RB1's energy on 3G becomes 0.005*1 + 0.02281*1.774
+    t = Telemetry(uplink_bps=1.1e6, rtt_s=0.03, radio="3g", device_power_w=1.0)
+    p = SplitPolicy().plan(FrameContext(goal="energy"), t, PROFILE, explain=True)
+    rb1 = next(c for c in p.candidates if c.name == "RB1")
+    assert rb1.energy_j == pytest.approx(0.005 * 1.0 + 3136 * 8 / 1.1e6 * uplink_power_w("3g", 1.1e6))
+    # at 1 W computing is cheap: mobile-only 40 mJ, RB1 5 + 40.5 = 45.5 mJ, RB8 20 + 12.9 = 32.9 mJ,
+    # so RB8 wins where the profile's 5 W chose RB1 (65.5 vs 112.9 mJ, test_energy_goal_by_hand)
+    assert p.chosen.name == "RB8"
