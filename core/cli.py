@@ -143,6 +143,40 @@ def cmd_power(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_install_service(args: argparse.Namespace) -> int:
+    """Write the unit, udev rules and (if absent) the config under --root; print what to run next."""
+    import shutil
+    from importlib import resources
+
+    files = resources.files("adaptinf.systemd")
+    adaptinfd = shutil.which("adaptinfd") or f"{sys.executable} -m adaptinf.daemon.main"
+    root = Path(args.root)
+    targets = {
+        root / "etc/systemd/system/adaptinfd.service":
+            files.joinpath("adaptinfd.service").read_text().replace("@ADAPTINFD@", adaptinfd),
+        root / "etc/udev/rules.d/99-adaptinf.rules": files.joinpath("99-adaptinf.rules").read_text(),
+        root / "etc/adaptinf/adaptinfd.toml": files.joinpath("adaptinfd.toml").read_text(),
+    }
+    for path, text in targets.items():
+        if path.name == "adaptinfd.toml" and path.exists():
+            print(f"kept      {path} (exists)")
+            continue
+        if args.dry_run:
+            print(f"would write {path}")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote     {path}")
+    print("\nnext, as root:\n"
+          "  useradd --system --user-group --home-dir /var/lib/adaptinf --shell /usr/sbin/nologin adaptinf\n"
+          "  groupadd --system i2c 2>/dev/null || true\n"
+          "  udevadm control --reload-rules && udevadm trigger\n"
+          "  systemctl daemon-reload && systemctl enable --now adaptinfd\n"
+          "  journalctl -u adaptinfd -f        # logs\n"
+          "  adaptinf status                   # as a member of group adaptinf")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adaptinf", description="adaptive edge-cloud inference runtime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     power.add_argument("--count", type=int, default=10)
     power.add_argument("--rate", type=float, default=2.0, help="samples per second")
     power.set_defaults(func=cmd_power)
+
+    install = sub.add_parser("install-service", help="install the systemd unit, udev rules and config")
+    install.add_argument("--root", default="/", help="install under this root (default %(default)s)")
+    install.add_argument("--dry-run", action="store_true")
+    install.set_defaults(func=cmd_install_service)
 
     demo = sub.add_parser("demo", help="run the end-to-end demo (3G, 4G, Wi-Fi)", add_help=False)
     demo.set_defaults(func=None)

@@ -46,6 +46,9 @@ class ApiServer:
         if not self._ready.wait(10):
             raise RuntimeError(f"API server did not come up on {self.endpoint}: {self.thread_error}")
 
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self.thread_error is None
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread:

@@ -149,6 +149,9 @@ class CloudLink:
         os.close(self._wake_r)
         os.close(self._wake_w)
 
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and self.thread_error is None
+
     @property
     def up(self) -> bool:
         return self.state == "up"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ class Daemon:
         self._ctx = context or zmq.Context.instance()
         self._progress = progress
         self.mode = config.policy.mode
+        self.stopping = False
         self._inline_max_s = config.daemon.inline_max_ms / 1e3
         self.started = time.monotonic()
         self.stats = Stats()
@@ -99,6 +101,7 @@ class Daemon:
 
     def stop(self) -> None:
         """Stop taking frames, answer every queued one explicitly, then close."""
+        self.stopping = True  # from here on, new frames get UNAVAILABLE instead of a queue slot
         if self.pool is not None:
             for job in self.pool.stop():
                 self._push_unavailable(job)
@@ -110,6 +113,57 @@ class Daemon:
             self.power.stop()
         if self._lock_file is not None:
             self._lock_file.close()
+
+    def health_problem(self) -> str | None:
+        """None when every part that frames depend on is alive; else what is not (no watchdog ping then)."""
+        if self.api is None or not self.api.alive():
+            return f"API thread stopped: {self.api.thread_error if self.api else 'never started'}"
+        if self.pool is None or not self.pool.alive():
+            return "a frame worker thread stopped"
+        if self.link is not None and not self.link.alive():
+            return f"cloud link thread stopped: {self.link.thread_error}"
+        return None
+
+    def reload(self, new: Config) -> list[str]:
+        """SIGHUP: apply what can change live, reload the profile; returns what changed.
+
+        Live: [policy], [cloud].timeout_ms and radio, [device].compute_power_w, and the
+        profile ([daemon].profile). Anything else is logged as needing a restart.
+        """
+        old = self.config
+        changes = []
+        fixed = [f"{section}.{key}" for section in ("daemon", "device", "cloud", "power")
+                 for key, value in vars(getattr(new, section)).items()
+                 if value != getattr(getattr(old, section), key)
+                 and (section, key) not in {("daemon", "profile"), ("cloud", "timeout_ms"), ("cloud", "radio"),
+                                            ("device", "compute_power_w")}]
+        for name in fixed:
+            log.warning("SIGHUP: %s changed but needs a restart; keeping the running value", name)
+        if new.daemon.profile:  # re-read on every SIGHUP: calibration may have rewritten it
+            self.config = replace(old, daemon=replace(old.daemon, profile=new.daemon.profile))
+            try:
+                self.profile = self._load_or_measure_profile()
+                changes.append(f"profile {self.profile_source}")
+            except StartupError as exc:
+                self.config = old
+                log.error("SIGHUP: keeping the running profile: %s", exc)
+                changes.append(f"profile refused: {exc}")
+        if new.policy != old.policy:
+            self.policies["split"].default_goal = new.policy.goal
+            if new.policy.mode != old.policy.mode:
+                self.mode = new.policy.mode
+            changes.append(f"policy {new.policy}")
+        self.executor.cloud_timeout_s = new.cloud.timeout_ms / 1e3
+        self.executor.compute_power_w = new.device.compute_power_w
+        self.telemetry.radio = new.cloud.radio
+        self.config = replace(self.config, policy=new.policy,
+                              cloud=replace(old.cloud, timeout_ms=new.cloud.timeout_ms, radio=new.cloud.radio),
+                              device=replace(old.device, compute_power_w=new.device.compute_power_w))
+        for section, key in (("cloud", "timeout_ms"), ("cloud", "radio"), ("device", "compute_power_w")):
+            if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
+                changes.append(f"{section}.{key}")
+        log.info("SIGHUP: reloaded (%s)", ", ".join(changes) or "nothing changed")
+        return changes
 
     def _push_unavailable(self, job: Job) -> None:
         push = self._ctx.socket(zmq.PUSH)
@@ -248,6 +302,8 @@ class Daemon:
         return self._ok(req, {"mode": mode, "previous": previous})
 
     def _infer(self, req: api.Request, peer: bytes, frames: list) -> list | None:
+        if self.stopping:
+            raise api.ApiError(api.UNAVAILABLE, "adaptinfd is shutting down")
         h = req.header
         model = h.get("model", self.bundle.name)
         if model != self.bundle.name:

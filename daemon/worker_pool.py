@@ -46,6 +46,9 @@ class WorkerPool:
     def depth(self) -> int:
         return self._jobs.qsize()
 
+    def alive(self) -> bool:
+        return all(t.is_alive() for t in self._threads)
+
     def idle(self) -> bool:
         return self.busy == 0 and self._jobs.empty()
 

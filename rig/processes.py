@@ -98,6 +98,6 @@ def write_daemon_config(path: Path, **sections: dict) -> Path:
     return Path(path)
 
 
-def spawn_daemon(config: Path | str, timeout_s: float = 120.0) -> Service:
+def spawn_daemon(config: Path | str, timeout_s: float = 120.0, env: dict | None = None) -> Service:
     return spawn("adaptinfd", "adaptinf.daemon.main", ["--config", str(config), "--log-level", "WARNING"],
-                 timeout_s=timeout_s)
+                 timeout_s=timeout_s, env=env)
