@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"])
     parser.add_argument("--threads", type=int, default=1, help="compute threads (default 1: one GPU)")
     parser.add_argument("--plan-cache", default=None, help="TensorRT plan cache directory")
+    parser.add_argument("--curve-secret", default=None, help="this server's .key_secret file (enables CURVE)")
+    parser.add_argument("--allowed-devices", default=None, help="directory of allowed <device-id>.key files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s adaptinf-cloud %(levelname)s %(message)s")
     try:
@@ -25,7 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     except BundleError as exc:
         print(f"adaptinf-cloud: {exc}", file=sys.stderr)
         return 2
-    worker = CloudWorker(bundle, args.endpoint, args.backend, args.threads, plan_cache_dir=args.plan_cache).start()
+    try:
+        worker = CloudWorker(bundle, args.endpoint, args.backend, args.threads, plan_cache_dir=args.plan_cache,
+                             curve_secret_file=args.curve_secret, allowed_devices_dir=args.allowed_devices).start()
+    except (ValueError, OSError) as exc:
+        print(f"adaptinf-cloud: {exc}", file=sys.stderr)
+        return 2
     logging.info("serving bundle %s (%s) on %s", bundle.name, bundle.manifest_sha256[:12], worker.bound_endpoint)
     print(f"READY {worker.bound_endpoint}", flush=True)  # parents (demo, tests) wait for this line
     wait_until_terminated()

@@ -27,7 +27,7 @@ import zmq
 
 from adaptinf.bundle import Bundle
 from adaptinf import router_loop
-from adaptinf.cloud import protocol
+from adaptinf.cloud import curve_auth, protocol
 from adaptinf.engines import open_engine
 from adaptinf.upload_quant import dequantize
 
@@ -49,7 +49,10 @@ class _Job:
 
 class CloudWorker:
     def __init__(self, bundle: Bundle, endpoint: str, backend: str = "auto", threads: int = 1,
-                 queue_size: int = 256, plan_cache_dir: str | None = None, context: zmq.Context | None = None):
+                 queue_size: int = 256, plan_cache_dir: str | None = None, context: zmq.Context | None = None,
+                 curve_secret_file: str | None = None, allowed_devices_dir: str | None = None):
+        """With curve_secret_file and allowed_devices_dir, the link is CURVE-encrypted and only
+        devices whose public key is in allowed_devices_dir (<device-id>.key) are served."""
         self.bundle = bundle
         self.endpoint = endpoint
         self._ctx = context or zmq.Context.instance()
@@ -65,7 +68,12 @@ class CloudWorker:
         self._stop = threading.Event()
         self._results_endpoint = f"inproc://cloud-results-{id(self)}"
         self.counters = {"requests": 0, "replayed": 0, "absorbed": 0, "shed_deadline": 0, "rejected_full": 0,
-                         "bad_requests": 0}
+                         "bad_requests": 0, "refused_devices": 0}
+        if (curve_secret_file is None) != (allowed_devices_dir is None):
+            raise ValueError("CURVE needs both the server's secret key file and the allowed-devices directory")
+        self._curve_secret = curve_secret_file
+        self._allow = curve_auth.DeviceAllowList(allowed_devices_dir) if allowed_devices_dir else None
+        self._authenticator = None
         self._ready = threading.Event()
         self._router_thread: threading.Thread | None = None
         self._compute_threads: list[threading.Thread] = []
@@ -73,6 +81,8 @@ class CloudWorker:
 
     # ---- life cycle -------------------------------------------------------------
     def start(self) -> "CloudWorker":
+        if self._allow is not None:
+            self._authenticator = curve_auth.start_authenticator(self._ctx, self._allow)
         self._router_thread = threading.Thread(target=self._router_loop, name="cloud-router", daemon=True)
         self._router_thread.start()
         if not self._ready.wait(10):
@@ -93,6 +103,8 @@ class CloudWorker:
         for t in [self._router_thread, *self._compute_threads]:
             if t is not None:
                 t.join(timeout=5)
+        if self._authenticator is not None:
+            self._authenticator.stop()
 
     def load(self) -> dict:
         return {"queue_depth": self._jobs.qsize() + self._busy, "service_s": self._service_s}
@@ -104,6 +116,8 @@ class CloudWorker:
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)   # a reconnecting device replaces its half-open old pipe
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unreachable peer -> error we count, not silence
         router.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_PAYLOAD_BYTES + protocol.MAX_HEADER_BYTES)
+        if self._curve_secret is not None:
+            curve_auth.make_server(router, self._curve_secret)
         router.bind(self.endpoint)
         self.bound_endpoint = router.getsockopt(zmq.LAST_ENDPOINT).decode()
         results = self._ctx.socket(zmq.PULL)
@@ -129,8 +143,23 @@ class CloudWorker:
             out["message"] = message
         return [protocol.pack(out)]
 
+    def _authorised(self, peer: bytes, frames: list) -> bool:
+        """Under CURVE: the sender's key is still allowed and is the key of the device it claims to be."""
+        if self._allow is None:
+            return True
+        key = frames[1].get("User-Id") if len(frames) > 1 else None
+        device = self._allow.device_for(key.encode()) if key else None
+        if device is None or device.encode() != peer:
+            self.counters["refused_devices"] += 1
+            log.warning("dropping a message from %r: key %s", peer,
+                        "revoked" if device is None else f"belongs to {device!r}")
+            return False
+        return True
+
     def _on_request(self, router: zmq.Socket, frames: list) -> None:
         peer = frames[0].bytes
+        if not self._authorised(peer, frames):
+            return
         try:
             header = protocol.unpack(frames[1].buffer if len(frames) > 1 else b"")
         except protocol.ProtocolError as exc:

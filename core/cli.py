@@ -177,6 +177,15 @@ def cmd_install_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from adaptinf.cloud.curve_auth import generate_keypair
+
+    public, secret = generate_keypair(args.dir, args.name)
+    print(f"public key: {public}   (give to the other side: the cloud's allowed-devices dir, or the devices)")
+    print(f"secret key: {secret}   (stays here, mode 0600)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adaptinf", description="adaptive edge-cloud inference runtime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     install.add_argument("--root", default="/", help="install under this root (default %(default)s)")
     install.add_argument("--dry-run", action="store_true")
     install.set_defaults(func=cmd_install_service)
+
+    keys = sub.add_parser("keys", help="CURVE keys for the cloud link").add_subparsers(dest="action", required=True)
+    gen = keys.add_parser("generate", help="write NAME.key (public) and NAME.key_secret")
+    gen.add_argument("name", help="a device id, or e.g. 'cloud' for the server")
+    gen.add_argument("--dir", default=".", help="where to write (default: here)")
+    gen.set_defaults(func=cmd_keys)
 
     demo = sub.add_parser("demo", help="run the end-to-end demo (3G, 4G, Wi-Fi)", add_help=False)
     demo.set_defaults(func=None)

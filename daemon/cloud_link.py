@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import zmq
 
-from adaptinf.cloud import protocol
+from adaptinf.cloud import curve_auth, protocol
 from adaptinf.daemon.link_estimator import LinkEstimator
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,12 @@ class LinkStatus:
 
 class CloudLink:
     def __init__(self, endpoint: str, device_id: str, estimator: LinkEstimator,
-                 context: zmq.Context | None = None, clock: Callable[[], float] = time.monotonic):
+                 context: zmq.Context | None = None, clock: Callable[[], float] = time.monotonic,
+                 curve: tuple[str, str] | None = None):
+        """curve: (this device's .key_secret file, the cloud's public .key file) to encrypt the link."""
         self.endpoint = endpoint
         self.device_id = device_id
+        self.curve = curve
         self.estimator = estimator
         self._ctx = context or zmq.Context.instance()
         self._clock = clock
@@ -195,6 +198,8 @@ class CloudLink:
         sock.setsockopt(zmq.ROUTING_ID, self.device_id.encode())
         sock.setsockopt(zmq.RECONNECT_IVL, int(RECONNECT_MIN_S * 1000))
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(RECONNECT_MAX_S * 1000))
+        if self.curve is not None:
+            curve_auth.make_client(sock, *self.curve)
         sock.connect(self.endpoint)
         return sock
 

@@ -65,6 +65,9 @@ class CloudSection:
     device_id: str = "adaptinf-device"
     timeout_ms: float = 1000.0        # longest a frame waits for the cloud before falling back
     radio: str = "wifi"               # uplink power model of paper 004 Table III
+    # CURVE (both or neither): this device's .key_secret file and the cloud's public .key file
+    curve_secret_key: str = ""
+    curve_server_key: str = ""
 
 
 POWER_SOURCES = ("auto", "none", "ina226", "hwmon", "ina3221", "jtop")

@@ -76,7 +76,13 @@ class Daemon:
         self.models = DeviceModels.load(self.bundle, cfg.device.engine, cfg.device.plan_cache,
                                         cfg.device.emulate_slowdown)
         if cfg.cloud.endpoint:
-            self.link = CloudLink(cfg.cloud.endpoint, cfg.cloud.device_id, self.estimator, self._ctx).start()
+            curve = None
+            if cfg.cloud.curve_secret_key or cfg.cloud.curve_server_key:
+                if not (cfg.cloud.curve_secret_key and cfg.cloud.curve_server_key):
+                    raise StartupError("[cloud] CURVE needs both curve_secret_key and curve_server_key")
+                curve = (cfg.cloud.curve_secret_key, cfg.cloud.curve_server_key)
+            self.link = CloudLink(cfg.cloud.endpoint, cfg.cloud.device_id, self.estimator, self._ctx,
+                                  curve=curve).start()
             deadline = time.monotonic() + LINK_WAIT_S
             while not self.link.up and time.monotonic() < deadline:
                 time.sleep(0.02)

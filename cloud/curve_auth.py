@@ -1,0 +1,104 @@
+"""CURVE encryption and per-device authentication for the cloud link (ZeroMQ CURVE + ZAP).
+
+Keys are pyzmq certificate files: `<name>.key` (public) and `<name>.key_secret`
+(public + secret), written by `adaptinf keys generate`. The cloud worker holds its own
+secret file and a directory of allowed device public keys named `<device-id>.key`.
+
+- The ZAP handler (pyzmq's ThreadAuthenticator) admits a connection only when its key is
+  in the allow-list. The socket's ZAP domain and the callback's domain are both
+  DOMAIN: a callback registered for "*" would not match a named domain and every client
+  would hang with no error (a pyzmq pitfall, see ../shared/notes).
+- The ZAP reply's User-Id is the client's key, so the worker checks on every message that
+  the key is still allowed (revoking = deleting the file works at once, not at the next
+  reconnect) and that it belongs to the device id the message claims (a device cannot
+  use another's de-duplication namespace).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "adaptinf"
+
+
+def generate_keypair(directory: Path | str, name: str) -> tuple[Path, Path]:
+    """Write <name>.key and <name>.key_secret in directory; returns (public, secret) paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    public, secret = zmq.auth.create_certificates(str(directory), name)
+    os.chmod(secret, 0o600)
+    return Path(public), Path(secret)
+
+
+class DeviceAllowList:
+    """Allowed device keys: <device-id>.key files in a directory, re-read when it changes."""
+
+    def __init__(self, directory: Path | str):
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise FileNotFoundError(f"allowed-devices directory {self.directory} does not exist")
+        self._lock = threading.Lock()
+        self._stamp: float | None = None
+        self._devices: dict[bytes, str] = {}
+
+    def _refresh(self) -> None:
+        stamp = self.directory.stat().st_mtime_ns
+        if stamp == self._stamp:
+            return
+        devices = {}
+        for path in sorted(self.directory.glob("*.key")):
+            try:
+                public, _ = zmq.auth.load_certificate(str(path))
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable device key %s: %s", path, exc)
+                continue
+            devices[public] = path.stem
+        self._devices, self._stamp = devices, stamp
+
+    def device_for(self, z85_key: bytes) -> str | None:
+        with self._lock:
+            self._refresh()
+            return self._devices.get(z85_key)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """pyzmq credentials-provider hook: key is the client's Z85-encoded public key."""
+        allowed = self.device_for(key) is not None
+        if not allowed:
+            log.warning("refused a CURVE client with an unknown key %s", key[:8])
+        return allowed
+
+
+def start_authenticator(context: zmq.Context, allow_list: DeviceAllowList) -> ThreadAuthenticator:
+    auth = ThreadAuthenticator(context)
+    auth.start()
+    auth.configure_curve_callback(domain=DOMAIN, credentials_provider=allow_list)
+    return auth
+
+
+def make_server(socket: zmq.Socket, secret_file: Path | str) -> None:
+    public, secret = zmq.auth.load_certificate(str(secret_file))
+    if secret is None:
+        raise ValueError(f"{secret_file} holds no secret key (use the .key_secret file)")
+    socket.curve_secretkey = secret
+    socket.curve_publickey = public
+    socket.curve_server = True
+    socket.zap_domain = DOMAIN.encode()
+
+
+def make_client(socket: zmq.Socket, secret_file: Path | str, server_public_file: Path | str) -> None:
+    public, secret = zmq.auth.load_certificate(str(secret_file))
+    server_public, _ = zmq.auth.load_certificate(str(server_public_file))
+    if secret is None:
+        raise ValueError(f"{secret_file} holds no secret key (use the .key_secret file)")
+    socket.curve_secretkey = secret
+    socket.curve_publickey = public
+    socket.curve_serverkey = server_public
