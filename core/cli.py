@@ -93,6 +93,67 @@ def _client(args: argparse.Namespace):
     return Client(args.endpoint, timeout_s=args.timeout)
 
 
+def _fmt(value, scale=1.0, unit="", digits=1) -> str:
+    return "?" if value is None else f"{value * scale:.{digits}f}{unit}"
+
+
+def render_status(status: dict, stats: dict) -> str:
+    """The daemon at a glance: what a person checks first."""
+    link, cloud, power, device = status["link"], status["cloud"], status["power"], status["device"]
+    lat = status.get("latency") or {}
+    placements = "  ".join(f"{k} {v}" for k, v in sorted(stats["placements"].items(), key=lambda kv: -kv[1]))
+    codes = "  ".join(f"{k} {v}" for k, v in sorted(stats["codes"].items()))
+    if power.get("sensor"):
+        sensor = (f"{power['source']}  {_fmt(power.get('power_w'), unit=' W', digits=2)}  (idle "
+                  f"{_fmt(power.get('idle_power_w'), unit=' W', digits=2)}, computing "
+                  f"{_fmt(power.get('active_power_w'), unit=' W', digits=2)}, errors {power.get('errors', 0)})")
+    else:
+        sensor = f"model: {power['model_compute_power_w']} W while computing (no sensor)"
+    return "\n".join([
+        f"adaptinfd  {status['bundle']['name']} ({status['bundle']['sha256'][:12]})  up "
+        f"{status['uptime_s']:.0f} s  mode {status['mode']}  policy {status['policy']} (goal {status['goal']})",
+        f"link      {link['state']:<10} uplink {_fmt(link['uplink_bps'], 1e-6, ' Mbit/s', 2)} "
+        f"± {_fmt(link['uplink_bps_std'], 1e-6, '', 2)}  RTT {_fmt(link['rtt_ms'], unit=' ms')} "
+        f"± {_fmt(link['rtt_ms_std'])}  radio {link['radio']}",
+        f"cloud     {cloud['state']:<10} queue {cloud['queue_depth']}  service {_fmt(cloud['service_ms'], unit=' ms', digits=2)}"
+        f"  slowdown {cloud['slowdown']:.2f}  retries {cloud['retries']}  reconnects {cloud['reconnects']}"
+        f"  late replies dropped {cloud['late_replies_dropped']}",
+        f"power     {sensor}",
+        f"device    {device['backend']}  slowdown {device['slowdown']:.2f}  queued {device['queue_depth']}"
+        f"  busy workers {device['busy_workers']}",
+        f"latency   p50 {_fmt(lat.get('p50_ms'), unit=' ms')}  p95 {_fmt(lat.get('p95_ms'), unit=' ms')}"
+        f"  p99 {_fmt(lat.get('p99_ms'), unit=' ms')}",
+        f"frames    {placements or 'none yet'}",
+        f"replies   {codes or 'none yet'}",
+        f"profile   {status['profile']}",
+    ])
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    from adaptinf.client import ApiFailure, ApiTimeout
+
+    try:
+        with _client(args) as client:
+            while True:
+                status, stats = client.status(), client.stats()
+                if args.json:
+                    print(json.dumps(status, indent=1, default=str))
+                else:
+                    if args.watch:
+                        print("\033[2J\033[H", end="")  # clear the terminal between refreshes
+                    print(render_status(status, stats), flush=True)
+                if not args.watch:
+                    return 0
+                time.sleep(args.watch)
+    except (ApiFailure, ApiTimeout) as exc:
+        print(f"adaptinf status: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from adaptinf.client import ApiFailure, ApiTimeout
 
@@ -242,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the end-to-end demo (3G, 4G, Wi-Fi)", add_help=False)
     demo.set_defaults(func=None)
 
-    for name, help_text in (("status", "daemon status"), ("stats", "daemon statistics"),
+    for name, help_text in (("status", "the daemon at a glance (--json, --watch)"), ("stats", "daemon statistics"),
                             ("models", "models served"), ("health", "liveness/readiness"),
                             ("hello", "protocol negotiation"), ("set-mode", "switch the daemon's mode")):
         q = sub.add_parser(name, help=help_text)
@@ -250,7 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--timeout", type=float, default=5.0)
         if name == "set-mode":
             q.add_argument("mode", choices=["normal", "mission-critical", "power-saving", "private"])
-        q.set_defaults(func=cmd_query)
+        if name == "status":
+            q.add_argument("--json", action="store_true", help="the raw status reply")
+            q.add_argument("--watch", type=float, default=0.0, metavar="SECONDS", help="refresh every SECONDS")
+        q.set_defaults(func=cmd_status if name == "status" else cmd_query)
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["demo"]:

@@ -38,6 +38,7 @@ class DaemonSection:
     # in the API thread when no frame is in the pool, saving two thread hand-offs; it
     # holds other clients up by at most this much. 0 disables.
     inline_max_ms: float = 1.0
+    metrics_endpoint: str = ""        # "127.0.0.1:9464" serves Prometheus metrics at /metrics; empty: off
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ from adaptinf.daemon.cloud_link import CloudLink
 from adaptinf.daemon.config import POLICIES, Config
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.executor import Executor, FrameResult, Job, Planned
+from adaptinf.daemon import metrics
 from adaptinf.daemon.link_estimator import LinkEstimator
+from adaptinf.daemon.metrics import MetricsServer
 from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.drivers.ina226 import SensorError
 from adaptinf.drivers.power_sources import PowerSource, open_power_source
@@ -67,6 +69,7 @@ class Daemon:
         self._lock_file: Any = None
         self.api: ApiServer | None = None
         self.pool: WorkerPool | None = None
+        self.metrics: MetricsServer | None = None
 
     # ---- life cycle ---------------------------------------------------------------
     def start(self) -> "Daemon":
@@ -101,6 +104,9 @@ class Daemon:
         self.api.start()
         self.pool = WorkerPool(cfg.daemon.workers, cfg.daemon.queue_size, results, self._answer, self._ctx)
         self.pool.start()
+        if cfg.daemon.metrics_endpoint:
+            self.metrics = MetricsServer(cfg.daemon.metrics_endpoint,
+                                         lambda: metrics.render(self.status_body(), self.stats_body())).start()
         log.info("adaptinfd %s serving %s on %s (profile: %s)", __version__, self.bundle.name,
                  self.api.bound_endpoint, self.profile_source)
         return self
@@ -117,6 +123,8 @@ class Daemon:
             self.link.stop()
         if self.power is not None:
             self.power.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self._lock_file is not None:
             self._lock_file.close()
 
@@ -259,10 +267,13 @@ class Daemon:
             "partitions": [p.name for p in self.profile.partitions], "policies": list(self.policies)}]})
 
     def _status(self, req: api.Request, peer: bytes, frames: list) -> list:
+        return self._ok(req, self.status_body())
+
+    def status_body(self) -> dict:
         est = self.estimator.estimate()
         link = self.link.status() if self.link else None
         t = self.telemetry.snapshot(self.profile)
-        return self._ok(req, {
+        return {
             "mode": self.mode, "policy": self.config.policy.name, "goal": self.config.policy.goal,
             "bundle": {"name": self.bundle.name, "sha256": self.bundle.manifest_sha256},
             "profile": self.profile_source, "uptime_s": time.monotonic() - self.started,
@@ -280,7 +291,7 @@ class Daemon:
                       "in_flight": link.in_flight if link else 0},
             "device": {"backend": self.models.backend, "slowdown": t.device_slowdown,
                        "queue_depth": self.pool.depth(), "busy_workers": self.pool.busy},
-            "latency": self.stats.latency_percentiles()})
+            "latency": self.stats.latency_percentiles()}
 
     def _power_status(self) -> dict:
         model = {"model_compute_power_w": self.config.device.compute_power_w}
@@ -293,11 +304,14 @@ class Daemon:
                 "last_error": p.last_error, **model}
 
     def _stats(self, req: api.Request, peer: bytes, frames: list) -> list:
+        return self._ok(req, self.stats_body())
+
+    def stats_body(self) -> dict:
         body = self.stats.snapshot()
         if self.link:
             body["cloud"] = {"late_replies_dropped": self.link.late_replies, "retries": self.link.retries,
                              "reconnects": self.link.reconnects}
-        return self._ok(req, body)
+        return body
 
     def _set_mode(self, req: api.Request, peer: bytes, frames: list) -> list:
         mode = req.header.get("mode")
