@@ -8,6 +8,7 @@ import sys
 
 from adaptinf.bundle import BundleError, load_bundle
 from adaptinf.cloud.worker import CloudWorker
+from adaptinf.engines import EngineError
 from adaptinf.router_loop import wait_until_terminated
 
 
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan-cache", default=None, help="TensorRT plan cache directory")
     parser.add_argument("--curve-secret", default=None, help="this server's .key_secret file (enables CURVE)")
     parser.add_argument("--allowed-devices", default=None, help="directory of allowed <device-id>.key files")
+    parser.add_argument("--triton", default=None, metavar="HOST:PORT",
+                        help="gateway mode: run inference on this Triton server (gRPC), see adaptinf export triton")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s adaptinf-cloud %(levelname)s %(message)s")
     try:
@@ -29,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         worker = CloudWorker(bundle, args.endpoint, args.backend, args.threads, plan_cache_dir=args.plan_cache,
-                             curve_secret_file=args.curve_secret, allowed_devices_dir=args.allowed_devices).start()
-    except (ValueError, OSError) as exc:
+                             curve_secret_file=args.curve_secret, allowed_devices_dir=args.allowed_devices,
+                             triton_url=args.triton).start()
+    except (ValueError, OSError, EngineError) as exc:
         print(f"adaptinf-cloud: {exc}", file=sys.stderr)
         return 2
     logging.info("serving bundle %s (%s) on %s", bundle.name, bundle.manifest_sha256[:12], worker.bound_endpoint)

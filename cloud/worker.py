@@ -28,7 +28,7 @@ import zmq
 from adaptinf.bundle import Bundle
 from adaptinf import router_loop
 from adaptinf.cloud import curve_auth, protocol
-from adaptinf.engines import open_engine
+from adaptinf.engines import EngineError, open_engine
 from adaptinf.upload_quant import dequantize
 
 log = logging.getLogger(__name__)
@@ -50,15 +50,26 @@ class _Job:
 class CloudWorker:
     def __init__(self, bundle: Bundle, endpoint: str, backend: str = "auto", threads: int = 1,
                  queue_size: int = 256, plan_cache_dir: str | None = None, context: zmq.Context | None = None,
-                 curve_secret_file: str | None = None, allowed_devices_dir: str | None = None):
+                 curve_secret_file: str | None = None, allowed_devices_dir: str | None = None,
+                 triton_url: str | None = None):
         """With curve_secret_file and allowed_devices_dir, the link is CURVE-encrypted and only
-        devices whose public key is in allowed_devices_dir (<device-id>.key) are served."""
+        devices whose public key is in allowed_devices_dir (<device-id>.key) are served.
+        With triton_url, inference runs on that Triton server (a repository made by
+        `adaptinf export triton`) instead of local engines: the gateway mode."""
         self.bundle = bundle
         self.endpoint = endpoint
         self._ctx = context or zmq.Context.instance()
-        self._engines = {protocol.FULL_TARGET: open_engine(bundle.path(bundle.full_model.file), backend, plan_cache_dir)}
-        for point in bundle.split.points if bundle.split else ():
-            self._engines[point.name] = open_engine(bundle.path(point.tail), backend, plan_cache_dir)
+        if triton_url:
+            from adaptinf.cloud.triton_engine import TritonEngine
+            from adaptinf.cloud.triton_repository import model_name, targets
+
+            self._engines = {t: TritonEngine(triton_url, model_name(bundle, t), name, dtype, dims, len(bundle.classes))
+                             for t, (_, name, dtype, dims) in targets(bundle).items()}
+        else:
+            self._engines = {protocol.FULL_TARGET: open_engine(bundle.path(bundle.full_model.file), backend,
+                                                               plan_cache_dir)}
+            for point in bundle.split.points if bundle.split else ():
+                self._engines[point.name] = open_engine(bundle.path(point.tail), backend, plan_cache_dir)
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
         self._threads = threads
         self._busy = 0
@@ -239,6 +250,8 @@ class CloudWorker:
             compute_s = time.perf_counter() - start
         except (KeyError, ValueError, TypeError) as exc:
             return self._reply(header, "INVALID_ARG", str(exc), queue_s=queued_s)
+        except EngineError as exc:  # e.g. Triton rejected or timed out: the device falls back
+            return self._reply(header, "UNAVAILABLE", str(exc), queue_s=queued_s)
         self._service_s += SERVICE_EWMA_ALPHA * (compute_s - self._service_s)
         return self._reply(header, queue_s=queued_s, compute_s=compute_s) + [np.ascontiguousarray(logits, np.float32)]
 

@@ -238,6 +238,28 @@ def cmd_install_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_triton(args: argparse.Namespace) -> int:
+    from adaptinf.bundle import BundleError, load_bundle
+    from adaptinf.cloud.triton_repository import add_tensorrt_plans, export_repository
+
+    try:
+        bundle = load_bundle(args.bundle)
+    except BundleError as exc:
+        print(f"adaptinf export triton: {exc}", file=sys.stderr)
+        return 2
+    names = export_repository(bundle, args.out)
+    if args.tensorrt:
+        try:
+            names += add_tensorrt_plans(bundle, args.out)
+        except RuntimeError as exc:
+            print(f"adaptinf export triton: {exc}", file=sys.stderr)
+            return 2
+    print(f"Triton model repository {args.out}: {', '.join(names)}")
+    print(f"serve it:  tritonserver --model-repository={args.out}")
+    print(f"gateway:   adaptinf-cloud --bundle {args.bundle} --triton <triton-host>:8001 ...")
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from adaptinf.cloud.curve_auth import generate_keypair
 
@@ -293,6 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     install.add_argument("--root", default="/", help="install under this root (default %(default)s)")
     install.add_argument("--dry-run", action="store_true")
     install.set_defaults(func=cmd_install_service)
+
+    export = sub.add_parser("export", help="export a bundle for another runtime").add_subparsers(
+        dest="kind", required=True)
+    triton = export.add_parser("triton", help="a Triton Inference Server model repository of the cloud side")
+    triton.add_argument("--bundle", required=True, type=Path)
+    triton.add_argument("--out", required=True, type=Path)
+    triton.add_argument("--tensorrt", action="store_true",
+                        help="also build TensorRT plans for this GPU (run once per cloud GPU type)")
+    triton.set_defaults(func=cmd_export_triton)
 
     keys = sub.add_parser("keys", help="CURVE keys for the cloud link").add_subparsers(dest="action", required=True)
     gen = keys.add_parser("generate", help="write NAME.key (public) and NAME.key_secret")
