@@ -8,6 +8,7 @@ import sys
 
 from adaptinf.bundle import BundleError, load_bundle
 from adaptinf.cloud.worker import CloudWorker
+from adaptinf.daemon import logging_setup
 from adaptinf.engines import EngineError
 from adaptinf.router_loop import wait_until_terminated
 
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--triton", default=None, metavar="HOST:PORT",
                         help="gateway mode: run inference on this Triton server (gRPC), see adaptinf export triton")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s adaptinf-cloud %(levelname)s %(message)s")
+    logging_setup.configure("INFO", "adaptinf-cloud")
     try:
         bundle = load_bundle(args.bundle)
     except BundleError as exc:

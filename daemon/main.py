@@ -21,6 +21,7 @@ from adaptinf.bundle import BundleError
 from adaptinf.daemon.config import ConfigError, load_config
 from adaptinf.daemon.service import Daemon, StartupError
 from adaptinf.daemon.systemd_notify import Notifier
+from adaptinf.daemon import logging_setup
 from adaptinf.engines import EngineError
 
 DEFAULT_CONFIG = "/etc/adaptinf/adaptinfd.toml"
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="TOML config (default %(default)s)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s adaptinfd %(levelname)s %(name)s: %(message)s")
+    logging_setup.configure(args.log_level, "adaptinfd")
 
     wake = threading.Event()
     pending: set[int] = set()

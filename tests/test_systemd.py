@@ -128,3 +128,19 @@ def test_installed_unit_passes_systemd_analyze_verify(tmp_path, capsys):
     assert bad.returncode != 0 or bad.stderr  # the check does check
     assert (tmp_path / "etc/udev/rules.d/99-adaptinf.rules").exists()
     assert (tmp_path / "etc/adaptinf/adaptinfd.toml").exists()
+
+
+def test_logs_carry_syslog_priorities_under_the_journal():
+    import io
+    import logging
+
+    from adaptinf.daemon import logging_setup
+
+    logging_setup.configure("INFO", "adaptinfd", environ={"JOURNAL_STREAM": "8:1234"})
+    stream = io.StringIO()
+    logging.getLogger().handlers[0].setStream(stream)
+    logging.getLogger("adaptinf.test").warning("link down")
+    logging.getLogger("adaptinf.test").info("link up")
+    assert stream.getvalue().splitlines() == ["<4>logger=adaptinf.test link down", "<6>logger=adaptinf.test link up"]
+    logging_setup.configure("INFO", "adaptinfd", environ={})
+    assert not isinstance(logging.getLogger().handlers[0].formatter, logging_setup.JournalFormatter)
