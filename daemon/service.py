@@ -36,7 +36,7 @@ from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
 from adaptinf.policies.fixed import FixedPolicy
 from adaptinf.policies.plan import GOALS, MODES, FrameContext
 from adaptinf.policies.split import SplitPolicy
-from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile, ProfileError, load_profile, save_profile
+from adaptinf.profile import Profile, ProfileError, load_profile, save_profile
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +90,10 @@ class Daemon:
             while not self.link.up and time.monotonic() < deadline:
                 time.sleep(0.02)
         self.profile = self._load_or_measure_profile()
-        self.policies = {"split": SplitPolicy(cfg.policy.goal), MOBILE_ONLY: FixedPolicy(MOBILE_ONLY)}
-        if any(p.name == CLOUD_ONLY for p in self.profile.partitions):
-            self.policies[CLOUD_ONLY] = FixedPolicy(CLOUD_ONLY)
+        # "split" plans per frame; every partition is also a fixed policy (mobile-only, cloud-only,
+        # RB3, ...) that a request can pin, for baselines, debugging and calibration checks.
+        self.policies = {"split": SplitPolicy(cfg.policy.goal)}
+        self.policies.update({p.name: FixedPolicy(p.name) for p in self.profile.partitions})
         self.power = self._open_power()
         self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio, self.power)
         self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,
@@ -333,10 +334,9 @@ class Daemon:
         if mode not in MODES:
             raise api.ApiError(api.INVALID_ARG, f"mode must be one of {list(MODES)}")
         policy = h.get("policy", self.config.policy.name)
-        if policy not in self.policies:
-            known = [p for p in POLICIES if p in self.policies]
+        if not isinstance(policy, str) or policy not in self.policies:
             raise api.ApiError(api.NOT_FOUND if policy in POLICIES else api.INVALID_ARG,
-                               f"policy {policy!r} is not available; available: {known}")
+                               f"policy {policy!r} is not available; available: {list(self.policies)}")
         goal = h.get("goal", self.config.policy.goal)
         if goal not in GOALS:
             raise api.ApiError(api.INVALID_ARG, f"goal must be one of {list(GOALS)}")

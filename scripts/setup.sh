@@ -4,4 +4,4 @@
 # an unpinned torch would pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet --disable-pip-version-check -e ".[build,test]"
+python3 -m pip install --quiet --disable-pip-version-check -e ".[build,calib,test]"

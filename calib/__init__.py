@@ -1,0 +1,1 @@
+"""adaptinf-calib: on-device calibration of every partition, model, link and sensor."""

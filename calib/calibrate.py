@@ -1,0 +1,120 @@
+"""Calibration: measurements -> the versioned profile adaptinfd plans with.
+
+The raw measurements are kept inside the profile ("measurements"), so re-running one
+component (`--only link`) re-measures just that and rebuilds the profile from the rest.
+The Neurosurgeon-style layer regression is fitted on the device graphs (and the cloud's
+times where a cloud is configured), with its leave-one-out error stated, so partitions
+and models that were not measured can be estimated.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from adaptinf.bundle import Bundle
+from adaptinf.calib import measure
+from adaptinf.calib.layer_features import graph_features
+from adaptinf.calib.regression import fit
+from adaptinf.daemon.cloud_link import CloudLink
+from adaptinf.daemon.device_models import DeviceModels
+from adaptinf.daemon.link_estimator import LinkEstimator
+from adaptinf.daemon.power_monitor import PowerMonitor
+from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, LinkProfile, ModelProfile, PartitionProfile, Profile, \
+    save_profile
+
+COMPONENTS = ("device", "cloud", "link", "confidence")
+
+
+@dataclass
+class Rig:
+    """What calibration measures with: the daemon's own engines, link, estimator and sensor."""
+
+    bundle: Bundle
+    models: DeviceModels
+    link: CloudLink | None
+    estimator: LinkEstimator
+    power: PowerMonitor | None
+    model_power_w: float
+
+
+def previous_measurements(path: Path, bundle: Bundle) -> dict:
+    """Measurements of an earlier run for the same bundle, to keep what is not re-measured."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return raw.get("measurements", {}) if raw.get("bundle") == bundle.manifest_sha256 else {}
+
+
+def run(rig: Rig, components: tuple[str, ...], runs: int, probes: int, validation: tuple | None,
+        previous: dict, progress: bool = True) -> dict:
+    m = dict(previous)
+    if "device" in components:
+        m["device"] = measure.measure_device(rig.bundle, rig.models, rig.power, rig.model_power_w, runs, progress)
+    if rig.link is not None and "cloud" in components:
+        m["cloud"] = measure.measure_cloud(rig.link, runs)
+    if rig.link is not None and "link" in components:
+        m["link"] = measure.measure_link(rig.link, rig.estimator, probes, progress)
+    if validation is not None and "confidence" in components:
+        m["confidence"] = measure.measure_confidence(rig.bundle, rig.models, *validation, progress=progress)
+    if "device" not in m:
+        raise RuntimeError("no device measurements: run with the device component at least once")
+    return m
+
+
+def fit_regressions(bundle: Bundle, m: dict) -> dict:
+    out = {}
+    device = [(graph_features(bundle.path(d["file"])), d["ms"]) for d in m["device"].values()]
+    out["device"] = fit(device).to_json()
+    if "cloud" in m:
+        files = {"full": bundle.full_model.file,
+                 **{p.name: p.tail for p in (bundle.split.points if bundle.split else ())}}
+        cloud = [(graph_features(bundle.path(files[k])), v["ms"]) for k, v in m["cloud"].items() if k in files]
+        if len(cloud) >= 3:
+            out["cloud"] = fit(cloud).to_json()
+    return out
+
+
+def build_profile(bundle: Bundle, m: dict, components: tuple[str, ...]) -> Profile:
+    dev, cloud, conf = m["device"], m.get("cloud"), m.get("confidence", {})
+    full = dev[MOBILE_ONLY]
+    accuracy = lambda name, fallback: conf[name]["accuracy"] if name in conf else fallback  # noqa: E731
+    partitions = [PartitionProfile(MOBILE_ONLY, full["ms"], full["power_w"], 0.0, 0,
+                                   accuracy(MOBILE_ONLY, bundle.full_model.accuracy))]
+    if cloud:
+        partitions.append(PartitionProfile(CLOUD_ONLY, 0.0, full["power_w"], cloud["full"]["ms"],
+                                           bundle.input.nbytes, accuracy(MOBILE_ONLY, bundle.full_model.accuracy)))
+        for p in bundle.split.points if bundle.split else ():
+            head = dev[f"{p.name}.head"]
+            partitions.append(PartitionProfile(p.name, head["ms"], head["power_w"], cloud[p.name]["ms"],
+                                               p.upload_bytes, accuracy(p.name, p.accuracy)))
+    models = (ModelProfile(bundle.full_model.name, full["ms"], full["ms_std"],
+                           cloud["full"]["ms"] if cloud else 0.0, cloud["full"]["ms_std"] if cloud else 0.0,
+                           full["power_w"], accuracy(MOBILE_ONLY, bundle.full_model.accuracy),
+                           bundle.full_model.flops),)
+    link = LinkProfile(m["link"]["uplink_bps"], m["link"]["rtt_ms"]) if "link" in m else None
+    return Profile(
+        bundle=bundle.manifest_sha256, partitions=tuple(partitions), models=models, link=link,
+        device={"host": platform.node(), "backend": "", "power_source": full["power_source"],
+                "source": "adaptinf-calib", "measured_at": time.time()},
+        extra={"measurements": m, "regression": fit_regressions(bundle, m),
+               "calibration": {"tool": "adaptinf-calib", "components": list(components),
+                               "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}})
+
+
+def calibrate(rig: Rig, out: Path, components: tuple[str, ...] = COMPONENTS, runs: int = 30, probes: int = 5,
+              validation: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = True) -> Profile:
+    unknown = set(components) - set(COMPONENTS)
+    if unknown:
+        raise ValueError(f"unknown components {sorted(unknown)}; choose from {COMPONENTS}")
+    m = run(rig, components, runs, probes, validation, previous_measurements(out, rig.bundle), progress)
+    profile = build_profile(rig.bundle, m, components)
+    profile.device["backend"] = rig.models.backend
+    save_profile(profile, out)  # atomic: the daemon never reads half a profile
+    return profile

@@ -1,0 +1,122 @@
+"""What calibration measures, each component on its own (so each can be re-run alone).
+
+- device:     every graph the device can run (full model, every head, every tail) with the
+              daemon's own engines: median and spread of latency; energy per inference from
+              the power sensor over the whole timed loop (model-based when there is none,
+              and marked so).
+- cloud:      the cloud worker times its own engines for the full model and every tail.
+- link:       heartbeat RTTs and upload probes through the daemon's own cloud link.
+- confidence: on held-out frames, every partition's accuracy and confidence distribution
+              (correct vs wrong), through the same quantised upload the daemon uses.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from adaptinf.bundle import Bundle
+from adaptinf.daemon.cloud_link import PROBE_BYTES, CloudError, CloudLink
+from adaptinf.daemon.device_models import DeviceModels
+from adaptinf.daemon.executor import softmax
+from adaptinf.daemon.link_estimator import LinkEstimator
+from adaptinf.daemon.power_monitor import PowerMonitor
+from adaptinf.engines import Engine
+from adaptinf.profile import MOBILE_ONLY
+from adaptinf.upload_quant import dequantize, quantize
+
+CONFIDENCE_BINS = 20
+BATCH = 8   # the engines' largest batch (TensorRT plans are built for 1..8)
+
+
+def device_graphs(bundle: Bundle, models: DeviceModels) -> dict[str, tuple[Engine, str, str]]:
+    """name -> (engine, ONNX file, input kind): the full model, each head and each tail."""
+    out = {MOBILE_ONLY: (models.full, bundle.full_model.file, "frame")}
+    for p in bundle.split.points if bundle.split else ():
+        out[f"{p.name}.head"] = (models.heads[p.name], p.head, "frame")
+        out[f"{p.name}.tail"] = (models.tails[p.name], p.tail, p.name)
+    return out
+
+
+def _input(bundle: Bundle, kind: str) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    if kind == "frame":
+        return (rng.random(bundle.input.shape) * 255).astype(bundle.input.dtype)
+    return rng.random(bundle.point(kind).reduced_shape).astype(np.float32)
+
+
+def measure_device(bundle: Bundle, models: DeviceModels, power: PowerMonitor | None, model_power_w: float,
+                   runs: int, progress: bool = True) -> dict:
+    out = {}
+    graphs = device_graphs(bundle, models)
+    for name, (engine, file, kind) in tqdm(graphs.items(), desc="device", unit="graph", disable=not progress):
+        x = _input(bundle, kind)
+        for _ in range(3):
+            engine.run(x)  # warm-up: allocations, caches
+        samples = []
+        loop_start = time.monotonic()
+        for _ in range(runs):
+            start = time.perf_counter()
+            engine.run(x)
+            samples.append((time.perf_counter() - start) * 1e3)
+        loop_end = time.monotonic()
+        energy = power.energy_between(loop_start, loop_end, computing=True) if power is not None else None
+        ms = statistics.median(samples)
+        if energy is not None:
+            energy_j, power_w, source = energy / runs, energy / (loop_end - loop_start), f"sensor:{power.source.name}"
+        else:
+            energy_j, power_w, source = model_power_w * ms / 1e3, model_power_w, "model"
+        out[name] = {"file": file, "ms": ms, "ms_std": statistics.pstdev(samples), "energy_j": energy_j,
+                     "power_w": power_w, "power_source": source}
+    return out
+
+
+def measure_cloud(link: CloudLink, runs: int) -> dict:
+    try:
+        reply = link.call({"op": "timing", "runs": runs}, None, 120.0).wait(120.0)
+    except CloudError as exc:
+        raise RuntimeError(f"the cloud worker did not answer the timing request: {exc}") from None
+    return {name: {"ms": t["median_s"] * 1e3, "ms_std": t["std_s"] * 1e3}
+            for name, t in (reply.header.get("timings") or {}).items()}
+
+
+def measure_link(link: CloudLink, estimator: LinkEstimator, probes: int, progress: bool = True) -> dict:
+    for _ in tqdm(range(probes), desc="link", unit="probe", disable=not progress):
+        try:
+            link.call({"op": "probe"}, bytes(PROBE_BYTES), 10.0, upload_bytes=PROBE_BYTES).wait(10.0)
+        except CloudError as exc:
+            raise RuntimeError(f"link probe failed: {exc}") from None
+    est = estimator.estimate()
+    if est.uplink_bps is None or est.rtt_s is None:
+        raise RuntimeError("the link gave no bandwidth or RTT sample")
+    return {"uplink_bps": est.uplink_bps, "uplink_bps_std": est.uplink_bps_std, "rtt_ms": est.rtt_s * 1e3,
+            "rtt_ms_std": est.rtt_s_std * 1e3, "rtt_samples": est.rtt_samples,
+            "bandwidth_samples": est.bandwidth_samples}
+
+
+def measure_confidence(bundle: Bundle, models: DeviceModels, images: np.ndarray, labels: np.ndarray,
+                       progress: bool = True) -> dict:
+    """Per partition: accuracy and histograms of top-1 confidence for right and wrong answers."""
+    edges = np.linspace(0.0, 1.0, CONFIDENCE_BINS + 1)
+
+    def split_logits(name: str, x: np.ndarray) -> np.ndarray:
+        reduced = models.heads[name].run(x)
+        uploaded = np.concatenate([dequantize(*quantize(r[None])) for r in reduced])  # per frame, as live
+        return models.tails[name].run(uploaded)
+
+    partitions = {MOBILE_ONLY: models.full.run}
+    for p in bundle.split.points if bundle.split else ():
+        partitions[p.name] = (lambda name: lambda x: split_logits(name, x))(p.name)
+    out = {}
+    for name, run in tqdm(partitions.items(), desc="confidence", unit="partition", disable=not progress):
+        logits = np.concatenate([run(images[i:i + BATCH]) for i in range(0, len(labels), BATCH)])
+        probs = np.stack([softmax(row.astype(np.float32)) for row in logits])
+        confidence = probs.max(axis=1)
+        correct = probs.argmax(axis=1) == labels
+        out[name] = {"accuracy": float(correct.mean()), "frames": int(len(labels)), "bin_edges": edges.tolist(),
+                     "correct": np.histogram(confidence[correct], edges)[0].tolist(),
+                     "wrong": np.histogram(confidence[~correct], edges)[0].tolist()}
+    return out

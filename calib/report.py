@@ -1,0 +1,222 @@
+"""The calibration report: tables and PNG plots in a folder, and one HTML page that shows them.
+
+Plots (matplotlib, Agg):
+- latency.png:    per partition, predicted end-to-end latency stacked by component (device,
+                  upload, RTT, cloud) under each uplink of paper 004 Table III, as Table IV does;
+- energy.png:     per partition, device energy stacked (compute, radio) under each uplink;
+- pareto.png:     latency vs device energy of every partition at the measured link, the
+                  Pareto front joined, accuracy in the labels;
+- confidence.png: top-1 confidence of right and wrong answers (the full model), and
+                  accuracy vs recovery rate: sending every frame below a confidence threshold
+                  to the big model, for each partition;
+- regression.png: the layer regression's predicted vs measured times.
+The predictions come from the planner's own cost model (policies/split.py).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from adaptinf.bundle import Bundle  # noqa: E402
+from adaptinf.calib.layer_features import graph_features  # noqa: E402
+from adaptinf.policies.plan import Telemetry  # noqa: E402
+from adaptinf.policies.radio_power import RADIOS  # noqa: E402
+from adaptinf.policies.split import CostModel  # noqa: E402
+from adaptinf.profile import Profile  # noqa: E402
+
+COLOURS = {"device": "#4C72B0", "upload": "#DD8452", "rtt": "#937860", "cloud": "#55A868", "radio": "#C44E52"}
+
+
+def _telemetry(profile: Profile, radio: str) -> Telemetry:
+    rtt = profile.link.rtt_ms / 1e3 if profile.link else 0.0
+    return Telemetry(uplink_bps=RADIOS[radio].nominal_uplink_bps, rtt_s=rtt, radio=radio)
+
+
+def _latency_plot(profile: Profile, out: Path) -> None:
+    model = CostModel(profile)
+    fig, axes = plt.subplots(1, len(RADIOS), figsize=(5 * len(RADIOS), 4.2), sharey=False)
+    for ax, radio in zip(axes, RADIOS):
+        cands = model.predict(_telemetry(profile, radio))
+        names = [c.name for c in cands]
+        bottom = np.zeros(len(cands))
+        for part, values in (("device", [c.device_s for c in cands]), ("upload", [c.upload_s for c in cands]),
+                             ("rtt", [c.network_s for c in cands]), ("cloud", [c.cloud_s for c in cands])):
+            ms = np.array(values) * 1e3
+            ax.bar(names, ms, bottom=bottom, label=part, color=COLOURS[part])
+            bottom += ms
+        best = int(np.argmin(bottom))
+        ax.annotate("best", (best, bottom[best]), ha="center", va="bottom", fontsize=8)
+        ax.set_title(f"{radio} ({RADIOS[radio].nominal_uplink_bps / 1e6:g} Mbit/s up)")
+        ax.set_ylabel("predicted latency (ms)")
+        ax.set_yscale("log")
+        ax.tick_params(axis="x", rotation=60, labelsize=8)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("End-to-end latency by component (paper 004 Table IV view)")
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=110)
+    plt.close(fig)
+
+
+def _energy_plot(profile: Profile, out: Path) -> None:
+    model = CostModel(profile)
+    fig, axes = plt.subplots(1, len(RADIOS), figsize=(5 * len(RADIOS), 4.2))
+    for ax, radio in zip(axes, RADIOS):
+        cands = model.predict(_telemetry(profile, radio))
+        names = [c.name for c in cands]
+        compute = np.array([c.device_s * profile.partition(c.name).device_power_w for c in cands]) * 1e3
+        radio_mj = np.array([c.energy_j for c in cands]) * 1e3 - compute
+        ax.bar(names, compute, label="compute", color=COLOURS["device"])
+        ax.bar(names, radio_mj, bottom=compute, label="uplink radio", color=COLOURS["radio"])
+        ax.set_title(f"{radio}")
+        ax.set_ylabel("device energy per frame (mJ)")
+        ax.set_yscale("log")
+        ax.tick_params(axis="x", rotation=60, labelsize=8)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Device energy by component")
+    fig.tight_layout()
+    fig.savefig(out / "energy.png", dpi=110)
+    plt.close(fig)
+
+
+def _pareto_plot(profile: Profile, out: Path) -> None:
+    cands = CostModel(profile).predict(Telemetry(
+        uplink_bps=profile.link.uplink_bps if profile.link else 1e9,
+        rtt_s=profile.link.rtt_ms / 1e3 if profile.link else 0.0, radio="4g"))
+    lat = np.array([c.latency_s for c in cands]) * 1e3
+    energy = np.array([c.energy_j for c in cands]) * 1e3
+    front = sorted((i for i in range(len(cands)) if not any(
+        lat[j] <= lat[i] and energy[j] <= energy[i] and (lat[j] < lat[i] or energy[j] < energy[i])
+        for j in range(len(cands)))), key=lambda i: lat[i])
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.scatter(lat, energy, color="#999999", zorder=2)
+    ax.plot(lat[front], energy[front], "-o", color=COLOURS["radio"], label="Pareto front", zorder=3)
+    for i, c in enumerate(cands):
+        acc = f" {c.accuracy:.1%}" if c.accuracy is not None else ""
+        ax.annotate(c.name + acc, (lat[i], energy[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    link = f"{profile.link.uplink_bps / 1e6:.2f} Mbit/s, RTT {profile.link.rtt_ms:.1f} ms" if profile.link else "none"
+    ax.set_title(f"Partitions at the measured link ({link})", fontsize=10)
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("device energy (mJ)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "pareto.png", dpi=110)
+    plt.close(fig)
+
+
+def recovery_curve(entry: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Recovery rate vs accuracy when every frame below a confidence threshold goes to the big model
+    (assumed right on recovered frames, as the thesis' bound), from the stored histograms."""
+    correct, wrong = np.array(entry["correct"]), np.array(entry["wrong"])
+    total = correct.sum() + wrong.sum()
+    rates, accuracy = [], []
+    for k in range(len(correct) + 1):  # recover bins below k
+        recovered = correct[:k].sum() + wrong[:k].sum()
+        rates.append(recovered / total)
+        accuracy.append((correct[k:].sum() + recovered) / total)
+    return np.array(rates), np.array(accuracy)
+
+
+def _confidence_plot(confidence: dict, out: Path) -> None:
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    full = confidence["mobile-only"]
+    edges = np.array(full["bin_edges"])
+    centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+    ax1.bar(centres, full["correct"], width=width, alpha=0.7, label="right", color=COLOURS["cloud"])
+    ax1.bar(centres, full["wrong"], width=width, alpha=0.7, label="wrong", color=COLOURS["radio"])
+    ax1.set_xlabel("top-1 confidence")
+    ax1.set_ylabel("frames")
+    ax1.set_title(f"Full model on {full['frames']} held-out frames ({full['accuracy']:.1%} right)")
+    ax1.legend()
+    for name, entry in confidence.items():
+        rates, acc = recovery_curve(entry)
+        ax2.plot(rates * 100, acc * 100, label=name)
+    ax2.set_xlabel("recovery rate (% of frames sent to the big model)")
+    ax2.set_ylabel("accuracy (%)")
+    ax2.set_title("Accuracy vs recovery rate (confidence threshold sweep)")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "confidence.png", dpi=110)
+    plt.close(fig)
+
+
+def _regression_plot(bundle: Bundle, profile: Profile, out: Path) -> None:
+    reg = profile.extra["regression"]["device"]
+    measured, predicted, names = [], [], []
+    for name, d in profile.extra["measurements"]["device"].items():
+        f = graph_features(bundle.path(d["file"]))
+        predicted.append(reg["intercept_ms"] + sum(reg["coefficients_ms"][k] * f[k] for k in reg["features"]))
+        measured.append(d["ms"])
+        names.append(name)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    top = max(max(measured), max(predicted)) * 1.1
+    ax.plot([0, top], [0, top], "--", color="#999999", label="predicted = measured")
+    ax.scatter(measured, predicted, color=COLOURS["device"], zorder=3)
+    for m, p, n in zip(measured, predicted, names):
+        ax.annotate(n, (m, p), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    ax.set_xlabel("measured device time (ms)")
+    ax.set_ylabel("layer-regression estimate (ms)")
+    ax.set_title(f"Layer regression (leave-one-out error {reg['loo_mean_relative_error']:.1%} mean)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "regression.png", dpi=110)
+    plt.close(fig)
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_report(bundle: Bundle, profile: Profile, out: Path | str) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    m = profile.extra["measurements"]
+    images = []
+    if len(profile.partitions) > 1:
+        _latency_plot(profile, out)
+        _energy_plot(profile, out)
+        _pareto_plot(profile, out)
+        images += [("latency.png", "Latency by component"), ("energy.png", "Energy by component"),
+                   ("pareto.png", "Latency vs energy")]
+    if m.get("confidence"):
+        _confidence_plot(m["confidence"], out)
+        images.append(("confidence.png", "Confidence and recovery"))
+    _regression_plot(bundle, profile, out)
+    images.append(("regression.png", "Layer regression"))
+
+    parts = _table(["partition", "device ms", "device W", "cloud ms", "upload B", "accuracy"],
+                   [[p.name, f"{p.device_ms:.3f}", f"{p.device_power_w:.2f}", f"{p.cloud_ms:.3f}", p.upload_bytes,
+                     f"{p.accuracy:.3f}" if p.accuracy is not None else "-"] for p in profile.partitions])
+    graphs = _table(["device graph", "median ms", "std ms", "mJ / inference", "power source"],
+                    [[k, f"{v['ms']:.3f}", f"{v['ms_std']:.3f}", f"{v['energy_j'] * 1e3:.3f}", v["power_source"]]
+                     for k, v in m["device"].items()])
+    link = m.get("link")
+    link_html = _table(["uplink Mbit/s", "+-", "RTT ms", "+-", "samples (RTT / bandwidth)"],
+                       [[f"{link['uplink_bps'] / 1e6:.2f}", f"{link['uplink_bps_std'] / 1e6:.2f}",
+                         f"{link['rtt_ms']:.2f}", f"{link['rtt_ms_std']:.2f}",
+                         f"{link['rtt_samples']} / {link['bandwidth_samples']}"]]) if link else "<p>no cloud link</p>"
+    regs = profile.extra["regression"]
+    reg_html = _table(["side", "leave-one-out mean error", "max error", "intercept ms"],
+                      [[side, f"{r['loo_mean_relative_error']:.1%}", f"{r['loo_max_relative_error']:.1%}",
+                        f"{r['intercept_ms']:.3f}"] for side, r in regs.items()])
+    figures = "".join(f'<h2>{html.escape(t)}</h2><img src="{f}" alt="{html.escape(t)}">' for f, t in images)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>adaptinf calibration: {html.escape(bundle.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
+<h1>Calibration of {html.escape(bundle.name)}</h1>
+<p>bundle {bundle.manifest_sha256[:16]} &middot; host {html.escape(str(profile.device.get('host')))} &middot;
+backend {html.escape(str(profile.device.get('backend')))} &middot; power {html.escape(str(profile.device.get('power_source')))}
+&middot; {html.escape(profile.extra['calibration']['at'])}</p>
+<h2>Partitions (what the planner uses)</h2>{parts}<h2>Device graphs</h2>{graphs}<h2>Link</h2>{link_html}
+<h2>Layer regression (thesis 4.3.2, after Neurosurgeon)</h2>{reg_html}{figures}</body></html>"""
+    index = out / "index.html"
+    index.write_text(page)
+    return index

@@ -1,0 +1,127 @@
+"""adaptinf-calib on this machine: ORT engines, an emulated INA226, a shaped loopback cloud worker."""
+
+import json
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+from adaptinf.calib.calibrate import Rig, calibrate
+from adaptinf.calib.report import recovery_curve, write_report
+from adaptinf.client import Client
+from adaptinf.cloud.worker import CloudWorker
+from adaptinf.daemon.cloud_link import CloudLink
+from adaptinf.daemon.config import parse_config
+from adaptinf.daemon.device_models import DeviceModels
+from adaptinf.daemon.link_estimator import LinkEstimator
+from adaptinf.daemon.power_monitor import PowerMonitor
+from adaptinf.daemon.service import Daemon
+from adaptinf.drivers.ina226 import INA226
+from adaptinf.drivers.power_sources import Ina226Source
+from adaptinf.profile import load_profile
+from adaptinf.rig.ina226_emulator import Ina226Emulator
+from adaptinf.rig.link_shaper import LINK_PROFILES, LinkShaper
+from adaptinf.toolchain.glyphs import make_glyphs
+
+pytestmark = pytest.mark.slow
+SLOWDOWN = 10.0
+# What the test holds the planner to: the daemon's prediction for each partition, from the
+# calibrated profile and its live telemetry, within 35% (or 3 ms) of the measured median.
+PREDICTION_TOLERANCE = 0.35
+PREDICTION_FLOOR_MS = 3.0
+
+
+@pytest.fixture(scope="module")
+def calibrated(bundle, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("calib")
+    worker = CloudWorker(bundle, "tcp://127.0.0.1:*").start()
+    host, port = worker.bound_endpoint.rsplit("//", 1)[1].rsplit(":", 1)
+    shaper = LinkShaper((host, int(port)), LINK_PROFILES["4g"]).start()
+    emu = Ina226Emulator(lambda t: (6.0 / 5.0 * 0.002, 5.0), time.monotonic)   # a steady 6 W board
+    dev = INA226(emu)
+    dev.configure(averaging=1)
+    dev.calibrate(0.002, 10.0)
+    power = PowerMonitor(Ina226Source(dev), rate_hz=200).start()
+    estimator = LinkEstimator()
+    link = CloudLink(shaper.endpoint, "calib-test", estimator).start()
+    deadline = time.monotonic() + 5
+    while not link.up and time.monotonic() < deadline:
+        time.sleep(0.02)
+    rig = Rig(bundle, DeviceModels.load(bundle, "onnxruntime", str(tmp), SLOWDOWN), link, estimator, power, 5.0)
+    glyphs = make_glyphs(120, seed=bundle.data["seed"] + 10_000)
+    out = tmp / "profile.json"
+    profile = calibrate(rig, out, runs=8, probes=4, validation=(glyphs.images, glyphs.labels), progress=False)
+    yield {"rig": rig, "out": out, "profile": profile, "tmp": tmp, "shaper": shaper, "worker": worker}
+    link.stop()
+    power.stop()
+    shaper.stop()
+    worker.stop()
+
+
+def test_full_profile_in_the_documented_format(calibrated, bundle):
+    profile = load_profile(calibrated["out"])     # the daemon's own loader accepts it
+    names = [p.name for p in profile.partitions]
+    assert names == ["mobile-only", "cloud-only"] + [p.name for p in bundle.split.points]
+    assert profile.bundle == bundle.manifest_sha256
+    assert profile.device["power_source"] == "sensor:ina226@0x40"
+    assert all(p.device_power_w == pytest.approx(6.0, rel=0.02) for p in profile.partitions)  # measured, not 5 W
+    assert profile.link.uplink_bps == pytest.approx(5.85e6, rel=0.25)
+    m = profile.extra["measurements"]
+    assert set(m) == {"device", "cloud", "link", "confidence"}
+    assert len(m["device"]) == 1 + 2 * len(bundle.split.points)   # full model, every head and tail
+    for name, entry in m["confidence"].items():
+        assert 0.3 < entry["accuracy"] <= 1.0
+        assert sum(entry["correct"]) + sum(entry["wrong"]) == 120
+    reg = profile.extra["regression"]
+    assert set(reg) == {"device", "cloud"}
+    assert 0 <= reg["device"]["loo_mean_relative_error"] < 1.0
+
+
+def test_one_component_can_be_rerun_alone(calibrated):
+    before = json.loads(calibrated["out"].read_text())["measurements"]
+    profile = calibrate(calibrated["rig"], calibrated["out"], components=("link",), probes=2, progress=False)
+    after = profile.extra["measurements"]
+    assert after["device"] == before["device"] and after["confidence"] == before["confidence"]
+    assert profile.extra["calibration"]["components"] == ["link"]
+
+
+def test_report_has_real_plots_and_one_page(calibrated, bundle):
+    index = write_report(bundle, calibrated["profile"], calibrated["tmp"] / "report")
+    page = index.read_text()
+    for image in ("latency.png", "energy.png", "pareto.png", "confidence.png", "regression.png"):
+        data = (index.parent / image).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000   # a real, non-trivial picture
+        assert f'src="{image}"' in page
+    assert "Partitions" in page and "leave-one-out" in page
+
+
+def test_recovery_curve_is_monotone_and_ends_at_full_accuracy(calibrated):
+    rates, accuracy = recovery_curve(calibrated["profile"].extra["measurements"]["confidence"]["mobile-only"])
+    assert rates[0] == 0 and rates[-1] == pytest.approx(1.0) and accuracy[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(accuracy) >= -1e-12)
+
+
+def test_daemon_predictions_from_the_profile_match_what_it_measures(calibrated, bundle, tmp_short, glyph_frames):
+    config = parse_config({"daemon": {"api_endpoint": f"ipc://{tmp_short}/a.sock", "bundle": str(bundle.root),
+                                      "state_dir": str(tmp_short), "profile": str(calibrated["out"])},
+                           "device": {"emulate_slowdown": SLOWDOWN},
+                           "cloud": {"endpoint": calibrated["shaper"].endpoint, "radio": "4g"},
+                           "power": {"source": "none"}})
+    daemon = Daemon(config).start()
+    errors = {}
+    try:
+        with Client(f"ipc://{tmp_short}/a.sock", timeout_s=10) as c:
+            for p in load_profile(calibrated["out"]).partitions:
+                runs = [c.infer(glyph_frames.images[i:i + 1], policy=p.name) for i in range(12)][2:]
+                measured = statistics.median(r.latency_ms["total"] for r in runs)
+                predicted = statistics.median(r.served_by["predicted_ms"] for r in runs)
+                errors[p.name] = (predicted, measured)
+    finally:
+        daemon.stop()
+    print("\npartition  predicted ms  measured ms  error")
+    for name, (predicted, measured) in errors.items():
+        print(f"{name:10} {predicted:12.1f} {measured:12.1f} {(predicted - measured) / measured:+7.1%}")
+    for name, (predicted, measured) in errors.items():
+        assert abs(predicted - measured) <= max(PREDICTION_TOLERANCE * measured, PREDICTION_FLOOR_MS), \
+            f"{name}: predicted {predicted:.1f} ms, measured {measured:.1f} ms ({errors})"
