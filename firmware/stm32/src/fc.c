@@ -1,0 +1,129 @@
+/* FC kernels: int8 with int32 accumulators (SMLAD on the M4's DSP extension) and float32. */
+#include "fc.h"
+
+#include <math.h>
+#include <string.h>
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#endif
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static float rdf(const uint8_t *p) { float f; memcpy(&f, p, sizeof f); return f; }
+static size_t pad4(size_t n) { return (n + 3u) & ~(size_t)3u; }
+
+fc_status fc_parse(const uint8_t *blob, size_t length, fc_model *model)
+{
+    if (length < 16 || (uint32_t)(blob[0] | blob[1] << 8 | blob[2] << 16 | (uint32_t)blob[3] << 24) != FC_MAGIC) {
+        return FC_ERR_MAGIC;
+    }
+    if (blob[4] != FC_VERSION) {
+        return FC_ERR_VERSION;
+    }
+    model->dtype = blob[5] == 0 ? FC_INT8 : FC_F32;
+    model->layers = blob[6];
+    model->input_dim = rd16(blob + 8);
+    model->classes = rd16(blob + 10);
+    model->input_scale = rdf(blob + 12);
+    if (blob[5] > 1 || model->layers == 0 || model->layers > FC_MAX_LAYERS) {
+        return FC_ERR_SHAPE;
+    }
+    size_t at = 16, element = model->dtype == FC_INT8 ? 1u : 4u;
+    uint16_t width = model->input_dim;
+    for (uint8_t i = 0; i < model->layers; i++) {
+        fc_layer *l = &model->layer[i];
+        if (at + 12 > length) {
+            return FC_ERR_SIZE;
+        }
+        l->in = rd16(blob + at);
+        l->out = rd16(blob + at + 2);
+        l->relu = blob[at + 4];
+        l->requant = rdf(blob + at + 8);
+        at += 12;
+        if (l->in != width || l->out == 0 || l->out > FC_MAX_WIDTH || l->in > FC_MAX_WIDTH) {
+            return FC_ERR_SHAPE;
+        }
+        size_t wbytes = pad4((size_t)l->in * l->out * element), bbytes = (size_t)l->out * 4u;
+        if (at + wbytes + bbytes > length) {
+            return FC_ERR_SIZE;
+        }
+        l->weights = blob + at;
+        l->bias = blob + at + wbytes;
+        at += wbytes + bbytes;
+        width = l->out;
+    }
+    return width == model->classes ? FC_OK : FC_ERR_SHAPE;
+}
+
+static int32_t dot_s8(const int8_t *w, const int8_t *x, uint16_t n)
+{
+    int32_t acc = 0;
+    uint16_t i = 0;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    /* four MACs per step: sign-extend byte pairs to halfword pairs, then dual 16x16 MAC */
+    for (; i + 4 <= n; i += 4) {
+        int32_t wv, xv;
+        memcpy(&wv, w + i, 4);
+        memcpy(&xv, x + i, 4);
+        acc = __smlad(__sxtb16(wv), __sxtb16(xv), acc);                       /* bytes 0 and 2 */
+        acc = __smlad(__sxtb16((int32_t)((uint32_t)wv >> 8)), __sxtb16((int32_t)((uint32_t)xv >> 8)), acc); /* 1, 3 */
+    }
+#endif
+    for (; i < n; i++) {
+        acc += (int32_t)w[i] * (int32_t)x[i];
+    }
+    return acc;
+}
+
+fc_status fc_layer_s8(const fc_layer *layer, const int8_t *x, int8_t *y, float *logits)
+{
+    const int8_t *w = (const int8_t *)layer->weights;
+    const uint8_t *b = (const uint8_t *)layer->bias;
+    for (uint16_t o = 0; o < layer->out; o++) {
+        int32_t bias;
+        memcpy(&bias, b + 4u * o, 4);
+        int32_t acc = dot_s8(w + (size_t)o * layer->in, x, layer->in) + bias;
+        if (logits) {
+            logits[o] = (float)acc * layer->requant;
+        } else {
+            float v = rintf((float)acc * layer->requant);
+            if (layer->relu && v < 0.0f) v = 0.0f;
+            y[o] = (int8_t)(v > 127.0f ? 127 : v < -128.0f ? -128 : (int)v);
+        }
+    }
+    return FC_OK;
+}
+
+static void layer_f32(const fc_layer *layer, const float *x, float *y)
+{
+    const uint8_t *w = (const uint8_t *)layer->weights, *b = (const uint8_t *)layer->bias;
+    for (uint16_t o = 0; o < layer->out; o++) {
+        float acc = rdf(b + 4u * o);
+        for (uint16_t i = 0; i < layer->in; i++) {
+            acc += rdf(w + 4u * ((size_t)o * layer->in + i)) * x[i];
+        }
+        y[o] = layer->relu && acc < 0.0f ? 0.0f : acc;
+    }
+}
+
+fc_status fc_run(const fc_model *model, const float *input, float *logits)
+{
+    if (model->dtype == FC_INT8) {
+        int8_t a[FC_MAX_WIDTH], b[FC_MAX_WIDTH];
+        for (uint16_t i = 0; i < model->input_dim; i++) {
+            float v = rintf(input[i] / model->input_scale);
+            a[i] = (int8_t)(v > 127.0f ? 127 : v < -128.0f ? -128 : (int)v);
+        }
+        for (uint8_t l = 0; l < model->layers; l++) {
+            int last = l + 1 == model->layers;
+            fc_layer_s8(&model->layer[l], l % 2 ? b : a, l % 2 ? a : b, last ? logits : NULL);
+        }
+    } else {
+        float a[FC_MAX_WIDTH], b[FC_MAX_WIDTH];
+        memcpy(a, input, sizeof(float) * model->input_dim);
+        for (uint8_t l = 0; l < model->layers; l++) {
+            int last = l + 1 == model->layers;
+            layer_f32(&model->layer[l], l % 2 ? b : a, last ? logits : (l % 2 ? a : b));
+        }
+    }
+    return FC_OK;
+}

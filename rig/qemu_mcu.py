@@ -1,0 +1,60 @@
+"""The MCU rig without a board: the real firmware in QEMU's netduinoplus2 (STM32F405, Cortex-M4F).
+
+USART1 is a TCP server socket (wait=off) the host reaches as socket://127.0.0.1:PORT through
+pyserial, exactly as it would /dev/ttyACM0. `-icount shift=0,sleep=off` makes the guest
+deterministic: one instruction per virtual ns, so SysTick counts are instruction counts,
+repeatable run to run (not silicon cycles: QEMU models no pipeline or wait states).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware" / "stm32"
+FIRMWARE_ELF = FIRMWARE_DIR / "build" / "adaptinf-mcu.elf"
+
+
+def toolchain_missing() -> str | None:
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "make"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/setup.sh installs the Debian packages)"
+    return None
+
+
+def build_firmware() -> Path:
+    result = subprocess.run(["make", "-C", str(FIRMWARE_DIR)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"firmware build failed:\n{result.stdout}\n{result.stderr}")
+    return FIRMWARE_ELF
+
+
+class QemuMcu:
+    def __init__(self, elf: Path = FIRMWARE_ELF):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.process = subprocess.Popen(
+            ["qemu-system-arm", "-M", "netduinoplus2", "-nographic", "-monitor", "none",
+             "-icount", "shift=0,sleep=off", "-kernel", str(elf),
+             "-serial", f"tcp:127.0.0.1:{self.port},server=on,wait=off"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # wait=off: the guest boots at once and its boot HELLO goes nowhere while no client is
+        # connected (QEMU drops chardev output without a reader); clients ask HELLO after opening.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("QEMU did not open the MCU's serial port") from None
+                time.sleep(0.05)
+        self.url = f"socket://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(5)

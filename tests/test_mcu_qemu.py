@@ -1,0 +1,98 @@
+"""The real firmware in QEMU netduinoplus2 behind pyserial: handshake, noise, model loading,
+int8 and float32 inference that agree with the host reference, deterministic counts."""
+
+import numpy as np
+import pytest
+import serial
+from sklearn.datasets import load_digits
+from sklearn.neural_network import MLPClassifier
+
+from adaptinf.drivers import mcu_protocol as proto
+from adaptinf.drivers.mcu import CHUNK, McuClient, McuError
+from adaptinf.drivers.mcu_model import quantize_net, reference_logits, to_blob
+from adaptinf.rig.qemu_mcu import QemuMcu, build_firmware, toolchain_missing
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(toolchain_missing() is not None, reason=str(toolchain_missing()))]
+
+
+@pytest.fixture(scope="module")
+def digits_net():
+    d = load_digits()
+    x, y = (d.data / 16.0).astype(np.float32), d.target
+    clf = MLPClassifier((32,), max_iter=400, random_state=0).fit(x[:1400], y[:1400])
+    return x, y, [w.T for w in clf.coefs_], clf.intercepts_, clf.score(x[1400:], y[1400:])
+
+
+@pytest.fixture(scope="module")
+def mcu():
+    build_firmware()
+    q = QemuMcu()
+    yield q
+    q.stop()
+
+
+def test_handshake_and_ping(mcu):
+    with McuClient(mcu.url) as m:
+        hello = m.hello()
+        assert (hello.firmware_version, hello.protocol_version, hello.max_payload) == (1, proto.VERSION,
+                                                                                        proto.MAX_PAYLOAD)
+        assert m.ping(b"\x00echo\x00") == b"\x00echo\x00"
+
+
+def test_garbage_on_the_line_is_answered_and_survived(mcu):
+    with McuClient(mcu.url) as m:
+        m._serial.write(b"\x13\x37 line noise \xff\xfe\x00" + bytes(range(1, 200)) + b"\x00")
+        assert m.ping(b"still here") == b"still here"
+        with pytest.raises(McuError) as err:
+            m.request(proto.FrameType(0x0A), b"")  # ACK is not a request the firmware takes
+        assert err.value.status == proto.Status.TYPE
+
+
+def test_inference_before_a_model_is_refused(mcu):
+    with McuClient(mcu.url) as m:
+        m.request(proto.FrameType.LOAD_BEGIN, (10).to_bytes(4, "little"))  # start, never finish
+        with pytest.raises(McuError) as err:
+            m.infer(np.zeros(64, np.float32))
+        assert err.value.status == proto.Status.NOT_LOADED
+
+
+def test_a_corrupt_model_is_refused(mcu, digits_net):
+    x, _, w, b, _ = digits_net
+    blob = bytearray(to_blob(quantize_net(w, b, x[:200])))
+    blob[0:4] = b"XXXX"
+    def send_blob(m):
+        m.request(proto.FrameType.LOAD_BEGIN, len(blob).to_bytes(4, "little"))
+        for offset in range(0, len(blob), CHUNK):
+            m.request(proto.FrameType.LOAD_CHUNK, offset.to_bytes(4, "little") + bytes(blob[offset:offset + CHUNK]))
+
+    with McuClient(mcu.url) as m:
+        send_blob(m)
+        with pytest.raises(McuError) as err:
+            m.request(proto.FrameType.LOAD_END, b"\x00\x00")            # wrong whole-model CRC
+        assert err.value.status == proto.Status.CRC
+        send_blob(m)
+        with pytest.raises(McuError) as err:
+            m.request(proto.FrameType.LOAD_END, proto.crc16(bytes(blob)).to_bytes(2, "little"))
+        assert err.value.status == proto.Status.MODEL                   # right CRC, not a model
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+def test_mcu_inference_agrees_with_the_host_reference(mcu, digits_net, dtype):
+    x, y, w, b, float_accuracy = digits_net
+    net = quantize_net(w, b, x[:200], dtype)
+    test = range(1400, 1500)
+    with McuClient(mcu.url) as m:
+        assert m.load(net) == len(to_blob(net))
+        results = [m.infer(x[i]) for i in test]
+        again = m.infer(x[1400])
+    for i, r in zip(test, results):
+        ref = reference_logits(net, x[i])
+        assert r.label == int(np.argmax(ref)) and r.dtype == dtype
+        probs = np.exp(ref - ref.max())
+        assert r.confidence == pytest.approx(float(probs.max() / probs.sum()), rel=1e-4)
+    accuracy = np.mean([r.label == y[i] for i, r in zip(test, results)])
+    assert accuracy >= float_accuracy - 0.03   # int8 costs at most a few points on digits
+    # -icount: deterministic to one tick (a tick is 1/0.168 instructions at shift=0; where the count
+    # starts against the tick boundary moves it by one)
+    assert abs(again.count - results[0].count) <= 1
