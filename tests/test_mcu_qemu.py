@@ -3,7 +3,6 @@ int8 and float32 inference that agree with the host reference, deterministic cou
 
 import numpy as np
 import pytest
-import serial
 from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
 

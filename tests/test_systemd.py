@@ -4,7 +4,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import msgpack
