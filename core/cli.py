@@ -8,6 +8,8 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
+
 UNITS = {"": 1.0, "bit": 1.0, "bps": 1.0, "k": 1e3, "kbit": 1e3, "kbps": 1e3, "m": 1e6, "mbit": 1e6,
          "mbps": 1e6, "g": 1e9, "gbit": 1e9, "gbps": 1e9}
 
@@ -84,6 +86,33 @@ def cmd_build_split(args: argparse.Namespace) -> int:
               f"accuracy {p['accuracy']:.3f}")
     for p in split.get("rejected_points", []):
         print(f"  {p['name']:6} rejected: no D_r up to the limit met the bound")
+    return 0
+
+
+def cmd_build_dsnn(args: argparse.Namespace) -> int:
+    from adaptinf.toolchain.datasets import digits_features
+    from adaptinf.toolchain.dsnn import DsnnConfig, build_dsnn, export
+
+    x, y = digits_features()
+    order = np.random.default_rng(args.seed).permutation(len(y))
+    n_val = len(y) // 4
+    val, train = order[:n_val], order[n_val:]
+    config = DsnnConfig(thresholds=args.thresholds, constraint=args.constraint, seed=args.seed,
+                        max_width=args.max_width)
+    result = build_dsnn(x[train], y[train], x[val], y[val], config)
+    print(f"monolithic {config.baseline_hidden}: accuracy {result.monolithic_accuracy:.3f}, "
+          f"{result.monolithic_macs} MACs; {len(result.points)} design points, {len(result.pareto)} on the front")
+    for p in result.pareto:
+        print(f"  t={p.threshold:.3f} main {list(p.main_hidden)} tail {list(p.tail_hidden)}: accuracy "
+              f"{p.accuracy:.3f}, {p.expected_macs:.0f} MACs ({result.monolithic_macs / p.expected_macs:.1f}x fewer)")
+    try:
+        manifest = export(result, args.out, x[train][:200])
+    except ValueError as exc:
+        print(f"adaptinf build dsnn: {exc}", file=sys.stderr)
+        return 2
+    chosen = manifest["chosen"]
+    print(f"chosen (>= {args.constraint:.0%} of the monolithic accuracy): accuracy {chosen['accuracy']:.3f}, "
+          f"{chosen['expected_macs']:.0f} expected MACs -> {args.out}")
     return 0
 
 
@@ -288,6 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     split.add_argument("--max-dr", type=int, default=0, help="largest D_r tried (default: D)")
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(func=cmd_build_split)
+
+    dsnn = build.add_parser("dsnn", help="2-way multi-dsNN for the MCU on scikit-learn's digits (thesis ch.3)")
+    dsnn.add_argument("--out", required=True, type=Path)
+    dsnn.add_argument("--thresholds", type=int, default=9, help="threshold queue size (default 9)")
+    dsnn.add_argument("--constraint", type=float, default=0.99, help="fraction of the monolithic accuracy")
+    dsnn.add_argument("--max-width", type=int, default=256)
+    dsnn.add_argument("--seed", type=int, default=0)
+    dsnn.set_defaults(func=cmd_build_dsnn)
 
     plan = sub.add_parser("plan", help="the plan the daemon would choose under given conditions")
     plan.add_argument("--profile", required=True, type=Path)

@@ -1,0 +1,80 @@
+"""The multi-dsNN toolchain (thesis ch.3) on scikit-learn's digits, small enough to run in seconds."""
+
+import json
+
+import numpy as np
+import pytest
+
+from adaptinf.drivers.mcu_model import MODEL_BYTES
+from adaptinf.toolchain.datasets import digits_features
+from adaptinf.toolchain.dsnn import (DesignPoint, DsnnConfig, accuracy_optimisation, build_dsnn,
+                                     energy_optimisation, export, pareto_front, route)
+
+QUICK = DsnnConfig(baseline_hidden=(32,), thresholds=3, max_width=32, max_hidden_layers=1, max_iter=150)
+
+
+def test_energy_optimisation_climbs_and_jumps_deterministically():
+    config = DsnnConfig(max_width=8, max_hidden_layers=2)
+    seen = []
+
+    def evaluate(hidden):
+        seen.append(hidden)
+        return min(sum(hidden), 6) / 10  # accuracy grows with size, then saturates
+
+    visited = energy_optimisation(evaluate, config)
+    assert seen[0] == ()                                   # starts with no hidden layer
+    assert (1,) in seen and (2,) in seen and (4,) in seen   # doubling steps
+    assert all(len(h) <= 2 and all(n <= 8 for n in h) for h, _ in visited)
+    assert (8,) in seen                                     # climbed to the width cap...
+    assert any(len(h) == 2 for h in seen)                   # ...then jumped by adding a layer
+
+
+def test_accuracy_optimisation_shrinks_until_accuracy_drops():
+    visited = accuracy_optimisation(lambda h: 0.9 if h[0] >= 50 else 0.5, (64, 16), target=0.9)
+    widths = [h[0] for h, _ in visited]
+    assert widths[0] == 64 and widths == sorted(widths, reverse=True)
+    assert visited[-1][1] < 0.9 and all(acc >= 0.9 for _, acc in visited[:-1])
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    pts = [DesignPoint(0.1, 0.5, (), (), acc, macs) for acc, macs in ((0.9, 100), (0.95, 200), (0.9, 150), (0.8, 50))]
+    assert [(p.accuracy, p.expected_macs) for p in pareto_front(pts)] == [(0.8, 50), (0.9, 100), (0.95, 200)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    x, y = digits_features()
+    order = np.random.default_rng(0).permutation(len(y))
+    val, train = order[:450], order[450:]
+    result = build_dsnn(x[train], y[train], x[val], y[val], QUICK, progress=False)
+    out = tmp_path_factory.mktemp("dsnn")
+    manifest = export(result, out, x[train][:200])
+    return result, manifest, out, x[val], y[val]
+
+
+def test_error_file_and_partitioning_follow_the_monolithic_nets_confidence(built):
+    result, *_ = built
+    assert result.errors.min() >= 0 and result.errors.max() <= 1
+    assert np.mean(result.errors < 0.1) > 0.5                 # the dense low-error "main" part (Fig. 3.4)
+    assert {round(p.main_share, 6) for p in result.points}    # the tree routes most inputs to dsNN_main
+    assert all(0 < p.main_share < 1 for p in result.points)
+
+
+def test_chosen_system_meets_the_constraint_with_fewer_macs(built):
+    result, manifest, out, *_ = built
+    chosen = result.chosen
+    assert chosen is not None and chosen in result.pareto
+    assert chosen.accuracy >= QUICK.constraint * result.monolithic_accuracy
+    assert chosen.expected_macs <= result.monolithic_macs
+    assert manifest["chosen"]["accuracy"] == pytest.approx(chosen.accuracy)
+    for part in ("main", "tail"):
+        assert (out / manifest["chosen"][part]["file"]).stat().st_size <= MODEL_BYTES   # fits the MCU
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "dsnn.json").read_text())["format"] == "adaptinf-dsnn"
+
+
+def test_flat_tree_routes_exactly_like_the_trained_selector(built):
+    result, manifest, _, x_val, _ = built
+    tree = result.chosen.models["tree"]
+    flat = manifest["selector"]
+    assert [route(flat, row) for row in x_val] == tree.predict(x_val.astype(np.float32)).tolist()
