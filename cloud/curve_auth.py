@@ -84,10 +84,15 @@ def start_authenticator(context: zmq.Context, allow_list: DeviceAllowList) -> Th
     return auth
 
 
-def make_server(socket: zmq.Socket, secret_file: Path | str) -> None:
+def _keypair(secret_file: Path | str) -> tuple[bytes, bytes]:
     public, secret = zmq.auth.load_certificate(str(secret_file))
     if secret is None:
         raise ValueError(f"{secret_file} holds no secret key (use the .key_secret file)")
+    return public, secret
+
+
+def make_server(socket: zmq.Socket, secret_file: Path | str) -> None:
+    public, secret = _keypair(secret_file)
     socket.curve_secretkey = secret
     socket.curve_publickey = public
     socket.curve_server = True
@@ -95,10 +100,8 @@ def make_server(socket: zmq.Socket, secret_file: Path | str) -> None:
 
 
 def make_client(socket: zmq.Socket, secret_file: Path | str, server_public_file: Path | str) -> None:
-    public, secret = zmq.auth.load_certificate(str(secret_file))
+    public, secret = _keypair(secret_file)
     server_public, _ = zmq.auth.load_certificate(str(server_public_file))
-    if secret is None:
-        raise ValueError(f"{secret_file} holds no secret key (use the .key_secret file)")
     socket.curve_secretkey = secret
     socket.curve_publickey = public
     socket.curve_serverkey = server_public
