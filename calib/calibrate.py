@@ -28,7 +28,7 @@ from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, LinkProfile, ModelProfile, PartitionProfile, Profile, \
     save_profile
 
-COMPONENTS = ("device", "cloud", "link", "confidence")
+COMPONENTS = ("device", "cloud", "link", "confidence", "mcu")
 
 
 @dataclass
@@ -41,6 +41,8 @@ class Rig:
     estimator: LinkEstimator
     power: PowerMonitor | None
     model_power_w: float
+    mcu_port: str | None = None      # pyserial URL of the MCU (a board, or the firmware in QEMU)
+    dsnn_dir: Path | None = None     # the dsNNs to load into it (adaptinf build dsnn)
 
 
 def previous_measurements(path: Path, bundle: Bundle) -> dict:
@@ -61,6 +63,8 @@ def run(rig: Rig, components: tuple[str, ...], runs: int, probes: int, validatio
         m["cloud"] = measure.measure_cloud(rig.link, runs)
     if rig.link is not None and "link" in components:
         m["link"] = measure.measure_link(rig.link, rig.estimator, probes, progress)
+    if rig.mcu_port and rig.dsnn_dir and "mcu" in components:
+        m["mcu"] = measure.measure_mcu(rig.mcu_port, rig.dsnn_dir, runs, progress)
     if validation is not None and "confidence" in components:
         m["confidence"] = measure.measure_confidence(rig.bundle, rig.models, *validation, progress=progress)
     if "device" not in m:
@@ -98,6 +102,9 @@ def build_profile(bundle: Bundle, m: dict, components: tuple[str, ...]) -> Profi
                            cloud["full"]["ms"] if cloud else 0.0, cloud["full"]["ms_std"] if cloud else 0.0,
                            full["power_w"], accuracy(MOBILE_ONLY, bundle.full_model.accuracy),
                            bundle.full_model.flops),)
+    # MCU models: the time the host waits for an answer (serial included), as the planner sees it
+    models += tuple(ModelProfile(f"mcu:{name}", v["round_trip_ms"], v["round_trip_ms_std"], flops=2 * v["macs"])
+                    for name, v in m.get("mcu", {}).get("models", {}).items())
     link = LinkProfile(m["link"]["uplink_bps"], m["link"]["rtt_ms"]) if "link" in m else None
     return Profile(
         bundle=bundle.manifest_sha256, partitions=tuple(partitions), models=models, link=link,

@@ -84,10 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probes", type=int, default=5, help="link upload probes (default %(default)s)")
     parser.add_argument("--validation", type=int, default=500, help="held-out frames for confidence")
     parser.add_argument("--data", type=Path, default=None, help="validation .npz with 'images' and 'labels'")
+    parser.add_argument("--mcu-port", default=None, help="the MCU: /dev/adaptinf-stm32, or socket://host:port (QEMU)")
+    parser.add_argument("--dsnn", type=Path, default=None, help="dsNNs to measure on the MCU (adaptinf build dsnn)")
     args = parser.parse_args(argv)
     components = tuple(c.strip() for c in args.only.split(",") if c.strip())
     try:
         rig, cfg = build_rig(args.config)
+        rig.mcu_port, rig.dsnn_dir = args.mcu_port, args.dsnn
     except (ConfigError, BundleError, RuntimeError) as exc:
         print(f"adaptinf-calib: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,9 @@
               and marked so).
 - cloud:      the cloud worker times its own engines for the full model and every tail.
 - link:       heartbeat RTTs and upload probes through the daemon's own cloud link.
+- mcu:        each exported dsNN (adaptinf build dsnn) loaded into the MCU over serial: load
+              time, host round trip per inference, and the firmware's SysTick count (under
+              QEMU -icount: 0.168 x instructions, not silicon cycles).
 - confidence: on held-out frames, every partition's accuracy and confidence distribution
               (correct vs wrong), through the same quantised upload the daemon uses.
 """
@@ -119,4 +122,37 @@ def measure_confidence(bundle: Bundle, models: DeviceModels, images: np.ndarray,
         out[name] = {"accuracy": float(correct.mean()), "frames": int(len(labels)), "bin_edges": edges.tolist(),
                      "correct": np.histogram(confidence[correct], edges)[0].tolist(),
                      "wrong": np.histogram(confidence[~correct], edges)[0].tolist()}
+    return out
+
+
+def measure_mcu(port: str, dsnn_dir, runs: int, progress: bool = True) -> dict:
+    import json
+    from pathlib import Path
+
+    from adaptinf.drivers.mcu import McuClient
+
+    dsnn_dir = Path(dsnn_dir)
+    manifest = json.loads((dsnn_dir / "dsnn.json").read_text())
+    out = {"models": {}}
+    with McuClient(port, timeout_s=5.0) as mcu:
+        hello = mcu.hello()
+        out["firmware"] = {"version": hello.firmware_version, "protocol": hello.protocol_version,
+                           "model_capacity": hello.model_capacity}
+        for part in tqdm(("main", "tail"), desc="mcu", unit="dsNN", disable=not progress):
+            entry = manifest["chosen"][part]
+            blob = (dsnn_dir / entry["file"]).read_bytes()
+            start = time.perf_counter()
+            mcu.load_blob(blob)
+            load_s = time.perf_counter() - start
+            x = np.random.default_rng(0).random(int.from_bytes(blob[8:10], "little")).astype(np.float32)
+            round_trips, counts = [], []
+            for _ in range(runs):
+                start = time.perf_counter()
+                result = mcu.infer(x)
+                round_trips.append((time.perf_counter() - start) * 1e3)
+                counts.append(result.count)
+            out["models"][f"dsnn_{part}"] = {
+                "file": entry["file"], "macs": entry["macs"], "load_s": load_s,
+                "round_trip_ms": statistics.median(round_trips), "round_trip_ms_std": statistics.pstdev(round_trips),
+                "systick_ticks": statistics.median(counts), "blob_bytes": len(blob)}
     return out

@@ -207,6 +207,12 @@ def write_report(bundle: Bundle, profile: Profile, out: Path | str) -> Path:
     reg_html = _table(["side", "leave-one-out mean error", "max error", "intercept ms"],
                       [[side, f"{r['loo_mean_relative_error']:.1%}", f"{r['loo_max_relative_error']:.1%}",
                         f"{r['intercept_ms']:.3f}"] for side, r in regs.items()])
+    mcu = m.get("mcu")
+    mcu_html = _table(["MCU model", "MACs", "blob B", "load s", "round trip ms", "SysTick ticks"],
+                      [[k, v["macs"], v["blob_bytes"], f"{v['load_s']:.2f}", f"{v['round_trip_ms']:.2f}",
+                        v["systick_ticks"]] for k, v in mcu["models"].items()]) + \
+        "<p>Ticks of a 168 MHz SysTick; under QEMU -icount they are 0.168 x instructions, not silicon cycles.</p>" \
+        if mcu else ""
     figures = "".join(f'<h2>{html.escape(t)}</h2><img src="{f}" alt="{html.escape(t)}">' for f, t in images)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>adaptinf calibration: {html.escape(bundle.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
@@ -216,7 +222,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:10
 backend {html.escape(str(profile.device.get('backend')))} &middot; power {html.escape(str(profile.device.get('power_source')))}
 &middot; {html.escape(profile.extra['calibration']['at'])}</p>
 <h2>Partitions (what the planner uses)</h2>{parts}<h2>Device graphs</h2>{graphs}<h2>Link</h2>{link_html}
-<h2>Layer regression (thesis 4.3.2, after Neurosurgeon)</h2>{reg_html}{figures}</body></html>"""
+<h2>Layer regression (thesis 4.3.2, after Neurosurgeon)</h2>{reg_html}
+{"<h2>MCU</h2>" + mcu_html if mcu else ""}{figures}</body></html>"""
     index = out / "index.html"
     index.write_text(page)
     return index

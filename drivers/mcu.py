@@ -100,7 +100,10 @@ class McuClient:
         return self.request(proto.FrameType.PING, payload).payload
 
     def load(self, net: McuNet) -> int:
-        blob = to_blob(net)
+        return self.load_blob(to_blob(net))
+
+    def load_blob(self, blob: bytes) -> int:
+        """Send a model blob in CRC-checked chunks; the firmware checks the whole and parses it."""
         capacity = self.hello().model_capacity
         if len(blob) > capacity:
             raise McuError(f"model of {len(blob)} bytes exceeds the MCU's {capacity}")

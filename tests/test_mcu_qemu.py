@@ -95,3 +95,29 @@ def test_mcu_inference_agrees_with_the_host_reference(mcu, digits_net, dtype):
     # -icount: deterministic to one tick (a tick is 1/0.168 instructions at shift=0; where the count
     # starts against the tick boundary moves it by one)
     assert abs(again.count - results[0].count) <= 1
+
+
+def test_calibration_measures_the_dsnns_on_the_mcu(mcu, bundle, tmp_path):
+    from adaptinf.calib.calibrate import Rig, calibrate
+    from adaptinf.calib.report import write_report
+    from adaptinf.daemon.device_models import DeviceModels
+    from adaptinf.daemon.link_estimator import LinkEstimator
+    from adaptinf.toolchain.datasets import digits_features
+    from adaptinf.toolchain.dsnn import DsnnConfig, build_dsnn, export
+
+    x, y = digits_features()
+    result = build_dsnn(x[450:], y[450:], x[:450], y[:450],
+                        DsnnConfig(baseline_hidden=(32,), thresholds=2, max_width=16, max_hidden_layers=1,
+                                   max_iter=100, constraint=0.9), progress=False)
+    export(result, tmp_path / "dsnn", x[450:650])
+    rig = Rig(bundle, DeviceModels.load(bundle, "onnxruntime", str(tmp_path)), None, LinkEstimator(), None, 5.0,
+              mcu_port=mcu.url, dsnn_dir=tmp_path / "dsnn")
+    profile = calibrate(rig, tmp_path / "profile.json", components=("device", "mcu"), runs=3, progress=False)
+    measured = profile.extra["measurements"]["mcu"]["models"]
+    assert set(measured) == {"dsnn_main", "dsnn_tail"}
+    for entry in measured.values():
+        assert entry["systick_ticks"] > 0 and entry["round_trip_ms"] > 0 and entry["load_s"] > 0
+    names = [m.name for m in profile.models]
+    assert "mcu:dsnn_main" in names and "mcu:dsnn_tail" in names
+    page = write_report(bundle, profile, tmp_path / "report").read_text()
+    assert "MCU model" in page and "not silicon cycles" in page
