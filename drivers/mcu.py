@@ -92,9 +92,17 @@ class McuClient:
                 raise McuError(f"{frame_type.name} refused: {status.name if status else '?'}", status)
             return frame
 
-    def hello(self) -> Hello:
-        p = self.request(proto.FrameType.HELLO).payload
-        return Hello(p[0], p[1], struct.unpack_from("<H", p, 2)[0], *struct.unpack_from("<II", p, 4))
+    def hello(self, attempts: int = 3, timeout_s: float | None = None) -> Hello:
+        """The handshake; repeated on silence: a board may be resetting, and until its USART is
+        enabled whatever the host sends is lost (QEMU drops input while UE/RE are clear)."""
+        for attempt in range(attempts):
+            try:
+                p = self.request(proto.FrameType.HELLO, timeout_s=timeout_s).payload
+                return Hello(p[0], p[1], struct.unpack_from("<H", p, 2)[0], *struct.unpack_from("<II", p, 4))
+            except McuError as exc:
+                if exc.status is not None or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def ping(self, payload: bytes = b"") -> bytes:
         return self.request(proto.FrameType.PING, payload).payload

@@ -54,6 +54,11 @@ class QemuMcu:
                     raise RuntimeError("QEMU did not open the MCU's serial port") from None
                 time.sleep(0.05)
         self.url = f"socket://127.0.0.1:{self.port}"
+        # The port listens before the firmware has enabled its USART: wait until it answers.
+        from adaptinf.drivers.mcu import McuClient
+
+        with McuClient(self.url) as probe:
+            probe.hello(attempts=40, timeout_s=0.25)
 
     def stop(self) -> None:
         self.process.kill()
