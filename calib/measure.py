@@ -51,20 +51,27 @@ def _input(bundle: Bundle, kind: str) -> np.ndarray:
     return rng.random(bundle.point(kind).reduced_shape).astype(np.float32)
 
 
+def time_engine(engine: Engine, x: np.ndarray, runs: int, warmup: int = 3) -> list[float]:
+    """Milliseconds of `runs` timed runs after `warmup` untimed ones (allocations, caches)."""
+    for _ in range(warmup):
+        engine.run(x)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        engine.run(x)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
 def measure_device(bundle: Bundle, models: DeviceModels, power: PowerMonitor | None, model_power_w: float,
                    runs: int, progress: bool = True) -> dict:
     out = {}
     graphs = device_graphs(bundle, models)
     for name, (engine, file, kind) in tqdm(graphs.items(), desc="device", unit="graph", disable=not progress):
         x = _input(bundle, kind)
-        for _ in range(3):
-            engine.run(x)  # warm-up: allocations, caches
-        samples = []
+        engine.run(x)  # warm-up outside the energy window
         loop_start = time.monotonic()
-        for _ in range(runs):
-            start = time.perf_counter()
-            engine.run(x)
-            samples.append((time.perf_counter() - start) * 1e3)
+        samples = time_engine(engine, x, runs, warmup=0)
         loop_end = time.monotonic()
         energy = power.energy_between(loop_start, loop_end, computing=True) if power is not None else None
         ms = statistics.median(samples)

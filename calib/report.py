@@ -39,12 +39,26 @@ def _telemetry(profile: Profile, radio: str) -> Telemetry:
     return Telemetry(uplink_bps=RADIOS[radio].nominal_uplink_bps, rtt_s=rtt, radio=radio)
 
 
-def _latency_plot(profile: Profile, out: Path) -> None:
+def _per_radio_plot(profile: Profile, path: Path, title: str, ylabel: str, draw) -> None:
+    """One panel per uplink of Table III; draw(ax, names, candidates) fills a panel."""
     model = CostModel(profile)
-    fig, axes = plt.subplots(1, len(RADIOS), figsize=(5 * len(RADIOS), 4.2), sharey=False)
+    fig, axes = plt.subplots(1, len(RADIOS), figsize=(5 * len(RADIOS), 4.2))
     for ax, radio in zip(axes, RADIOS):
         cands = model.predict(_telemetry(profile, radio))
-        names = [c.name for c in cands]
+        draw(ax, [c.name for c in cands], cands)
+        ax.set_title(f"{radio} ({RADIOS[radio].nominal_uplink_bps / 1e6:g} Mbit/s up)")
+        ax.set_ylabel(ylabel)
+        ax.set_yscale("log")
+        ax.tick_params(axis="x", rotation=60, labelsize=8)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _latency_plot(profile: Profile, out: Path) -> None:
+    def draw(ax, names, cands):
         bottom = np.zeros(len(cands))
         for part, values in (("device", [c.device_s for c in cands]), ("upload", [c.upload_s for c in cands]),
                              ("rtt", [c.network_s for c in cands]), ("cloud", [c.cloud_s for c in cands])):
@@ -53,36 +67,19 @@ def _latency_plot(profile: Profile, out: Path) -> None:
             bottom += ms
         best = int(np.argmin(bottom))
         ax.annotate("best", (best, bottom[best]), ha="center", va="bottom", fontsize=8)
-        ax.set_title(f"{radio} ({RADIOS[radio].nominal_uplink_bps / 1e6:g} Mbit/s up)")
-        ax.set_ylabel("predicted latency (ms)")
-        ax.set_yscale("log")
-        ax.tick_params(axis="x", rotation=60, labelsize=8)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("End-to-end latency by component (paper 004 Table IV view)")
-    fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=110)
-    plt.close(fig)
+
+    _per_radio_plot(profile, out / "latency.png", "End-to-end latency by component (paper 004 Table IV view)",
+                    "predicted latency (ms)", draw)
 
 
 def _energy_plot(profile: Profile, out: Path) -> None:
-    model = CostModel(profile)
-    fig, axes = plt.subplots(1, len(RADIOS), figsize=(5 * len(RADIOS), 4.2))
-    for ax, radio in zip(axes, RADIOS):
-        cands = model.predict(_telemetry(profile, radio))
-        names = [c.name for c in cands]
+    def draw(ax, names, cands):
         compute = np.array([c.device_s * profile.partition(c.name).device_power_w for c in cands]) * 1e3
         radio_mj = np.array([c.energy_j for c in cands]) * 1e3 - compute
         ax.bar(names, compute, label="compute", color=COLOURS["device"])
         ax.bar(names, radio_mj, bottom=compute, label="uplink radio", color=COLOURS["radio"])
-        ax.set_title(f"{radio}")
-        ax.set_ylabel("device energy per frame (mJ)")
-        ax.set_yscale("log")
-        ax.tick_params(axis="x", rotation=60, labelsize=8)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Device energy by component")
-    fig.tight_layout()
-    fig.savefig(out / "energy.png", dpi=110)
-    plt.close(fig)
+
+    _per_radio_plot(profile, out / "energy.png", "Device energy by component", "device energy per frame (mJ)", draw)
 
 
 def _pareto_plot(profile: Profile, out: Path) -> None:

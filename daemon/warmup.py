@@ -17,23 +17,13 @@ import numpy as np
 from tqdm import tqdm
 
 from adaptinf.bundle import Bundle
-from adaptinf.daemon.cloud_link import PROBE_BYTES, CloudError, CloudLink
+from adaptinf.calib import measure
+from adaptinf.daemon.cloud_link import CloudLink
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.link_estimator import LinkEstimator
-from adaptinf.engines import Engine
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, LinkProfile, PartitionProfile, Profile
 
 LINK_PROBES = 3
-
-
-def _median_ms(engine: Engine, x: np.ndarray, runs: int) -> float:
-    engine.run(x)  # first run pays for allocations
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        engine.run(x)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e3
 
 
 def measure_profile(bundle: Bundle, models: DeviceModels, link: CloudLink | None, estimator: LinkEstimator,
@@ -42,18 +32,26 @@ def measure_profile(bundle: Bundle, models: DeviceModels, link: CloudLink | None
     points = bundle.split.points if bundle.split else ()
     full = bundle.full_model
     steps = tqdm(total=1 + len(points) + 2, desc="warm-up", disable=not progress, leave=False)
-    full_ms = _median_ms(models.full, frame, runs)
+    full_ms = statistics.median(measure.time_engine(models.full, frame, runs, warmup=1))
     steps.update()
     head_ms = {}
     for p in points:
-        head_ms[p.name] = _median_ms(models.heads[p.name], frame, runs)
+        head_ms[p.name] = statistics.median(measure.time_engine(models.heads[p.name], frame, runs, warmup=1))
         steps.update()
     partitions = [PartitionProfile(MOBILE_ONLY, full_ms, power_w, 0.0, 0, full.accuracy)]
     link_profile = None
     if link is not None and link.up:
-        cloud = _cloud_timings(link, runs)
+        # the same measurements as adaptinf-calib; a cloud that fails them leaves mobile-only
+        try:
+            cloud = {name: t["ms"] for name, t in measure.measure_cloud(link, runs).items()}
+        except RuntimeError:
+            cloud = {}
         steps.update()
-        link_profile = _measure_link(link, estimator)
+        try:
+            measured = measure.measure_link(link, estimator, LINK_PROBES, progress=False)
+            link_profile = LinkProfile(measured["uplink_bps"], measured["rtt_ms"])
+        except RuntimeError:
+            pass
         steps.update()
         if cloud:
             partitions.append(PartitionProfile(CLOUD_ONLY, 0.0, power_w, cloud["full"], bundle.input.nbytes,
@@ -64,24 +62,3 @@ def measure_profile(bundle: Bundle, models: DeviceModels, link: CloudLink | None
     return Profile(bundle=bundle.manifest_sha256, partitions=tuple(partitions), link=link_profile,
                    device={"host": platform.node(), "backend": models.backend, "power_source": "model",
                            "source": "adaptinfd warm-up", "measured_at": time.time()})
-
-
-def _cloud_timings(link: CloudLink, runs: int) -> dict[str, float]:
-    try:
-        reply = link.call({"op": "timing", "runs": runs}, None, 30.0).wait(30.0)
-    except CloudError:
-        return {}
-    timings = reply.header.get("timings") or {}
-    return {name: t["median_s"] * 1e3 for name, t in timings.items()}
-
-
-def _measure_link(link: CloudLink, estimator: LinkEstimator) -> LinkProfile | None:
-    for _ in range(LINK_PROBES):
-        try:
-            link.call({"op": "probe"}, bytes(PROBE_BYTES), 10.0, upload_bytes=PROBE_BYTES).wait(10.0)
-        except CloudError:
-            break
-    est = estimator.estimate()
-    if est.uplink_bps is None or est.rtt_s is None:
-        return None
-    return LinkProfile(est.uplink_bps, est.rtt_s * 1e3)
