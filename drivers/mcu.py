@@ -2,8 +2,15 @@
 
 `port` is anything pyserial opens: /dev/ttyACM0 (or the udev name /dev/adaptinf-stm32) on
 a board, socket://127.0.0.1:PORT for the firmware running in QEMU. The port is opened
-exclusively, stale input is flushed, and every exchange is bounded by a timeout; replies
-must echo the request's seq, anything else (a late reply, a boot HELLO) is set aside.
+exclusively, stale input is flushed, and every exchange is bounded by a timeout.
+
+What is accepted as an answer: a CRC-checked frame of the expected type that echoes the
+request's seq. Everything else is set aside: a late reply to an older request (other
+seq), a boot HELLO (seq 0, never used by requests: it means the MCU reset and lost its
+model, so the request fails at once with McuReset), a frame the decoder refused. Every
+request is idempotent on the firmware's side (a repeated LOAD_CHUNK is ACKed again), so
+on silence, on a broken reply, or on the firmware's "I got a broken frame" (ERROR with
+seq 255) the same frame is simply sent again, up to `retries` times.
 """
 
 from __future__ import annotations
@@ -16,15 +23,23 @@ import numpy as np
 import serial
 
 from adaptinf.drivers import mcu_protocol as proto
-from adaptinf.drivers.mcu_model import McuNet, to_blob
+from adaptinf.drivers.mcu_model import McuNet, McuSystem, system_blob, to_blob
 
 CHUNK = proto.MAX_PAYLOAD - 4   # LOAD_CHUNK carries a u32 offset
+BOOT_SEQ = 0                    # the firmware's HELLO at boot
+UNKNOWN_SEQ = 0xFF              # the firmware's ERROR for a frame it could not decode
+REPLY_TYPES = {proto.FrameType.HELLO: proto.FrameType.HELLO_REPLY, proto.FrameType.PING: proto.FrameType.PONG,
+               proto.FrameType.INFER: proto.FrameType.RESULT}
 
 
 class McuError(Exception):
     def __init__(self, message: str, status: proto.Status | None = None):
         super().__init__(message)
         self.status = status
+
+
+class McuReset(McuError):
+    """The MCU announced a boot while a request was out: its model is gone, reload it."""
 
 
 @dataclass(frozen=True)
@@ -42,19 +57,36 @@ class McuResult:
     confidence: float
     count: int    # SysTick ticks of the inference (QEMU -icount: instructions, not silicon cycles)
     dtype: str
+    net: int = 0  # which net the tree chose (0: dsNN_main or the only net, 1: dsNN_tail)
+    logits: np.ndarray | None = None   # the chosen net's float32 logits, as the firmware computed them
 
 
 class McuClient:
-    def __init__(self, port: str, timeout_s: float = 2.0, baudrate: int = 115200):
-        kwargs = {} if port.startswith(("socket://", "loop://")) else {"exclusive": True}
-        self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=0.05, **kwargs)
+    def __init__(self, port: str, timeout_s: float = 2.0, baudrate: int = 115200, retries: int = 3):
+        self.port = port
+        self.baudrate = baudrate
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self._seq = 0
+        self.boot_hellos = 0      # resets seen
+        self.retransmissions = 0
+        self._open()
+
+    def _open(self) -> None:
+        kwargs = {} if self.port.startswith(("socket://", "loop://")) else {"exclusive": True}
+        self._serial = serial.serial_for_url(self.port, baudrate=self.baudrate, timeout=0.05, **kwargs)
         self._serial.reset_input_buffer()
         self._decoder = proto.Decoder()
         self._pending: list[proto.Frame] = []
-        self._seq = 0
-        self.timeout_s = timeout_s
-        self.boot_hellos = 0
-        self._serial.write(b"\x00")   # flush whatever half frame the line holds
+        self._serial.write(b"\x00")   # end whatever half frame the line holds
+
+    def reconnect(self) -> None:
+        """Close and reopen the port (a board's USB CDC device vanishes while it resets)."""
+        try:
+            self._serial.close()
+        except (OSError, serial.SerialException):
+            pass
+        self._open()
 
     def close(self) -> None:
         self._serial.close()
@@ -65,50 +97,79 @@ class McuClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _receive(self, deadline: float) -> proto.Frame | None:
+    @property
+    def bad_frames(self) -> int:
+        return self._decoder.bad_frames
+
+    def _receive(self, deadline: float) -> proto.Frame | proto.BadFrame | None:
         while time.monotonic() < deadline:
             if self._pending:
                 return self._pending.pop(0)
-            for item in self._decoder.feed(self._serial.read(256)):
-                if isinstance(item, proto.Frame):
-                    self._pending.append(item)
+            try:
+                data = self._serial.read(self._serial.in_waiting or 1)   # whatever is there, or wait for a byte
+            except (OSError, serial.SerialException) as exc:
+                raise McuError(f"serial port {self.port} failed: {exc}") from exc
+            self._pending.extend(self._decoder.feed(data))
         return None
 
-    def request(self, frame_type: proto.FrameType, payload: bytes = b"", timeout_s: float | None = None) -> proto.Frame:
-        self._seq = (self._seq + 1) % 255   # 255 is the firmware's "unknown seq"
-        seq = self._seq
-        self._serial.write(proto.encode(frame_type, seq, payload))
-        deadline = time.monotonic() + (timeout_s or self.timeout_s)
-        while True:
-            frame = self._receive(deadline)
-            if frame is None:
-                raise McuError(f"no reply to {frame_type.name} (seq {seq}) within {timeout_s or self.timeout_s} s")
-            if frame.seq != seq:
-                if frame.type == proto.FrameType.HELLO_REPLY and frame.seq == 0:
-                    self.boot_hellos += 1   # the MCU reset: its model is gone
-                continue
-            if frame.type == proto.FrameType.ERROR:
-                status = proto.Status(frame.payload[0]) if frame.payload else None
-                raise McuError(f"{frame_type.name} refused: {status.name if status else '?'}", status)
-            return frame
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 254 + 1   # 1..254: 0 is the boot HELLO, 255 the firmware's unknown seq
+        return self._seq
+
+    def request(self, frame_type: proto.FrameType, payload: bytes = b"", timeout_s: float | None = None,
+                retries: int | None = None) -> proto.Frame:
+        seq = self._next_seq()
+        encoded = proto.encode(frame_type, seq, payload)
+        expected = REPLY_TYPES.get(frame_type, proto.FrameType.ACK)
+        timeout_s = timeout_s or self.timeout_s
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries + 1):
+            if attempt:
+                self.retransmissions += 1
+            try:
+                self._serial.write(encoded)
+            except (OSError, serial.SerialException) as exc:
+                raise McuError(f"serial port {self.port} failed: {exc}") from exc
+            deadline = time.monotonic() + timeout_s
+            while True:
+                frame = self._receive(deadline)
+                if frame is None:
+                    break                                   # silence: send again
+                if isinstance(frame, proto.BadFrame):
+                    break                                   # a broken frame may have been our reply
+                if frame.type == proto.FrameType.HELLO_REPLY and frame.seq == BOOT_SEQ:
+                    self.boot_hellos += 1
+                    raise McuReset(f"the MCU reset during {frame_type.name} (seq {seq}); its model is gone")
+                if frame.type == proto.FrameType.ERROR and frame.seq == UNKNOWN_SEQ:
+                    break                                   # the MCU got a broken frame: maybe ours
+                if frame.seq != seq:
+                    continue                                # a late reply to an earlier request
+                if frame.type == proto.FrameType.ERROR:
+                    status = proto.Status(frame.payload[0]) if frame.payload else None
+                    raise McuError(f"{frame_type.name} refused: {status.name if status else '?'}", status)
+                if frame.type != expected:
+                    continue
+                return frame
+        raise McuError(f"no valid reply to {frame_type.name} (seq {seq}) after {retries + 1} attempt(s) "
+                       f"of {timeout_s} s")
 
     def hello(self, attempts: int = 3, timeout_s: float | None = None) -> Hello:
         """The handshake; repeated on silence: a board may be resetting, and until its USART is
-        enabled whatever the host sends is lost (QEMU drops input while UE/RE are clear)."""
-        for attempt in range(attempts):
+        enabled whatever the host sends is lost (QEMU drops input while UE/RE are clear).
+        A boot HELLO arriving meanwhile is the answer we want anyway: ask again at once."""
+        for _ in range(attempts):
             try:
-                p = self.request(proto.FrameType.HELLO, timeout_s=timeout_s).payload
+                p = self.request(proto.FrameType.HELLO, timeout_s=timeout_s, retries=attempts - 1).payload
                 return Hello(p[0], p[1], struct.unpack_from("<H", p, 2)[0], *struct.unpack_from("<II", p, 4))
-            except McuError as exc:
-                if exc.status is not None or attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+            except McuReset:
+                continue
+        raise McuError(f"the MCU on {self.port} keeps resetting")
 
     def ping(self, payload: bytes = b"") -> bytes:
         return self.request(proto.FrameType.PING, payload).payload
 
-    def load(self, net: McuNet) -> int:
-        return self.load_blob(to_blob(net))
+    def load(self, model: McuNet | McuSystem) -> int:
+        return self.load_blob(system_blob(model) if isinstance(model, McuSystem) else to_blob(model))
 
     def load_blob(self, blob: bytes) -> int:
         """Send a model blob in CRC-checked chunks; the firmware checks the whole and parses it."""
@@ -125,4 +186,5 @@ class McuClient:
         payload = np.ascontiguousarray(features, np.float32).tobytes()
         p = self.request(proto.FrameType.INFER, payload).payload
         confidence, count = struct.unpack_from("<fI", p, 4)
-        return McuResult(p[0], confidence, count, "int8" if p[1] == 0 else "float32")
+        logits = np.frombuffer(p, np.float32, p[3], 12) if len(p) >= 12 + 4 * p[3] else None
+        return McuResult(p[0], confidence, count, "int8" if p[1] == 0 else "float32", p[2], logits)

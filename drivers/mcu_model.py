@@ -1,6 +1,7 @@
-"""Fully-connected nets for the MCU: the blob the firmware loads, and a bit-exact host reference.
+"""Fully-connected nets for the MCU: the blobs the firmware loads, and a bit-exact host reference.
 
-The format and the arithmetic are those of firmware/stm32/include/fc.h. int8 nets are
+The formats and the arithmetic are those of firmware/stm32/include/fc.h (one net, "AIFC")
+and dsnn.h (a multi-dsNN system, "AIMS": a tree selector and up to two nets). int8 nets are
 quantised symmetrically (zero point 0): per layer a weight scale s_w = max|W| / 127 and an
 input scale s_x (from calibration data), int32 biases b_q = round(b / (s_w s_x)); hidden
 layers requantise with s_w s_x / s_y, the last turns accumulators into logits with s_w s_x.
@@ -17,6 +18,10 @@ import numpy as np
 
 MAGIC = b"AIFC"
 VERSION = 1
+SYSTEM_MAGIC = b"AIMS"
+SYSTEM_VERSION = 1
+MAX_NETS = 2
+MAX_NODES = 512
 MAX_LAYERS = 8
 MAX_WIDTH = 256
 MODEL_BYTES = 96 * 1024   # FC_MODEL_BYTES: the firmware's model buffer
@@ -115,3 +120,127 @@ def reference_logits(net: McuNet, x: np.ndarray) -> np.ndarray:
         v = np.maximum(v, 0) if layer.relu else v
         q = np.clip(v, -128, 127).astype(np.int32)
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A decision-tree selector as the firmware walks it: inner nodes go left when
+    x[feature] <= threshold (both float32); leaves (feature -1) name a net."""
+
+    feature: np.ndarray     # int16 (nodes,)
+    threshold: np.ndarray   # float32
+    left: np.ndarray        # uint16
+    right: np.ndarray       # uint16
+    leaf_net: np.ndarray    # uint8
+
+    @classmethod
+    def from_sklearn(cls, tree) -> "Tree":
+        t = tree.tree_
+        leaf = t.children_left == -1
+        n = t.node_count
+        if n > MAX_NODES:
+            raise ValueError(f"a tree of {n} nodes exceeds the firmware's {MAX_NODES}")
+        return cls(np.where(leaf, -1, t.feature).astype(np.int16), t.threshold.astype(np.float32),
+                   np.where(leaf, 0, t.children_left).astype(np.uint16),
+                   np.where(leaf, 0, t.children_right).astype(np.uint16),
+                   np.where(leaf, t.value[:, 0, :].argmax(1), 0).astype(np.uint8))
+
+    def route(self, x: np.ndarray) -> int:
+        x = np.asarray(x, np.float32)
+        node = 0
+        for _ in range(len(self.feature)):
+            if self.feature[node] < 0:
+                return int(self.leaf_net[node])
+            node = self.left[node] if x[self.feature[node]] <= self.threshold[node] else self.right[node]
+        return 0
+
+    @property
+    def depth(self) -> int:
+        def walk(node: int) -> int:
+            return 0 if self.feature[node] < 0 else 1 + max(walk(self.left[node]), walk(self.right[node]))
+        return walk(0)
+
+
+@dataclass(frozen=True)
+class McuSystem:
+    """What the MCU runs: a tree picks one of the nets; labels[k] maps net k's outputs to classes."""
+
+    nets: tuple[McuNet, ...]
+    labels: tuple[tuple[int, ...], ...]
+    tree: Tree | None = None
+
+    @property
+    def input_dim(self) -> int:
+        return self.nets[0].input_dim
+
+
+def system_blob(system: McuSystem) -> bytes:
+    if not 1 <= len(system.nets) <= MAX_NETS or (system.tree is None and len(system.nets) != 1):
+        raise ValueError(f"a system holds 1 or {MAX_NETS} nets, and more than one needs a tree")
+    t = system.tree
+    nodes = 0 if t is None else len(t.feature)
+    out = bytearray(SYSTEM_MAGIC + struct.pack("<BBHHH", SYSTEM_VERSION, len(system.nets), nodes,
+                                               system.input_dim, 0))
+    for i in range(nodes):
+        out += struct.pack("<hBxHHf", int(t.feature[i]), int(t.leaf_net[i]), int(t.left[i]), int(t.right[i]),
+                           float(t.threshold[i]))
+    for net, labels in zip(system.nets, system.labels):
+        blob = to_blob(net)
+        if len(labels) != net.classes or net.input_dim != system.input_dim:
+            raise ValueError("every net needs one label per output and the system's input size")
+        out += struct.pack("<IHxx", len(blob), len(labels)) + _pad4(bytes(labels)) + _pad4(blob)
+    if len(out) > MODEL_BYTES:
+        raise ValueError(f"system of {len(out)} bytes does not fit the MCU's {MODEL_BYTES}-byte buffer")
+    return bytes(out)
+
+
+def reference_predict(system: McuSystem, x: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """(label, net, logits) as the firmware computes them."""
+    net = 0 if system.tree is None else system.tree.route(x)
+    logits = reference_logits(system.nets[net], x)
+    return system.labels[net][int(np.argmax(logits))], net, logits
+
+
+def parse_blob(blob: bytes) -> McuNet:
+    """An AIFC blob back into a net (the host reference then runs exactly what the MCU loads)."""
+    if blob[:4] != MAGIC or blob[4] != VERSION:
+        raise ValueError("not an AIFC version 1 blob")
+    dtype, layers, input_dim, _classes, input_scale = blob[5], blob[6], *struct.unpack_from("<HHf", blob, 8)
+    element, weight_type, bias_type = (1, np.int8, np.int32) if dtype == 0 else (4, np.float32, np.float32)
+    at, out = 16, []
+    for _ in range(layers):
+        cols, rows, relu, requant = struct.unpack_from("<HHB3xf", blob, at)
+        at += 12
+        w = np.frombuffer(blob, weight_type, rows * cols, at).reshape(rows, cols)
+        at += (rows * cols * element + 3) // 4 * 4
+        b = np.frombuffer(blob, bias_type, rows, at)
+        at += 4 * rows
+        out.append(QuantLayer(w, b, requant, bool(relu)))
+    if out[0].weights.shape[1] != input_dim:
+        raise ValueError("AIFC blob: the first layer does not take the declared input")
+    return McuNet("int8" if dtype == 0 else "float32", input_scale, tuple(out))
+
+
+def parse_system(blob: bytes) -> McuSystem:
+    """An AIMS (or plain AIFC) blob back into a system."""
+    if blob[:4] == MAGIC:
+        net = parse_blob(blob)
+        return McuSystem((net,), (tuple(range(net.classes)),))
+    if blob[:4] != SYSTEM_MAGIC or blob[4] != SYSTEM_VERSION:
+        raise ValueError("not an AIMS version 1 blob")
+    nets, nodes, _input_dim = blob[5], *struct.unpack_from("<HH", blob, 6)
+    rows = [struct.unpack_from("<hBxHHf", blob, 12 + 12 * i) for i in range(nodes)]
+    tree = None
+    if nodes:
+        feature, leaf_net, left, right, threshold = (np.array(column) for column in zip(*rows))
+        tree = Tree(feature.astype(np.int16), threshold.astype(np.float32), left.astype(np.uint16),
+                    right.astype(np.uint16), leaf_net.astype(np.uint8))
+    at, parsed, labels = 12 + 12 * nodes, [], []
+    for _ in range(nets):
+        length, outputs = struct.unpack_from("<IH", blob, at)
+        at += 8
+        labels.append(tuple(blob[at:at + outputs]))
+        at += (outputs + 3) // 4 * 4
+        parsed.append(parse_blob(blob[at:at + length]))
+        at += (length + 3) // 4 * 4
+    return McuSystem(tuple(parsed), tuple(labels), tree)

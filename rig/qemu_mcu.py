@@ -32,15 +32,24 @@ def build_firmware() -> Path:
     return FIRMWARE_ELF
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class QemuMcu:
+    """The firmware in QEMU. `reset()`, `pause()` and `resume()` go through QEMU's monitor
+    (system_reset, stop, cont): a reset reboots the firmware (its boot HELLO reaches the
+    connected host, as a board's would), a paused MCU is one that stopped answering."""
+
     def __init__(self, elf: Path = FIRMWARE_ELF):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port, self.monitor_port = _free_port(), _free_port()
         self.process = subprocess.Popen(
-            ["qemu-system-arm", "-M", "netduinoplus2", "-nographic", "-monitor", "none",
+            ["qemu-system-arm", "-M", "netduinoplus2", "-nographic",
+             "-monitor", f"tcp:127.0.0.1:{self.monitor_port},server=on,wait=off",
              "-icount", "shift=0,sleep=off", "-kernel", str(elf),
-             "-serial", f"tcp:127.0.0.1:{self.port},server=on,wait=off"],
+             "-serial", f"tcp:127.0.0.1:{self.port},server=on,wait=off,nodelay=on"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         # wait=off: the guest boots at once and its boot HELLO goes nowhere while no client is
         # connected (QEMU drops chardev output without a reader); clients ask HELLO after opening.
@@ -59,6 +68,33 @@ class QemuMcu:
 
         with McuClient(self.url) as probe:
             probe.hello(attempts=40, timeout_s=0.25)
+
+    def monitor(self, command: str) -> str:
+        """One HMP command on QEMU's monitor; returns what it printed."""
+        with socket.create_connection(("127.0.0.1", self.monitor_port), timeout=5) as s:
+            s.settimeout(0.3)
+            out = b""
+            s.sendall(command.encode() + b"\n")
+            try:
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    out += chunk
+                    if out.count(b"(qemu)") >= 2:   # the banner's prompt, then the one after our command
+                        break
+            except socket.timeout:
+                pass
+        return out.decode(errors="replace")
+
+    def reset(self) -> None:
+        self.monitor("system_reset")
+
+    def pause(self) -> None:
+        self.monitor("stop")
+
+    def resume(self) -> None:
+        self.monitor("cont")
 
     def stop(self) -> None:
         self.process.kill()

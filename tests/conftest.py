@@ -37,3 +37,39 @@ def tmp_short():
     """A short temp dir: ipc:// paths must fit in sun_path (108 bytes)."""
     with tempfile.TemporaryDirectory(prefix="ai-") as d:
         yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def dsnn_export(tmp_path_factory):
+    """A small multi-dsNN on scikit-learn's digits (seconds), exported for the MCU:
+    (result, manifest, directory, x_val, y_val); the validation split is the test split."""
+    import numpy as np
+
+    from adaptinf.toolchain.datasets import digits_features
+    from adaptinf.toolchain.dsnn import DsnnConfig, build_dsnn, export
+
+    x, y = digits_features()
+    order = np.random.default_rng(0).permutation(len(y))
+    val, train = order[:450], order[450:]
+    config = DsnnConfig(baseline_hidden=(32,), thresholds=3, max_width=32, max_hidden_layers=1, max_iter=150)
+    result = build_dsnn(x[train], y[train], x[val], y[val], config, progress=False)
+    out = tmp_path_factory.mktemp("dsnn")
+    manifest = export(result, out, x[train][:200])
+    return result, manifest, out, x[val], y[val]
+
+
+def mcu_rig():
+    """The firmware built and running in QEMU (skip when the Debian toolchain is missing)."""
+    from adaptinf.rig.qemu_mcu import QemuMcu, build_firmware, toolchain_missing
+
+    if toolchain_missing():
+        pytest.skip(toolchain_missing())
+    build_firmware()
+    rig = QemuMcu()
+    try:
+        yield rig
+    finally:
+        rig.stop()
+
+
+mcu = pytest.fixture(scope="module", name="mcu")(mcu_rig)

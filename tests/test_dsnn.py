@@ -5,12 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from adaptinf.drivers.mcu_model import MODEL_BYTES
-from adaptinf.toolchain.datasets import digits_features
-from adaptinf.toolchain.dsnn import (DesignPoint, DsnnConfig, accuracy_optimisation, build_dsnn,
-                                     energy_optimisation, export, pareto_front, route)
+from adaptinf.drivers.mcu_model import MODEL_BYTES, Tree, parse_system, reference_predict, system_blob
+from adaptinf.toolchain.dsnn import (DesignPoint, DsnnConfig, accuracy_optimisation,
+                                     energy_optimisation, export, mcu_system, pareto_front)
 
-QUICK = DsnnConfig(baseline_hidden=(32,), thresholds=3, max_width=32, max_hidden_layers=1, max_iter=150)
+QUICK = DsnnConfig(baseline_hidden=(32,), thresholds=3, max_width=32, max_hidden_layers=1, max_iter=150)  # conftest's
 
 
 def test_energy_optimisation_climbs_and_jumps_deterministically():
@@ -42,14 +41,8 @@ def test_pareto_front_keeps_only_undominated_points():
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    x, y = digits_features()
-    order = np.random.default_rng(0).permutation(len(y))
-    val, train = order[:450], order[450:]
-    result = build_dsnn(x[train], y[train], x[val], y[val], QUICK, progress=False)
-    out = tmp_path_factory.mktemp("dsnn")
-    manifest = export(result, out, x[train][:200])
-    return result, manifest, out, x[val], y[val]
+def built(dsnn_export):
+    return dsnn_export
 
 
 def test_error_file_and_partitioning_follow_the_monolithic_nets_confidence(built):
@@ -74,7 +67,34 @@ def test_chosen_system_meets_the_constraint_with_fewer_macs(built):
 
 
 def test_flat_tree_routes_exactly_like_the_trained_selector(built):
-    result, manifest, _, x_val, _ = built
+    result, _, out, x_val, _ = built
     tree = result.chosen.models["tree"]
-    flat = manifest["selector"]
-    assert [route(flat, row) for row in x_val] == tree.predict(x_val.astype(np.float32)).tolist()
+    flat = parse_system((out / "dsnn_system.aims").read_bytes()).tree   # as the MCU receives it
+    assert [flat.route(row) for row in x_val] == tree.predict(x_val.astype(np.float32)).tolist()
+    assert flat.depth <= QUICK.tree_depth
+
+
+def test_system_blob_round_trips_and_keeps_the_accuracy(built):
+    result, manifest, out, x_val, y_val = built
+    blob = (out / "dsnn_system.aims").read_bytes()
+    system = parse_system(blob)
+    assert system_blob(system) == blob
+    assert [len(labels) for labels in system.labels] == [n.classes for n in system.nets]
+    predictions = [reference_predict(system, row) for row in x_val]
+    int8_accuracy = np.mean([label == y for (label, _, _), y in zip(predictions, y_val)])
+    assert int8_accuracy >= result.chosen.accuracy - 0.03          # int8 costs at most a few points
+    routed_main = np.mean([net == 0 for _, net, _ in predictions])
+    assert routed_main == pytest.approx(result.chosen.main_share)  # the same routing as the float system
+    mono = parse_system((out / "monolithic.aifc").read_bytes())
+    assert mono.tree is None and mono.nets[0].macs == result.monolithic_macs
+
+
+def test_a_system_too_big_for_the_mcu_is_refused(built):
+    result, *_ , x_val, _ = built
+    system = mcu_system(result.chosen, x_val)
+    wide = [np.zeros((256, 256), np.int8)] * 2
+    from dataclasses import replace
+    from adaptinf.drivers.mcu_model import QuantLayer
+    huge = replace(system.nets[0], layers=tuple(QuantLayer(w, np.zeros(256, np.int32), 1.0, True) for w in wide))
+    with pytest.raises(ValueError, match="does not fit"):
+        system_blob(replace(system, nets=(huge, huge), labels=(tuple(range(256)),) * 2))

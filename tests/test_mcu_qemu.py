@@ -9,7 +9,7 @@ from sklearn.neural_network import MLPClassifier
 from adaptinf.drivers import mcu_protocol as proto
 from adaptinf.drivers.mcu import CHUNK, McuClient, McuError
 from adaptinf.drivers.mcu_model import quantize_net, reference_logits, to_blob
-from adaptinf.rig.qemu_mcu import QemuMcu, build_firmware, toolchain_missing
+from adaptinf.rig.qemu_mcu import toolchain_missing
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(toolchain_missing() is not None, reason=str(toolchain_missing()))]
@@ -21,14 +21,6 @@ def digits_net():
     x, y = (d.data / 16.0).astype(np.float32), d.target
     clf = MLPClassifier((32,), max_iter=400, random_state=0).fit(x[:1400], y[:1400])
     return x, y, [w.T for w in clf.coefs_], clf.intercepts_, clf.score(x[1400:], y[1400:])
-
-
-@pytest.fixture(scope="module")
-def mcu():
-    build_firmware()
-    q = QemuMcu()
-    yield q
-    q.stop()
 
 
 def test_handshake_and_ping(mcu):

@@ -134,6 +134,7 @@ class DsnnResult:
     pareto: list[DesignPoint]
     chosen: DesignPoint | None
     errors: np.ndarray
+    monolithic: MLPClassifier | None = field(default=None, repr=False)
 
 
 def pareto_front(points: list[DesignPoint]) -> list[DesignPoint]:
@@ -193,50 +194,63 @@ def build_dsnn(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_va
     front = pareto_front(points)
     meeting = [p for p in front if p.accuracy >= target]
     chosen = min(meeting, key=lambda p: p.expected_macs) if meeting else None
-    return DsnnResult(mono_acc, macs(n_in, config.baseline_hidden, n_out), points, front, chosen, errors)
+    return DsnnResult(mono_acc, macs(n_in, config.baseline_hidden, n_out), points, front, chosen, errors, mono)
 
 
-def tree_arrays(tree: DecisionTreeClassifier) -> dict:
-    """The selector as flat arrays (feature, threshold, left, right, leaf class) for the firmware."""
-    t = tree.tree_
-    return {"feature": t.feature.tolist(), "threshold": t.threshold.astype(np.float32).tolist(),
-            "left": t.children_left.tolist(), "right": t.children_right.tolist(),
-            "leaf": t.value[:, 0, :].argmax(1).tolist()}
+def mcu_net(clf: MLPClassifier, x_calibration: np.ndarray, dtype: str = "int8"):
+    from adaptinf.drivers.mcu_model import quantize_net
+
+    return quantize_net([w.T for w in clf.coefs_], clf.intercepts_, x_calibration, dtype)
 
 
-def route(arrays: dict, x: np.ndarray) -> int:
-    """Walk the flat tree as the firmware will: 0 = dsNN_main, 1 = dsNN_tail."""
-    node = 0
-    while arrays["left"][node] != -1:
-        node = arrays["left"][node] if x[arrays["feature"][node]] <= arrays["threshold"][node] \
-            else arrays["right"][node]
-    return int(arrays["leaf"][node])
+def mcu_system(point: DesignPoint, x_calibration: np.ndarray, dtype: str = "int8"):
+    """The design point as the MCU runs it: the tree selector, dsNN_main and dsNN_tail, each
+    net quantised on the calibration inputs the tree sends it."""
+    from adaptinf.drivers.mcu_model import McuSystem, Tree
+
+    tree = Tree.from_sklearn(point.models["tree"])
+    routes = np.array([tree.route(x) for x in x_calibration])
+    nets, labels = [], []
+    for k, part in enumerate(("main", "tail")):
+        clf = point.models[part]
+        calibration = x_calibration[routes == k] if (routes == k).sum() >= 10 else x_calibration
+        nets.append(mcu_net(clf, calibration, dtype))
+        labels.append(tuple(int(c) for c in clf.classes_))
+    return McuSystem(tuple(nets), tuple(labels), tree)
 
 
 def export(result: DsnnResult, out, x_calibration: np.ndarray) -> dict:
-    """The chosen system for the MCU: int8 blobs of both dsNNs, the tree, and the design space."""
+    """The chosen system for the MCU (dsnn_system.aims: tree + both int8 dsNNs), each dsNN alone
+    and the monolithic net (for measuring them one by one), and the design space (dsnn.json)."""
     import json
     from pathlib import Path
 
-    from adaptinf.drivers.mcu_model import quantize_net, to_blob
+    from adaptinf.drivers.mcu_model import system_blob, to_blob
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if result.chosen is None:
         raise ValueError("no design point meets the accuracy constraint: relax it or widen the search")
     c = result.chosen
+    system = mcu_system(c, x_calibration)
     files = {}
-    for part in ("main", "tail"):
-        clf = c.models[part]
-        net = quantize_net([w.T for w in clf.coefs_], clf.intercepts_, x_calibration, "int8")
+    for k, part in enumerate(("main", "tail")):
+        net = system.nets[k]
         (out / f"dsnn_{part}.aifc").write_bytes(to_blob(net))
         files[part] = {"file": f"dsnn_{part}.aifc", "hidden": list(getattr(c, f"{part}_hidden")),
-                       "classes": clf.classes_.tolist(), "macs": net.macs}
-    manifest = {"format": "adaptinf-dsnn", "version": 1,
-                "monolithic": {"accuracy": result.monolithic_accuracy, "macs": result.monolithic_macs},
+                       "classes": list(system.labels[k]), "macs": net.macs}
+    (out / "dsnn_system.aims").write_bytes(system_blob(system))
+    monolithic = {"accuracy": result.monolithic_accuracy, "macs": result.monolithic_macs}
+    if result.monolithic is not None:
+        (out / "monolithic.aifc").write_bytes(to_blob(mcu_net(result.monolithic, x_calibration)))
+        monolithic.update(file="monolithic.aifc", hidden=list(result.monolithic.hidden_layer_sizes))
+    t = system.tree
+    manifest = {"format": "adaptinf-dsnn", "version": 1, "input_dim": system.input_dim,
+                "classes": sorted({label for labels in system.labels for label in labels}),
+                "monolithic": monolithic,
                 "chosen": {"threshold": c.threshold, "main_share": c.main_share, "accuracy": c.accuracy,
-                           "expected_macs": c.expected_macs, **files},
-                "selector": tree_arrays(c.models["tree"]),
+                           "expected_macs": c.expected_macs, "system": "dsnn_system.aims",
+                           "tree_depth": t.depth, "tree_nodes": len(t.feature), **files},
                 "pareto": [{"threshold": p.threshold, "main": list(p.main_hidden), "tail": list(p.tail_hidden),
                             "accuracy": p.accuracy, "expected_macs": p.expected_macs} for p in result.pareto],
                 "design_points": len(result.points)}

@@ -3,24 +3,25 @@
  *
  * HELLO at boot (and on request), PING -> PONG, LOAD_BEGIN / LOAD_CHUNK / LOAD_END put a
  * model blob in RAM (each chunk CRC-checked by its frame, the whole blob by a CRC-16 in
- * LOAD_END), INFER runs it and answers RESULT {class, confidence, count}: the SysTick
+ * LOAD_END; an AIMS multi-dsNN or a plain AIFC net), INFER routes and runs it and answers
+ * RESULT {class, dtype, net, n, confidence, count, n logits}: the SysTick
  * count of the inference, which under QEMU -icount is instructions, not silicon cycles.
  * Bad frames get ERROR with the decoder's code; the loop never stops.
  */
-#include <math.h>
 #include <string.h>
 
 #include "board.h"
-#include "fc.h"
+#include "dsnn.h"
 #include "proto.h"
 
 #define FIRMWARE_VERSION 1u
 #define SYSTICK_RELOAD 0x00FFFFFFu
+#define RESULT_MAX_LOGITS ((PROTO_MAX_PAYLOAD - 12u) / 4u)
 
 static uint8_t model_blob[FC_MODEL_BYTES];
-static uint32_t model_length, model_expected;
+static uint32_t model_length, model_expected, last_chunk_offset = 0xFFFFFFFFu;
 static int model_ready;
-static fc_model model;
+static dsnn_system model;
 static volatile uint32_t systick_wraps;
 
 void systick_handler(void) { systick_wraps++; }
@@ -63,7 +64,7 @@ static void hello(uint8_t seq)
 
 static void infer(uint8_t seq, const proto_frame *f)
 {
-    static float input[FC_MAX_WIDTH], logits[FC_MAX_WIDTH];
+    static float input[FC_MAX_WIDTH];
     if (!model_ready) {
         send_error(seq, PROTO_ERR_NOT_LOADED);
         return;
@@ -74,24 +75,19 @@ static void infer(uint8_t seq, const proto_frame *f)
     }
     memcpy(input, f->payload, f->length);
     uint32_t start = ticks();
-    fc_run(&model, input, logits);
+    dsnn_result r = dsnn_run(&model, input);   /* the count covers the tree, the net and the softmax */
     uint32_t count = ticks() - start;
-    uint16_t best = 0;
-    float total = 0.0f;
-    for (uint16_t i = 1; i < model.classes; i++) {
-        if (logits[i] > logits[best]) best = i;
-    }
-    for (uint16_t i = 0; i < model.classes; i++) {
-        total += expf(logits[i] - logits[best]);
-    }
-    uint8_t p[12];
-    float confidence = 1.0f / total;
-    p[0] = (uint8_t)best;
-    p[1] = model.dtype;
-    p[2] = p[3] = 0;
-    memcpy(p + 4, &confidence, 4);
+    /* the logits follow, so the host can check the arithmetic bit for bit */
+    static uint8_t p[PROTO_MAX_PAYLOAD];
+    uint16_t shown = r.outputs < RESULT_MAX_LOGITS ? r.outputs : RESULT_MAX_LOGITS;
+    p[0] = r.label;
+    p[1] = model.net[r.net].dtype;
+    p[2] = r.net;
+    p[3] = (uint8_t)shown;
+    memcpy(p + 4, &r.confidence, 4);
     put32(p + 8, count);
-    send(PROTO_RESULT, seq, p, sizeof p);
+    memcpy(p + 12, r.logits, 4u * shown);
+    send(PROTO_RESULT, seq, p, (uint16_t)(12u + 4u * shown));
 }
 
 static void handle(const proto_frame *f)
@@ -106,6 +102,7 @@ static void handle(const proto_frame *f)
     case PROTO_LOAD_BEGIN:
         model_ready = 0;
         model_length = 0;
+        last_chunk_offset = 0xFFFFFFFFu;
         model_expected = f->length >= 4 ? get32(f->payload) : 0;
         if (model_expected == 0 || model_expected > FC_MODEL_BYTES) {
             send_error(f->seq, PROTO_ERR_TOO_LARGE);
@@ -116,10 +113,13 @@ static void handle(const proto_frame *f)
     case PROTO_LOAD_CHUNK: {
         uint32_t offset = f->length >= 4 ? get32(f->payload) : 0xFFFFFFFFu;
         uint32_t n = f->length - 4u;
-        if (f->length < 4 || offset != model_length || offset + n > model_expected) {
+        if (f->length >= 4 && offset == last_chunk_offset && offset + n == model_length) {
+            send(PROTO_ACK, f->seq, NULL, 0);       /* a retransmission of the last chunk (its ACK was lost) */
+        } else if (f->length < 4 || offset != model_length || offset + n > model_expected) {
             send_error(f->seq, PROTO_ERR_LENGTH);   /* out of order or too much: the host restarts */
         } else {
             memcpy(model_blob + offset, f->payload + 4, n);
+            last_chunk_offset = offset;
             model_length += n;
             send(PROTO_ACK, f->seq, NULL, 0);
         }
@@ -129,7 +129,7 @@ static void handle(const proto_frame *f)
         uint16_t crc = f->length >= 2 ? (uint16_t)(f->payload[0] | f->payload[1] << 8) : 0;
         if (model_length != model_expected || crc != proto_crc16(model_blob, model_length)) {
             send_error(f->seq, PROTO_ERR_CRC);
-        } else if (fc_parse(model_blob, model_length, &model) != FC_OK) {
+        } else if (dsnn_parse(model_blob, model_length, &model) != FC_OK) {
             send_error(f->seq, PROTO_ERR_MODEL);
         } else {
             model_ready = 1;

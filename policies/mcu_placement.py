@@ -1,0 +1,92 @@
+"""Where an FC model (a multi-dsNN) runs: on the MCU over serial, or on the Jetson's CPU.
+
+The Cortex-M4 cost model (docs/mcu.md):
+- compute: cycles = SysTick ticks x cycles_per_tick (1 on silicon, where SysTick counts
+  the core clock; 1/0.168 under QEMU -icount shift=0, where a tick is 1/0.168 instructions
+  and an instruction is taken as one cycle), time = cycles / clock_hz;
+- energy: cycles x energy_per_cycle_nj. The default 0.79 nJ is STM32F405 run mode at
+  about 238 uA/MHz x 3.3 V (datasheet DS8626's typical figure, from memory: measure your
+  board and set it);
+- serial: both frames' encoded bytes x 10 bits (8N1) / baud, until round trips have
+  been measured, then the smoothed measured round trip (it includes USB CDC, the host's
+  scheduling, everything).
+The Jetson side: its measured time for the host reference x device power.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adaptinf.drivers import mcu_protocol as proto
+from adaptinf.policies.plan import Candidate, FrameContext, Plan
+
+MCU = "mcu"
+HOST = "host"
+
+
+@dataclass(frozen=True)
+class McuCostModel:
+    clock_hz: float = 16e6               # the firmware runs on the reset clock (HSI) on a board
+    cycles_per_tick: float = 1.0
+    energy_per_cycle_nj: float = 0.79
+    baudrate: int = 115200
+
+    def compute_s(self, ticks: float) -> float:
+        return ticks * self.cycles_per_tick / self.clock_hz
+
+    def compute_j(self, ticks: float) -> float:
+        return ticks * self.cycles_per_tick * self.energy_per_cycle_nj * 1e-9
+
+    def serial_s(self, input_dim: int, classes: int) -> float:
+        def on_wire(payload: int) -> int:
+            raw = proto.HEADER_BYTES + payload + proto.CRC_BYTES
+            return raw + raw // 254 + 2
+        return (on_wire(4 * input_dim) + on_wire(12 + 4 * classes)) * 10 / self.baudrate
+
+
+@dataclass
+class FcObservations:
+    """What the runtime has measured so far (EWMA); None until the first sample."""
+
+    mcu_ticks: float | None = None
+    mcu_round_trip_s: float | None = None
+    host_s: float | None = None
+    mcu_up: bool = False
+
+    def observe(self, name: str, value: float, alpha: float = 0.2) -> None:
+        old = getattr(self, name)
+        setattr(self, name, value if old is None else (1 - alpha) * old + alpha * value)
+
+
+class McuPlacementPolicy:
+    """"auto" picks by goal; "mcu" and "host" pin a placement (an MCU that is down still falls back)."""
+
+    def __init__(self, name: str, model: McuCostModel, input_dim: int, classes: int, host_power_w: float):
+        self.name = name
+        self.model = model
+        self.input_dim, self.classes = input_dim, classes
+        self.host_power_w = host_power_w
+
+    def candidates(self, seen: FcObservations) -> tuple[Candidate, ...]:
+        ticks = seen.mcu_ticks or 0.0
+        compute = self.model.compute_s(ticks)
+        serial = self.model.serial_s(self.input_dim, self.classes)
+        mcu_latency = seen.mcu_round_trip_s if seen.mcu_round_trip_s is not None else serial + compute
+        host_s = seen.host_s or 0.0
+        return (Candidate(MCU, "mcu", compute, mcu_latency - compute, 0.0, 0.0, mcu_latency,
+                          self.model.compute_j(ticks), None),
+                Candidate(HOST, "device", host_s, 0.0, 0.0, 0.0, host_s, host_s * self.host_power_w, None))
+
+    def plan(self, frame: FrameContext, seen: FcObservations) -> Plan:
+        mcu, host = candidates = self.candidates(seen)
+        if self.name == MCU or self.name == HOST:
+            chosen = mcu if self.name == MCU else host
+        elif not seen.mcu_up:
+            chosen = host
+        elif seen.mcu_ticks is None or seen.host_s is None:
+            chosen = mcu if seen.mcu_ticks is None else host   # measure both once before choosing
+        else:
+            goal = "energy" if frame.mode == "power-saving" else frame.goal
+            key = (lambda c: c.energy_j) if goal == "energy" else (lambda c: c.latency_s)
+            chosen = min(candidates, key=key)
+        return Plan(chosen, frame.goal, frame.mode, self.name, candidates)
