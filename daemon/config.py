@@ -87,6 +87,25 @@ class PowerSection:
     rate_hz: float = 100.0
 
 
+MCU_POLICIES = ("auto", "mcu", "host")
+
+
+@dataclass(frozen=True)
+class McuSection:
+    # An FC model (adaptinf build dsnn) served on an STM32 over serial, with the same model
+    # on the host as its fallback. Empty port: no MCU.
+    port: str = ""                    # /dev/adaptinf-stm32, /dev/ttyACM0, socket://127.0.0.1:PORT (QEMU)
+    model: str = ""                   # the exported directory (dsnn.json + dsnn_system.aims)
+    name: str = "digits-dsnn"         # the model name local apps ask for
+    policy: str = "auto"              # auto (by goal) | mcu | host
+    timeout_ms: float = 200.0         # per serial exchange; then one retransmission
+    baudrate: int = 115200
+    # Cortex-M4 cost model (policies/mcu_placement.py, docs/mcu.md)
+    clock_hz: float = 16e6            # the firmware runs on the HSI reset clock
+    cycles_per_tick: float = 1.0      # 1 on silicon; 1/0.168 for QEMU -icount shift=0
+    energy_per_cycle_nj: float = 0.79
+
+
 @dataclass(frozen=True)
 class Config:
     daemon: DaemonSection = field(default_factory=DaemonSection)
@@ -94,13 +113,17 @@ class Config:
     device: DeviceSection = field(default_factory=DeviceSection)
     cloud: CloudSection = field(default_factory=CloudSection)
     power: PowerSection = field(default_factory=PowerSection)
+    mcu: McuSection = field(default_factory=McuSection)
 
 
 _CHOICES = {("policy", "name"): POLICIES, ("policy", "goal"): GOALS, ("policy", "mode"): MODES,
-            ("device", "engine"): BACKENDS, ("cloud", "radio"): tuple(RADIOS), ("power", "source"): POWER_SOURCES}
+            ("device", "engine"): BACKENDS, ("cloud", "radio"): tuple(RADIOS), ("power", "source"): POWER_SOURCES,
+            ("mcu", "policy"): MCU_POLICIES}
 _POSITIVE = {("daemon", "workers"), ("daemon", "queue_size"), ("daemon", "max_message_bytes"),
              ("daemon", "warmup_runs"), ("device", "emulate_slowdown"), ("cloud", "timeout_ms"),
-             ("power", "shunt_ohms"), ("power", "max_current_a"), ("power", "rate_hz")}
+             ("power", "shunt_ohms"), ("power", "max_current_a"), ("power", "rate_hz"),
+             ("mcu", "timeout_ms"), ("mcu", "baudrate"), ("mcu", "clock_hz"), ("mcu", "cycles_per_tick"),
+             ("mcu", "energy_per_cycle_nj")}
 
 
 def _section(cls: type, name: str, raw: Any) -> Any:

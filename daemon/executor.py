@@ -41,6 +41,7 @@ class Job:
     deadline: float | None = None    # monotonic
     keepalive: Any = None            # the zmq frame the array views: alive until answered
     planned: "Planned | None" = None  # planned on arrival when the pool was idle (not stale)
+    model: str = ""                  # which served model (the bundle's, or the MCU's FC model)
 
 
 @dataclass

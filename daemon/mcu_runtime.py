@@ -91,9 +91,9 @@ class McuRuntime:
     def infer(self, x: np.ndarray) -> McuResult:
         if x.shape != (self.system.input_dim,):
             raise ValueError(f"the MCU model takes {self.system.input_dim} features, got shape {x.shape}")
+        if not self.up:   # checked before the lock: the prober may hold it for a slow handshake
+            raise McuError(f"MCU down: {self.last_error or 'not connected'}")
         with self._lock:
-            if not self.up or self.client is None:
-                raise McuError(f"MCU down: {self.last_error or 'not connected'}")
             for _ in range(3):
                 try:
                     return self.client.infer(x)
@@ -116,10 +116,9 @@ class McuRuntime:
             self._mark_down(error)
             raise error
 
-    def reference(self, x: np.ndarray) -> tuple[int, np.ndarray]:
-        """(label, logits) of the same system on the host; the class map already applied."""
-        label, net, logits = reference_predict(self.system, x)
-        return label, logits
+    def reference(self, x: np.ndarray) -> tuple[int, int, np.ndarray]:
+        """(label, net, logits) of the same system on the host, bit-exact with the MCU's."""
+        return reference_predict(self.system, x)
 
     def status(self) -> dict:
         c = self.client

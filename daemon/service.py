@@ -7,6 +7,7 @@ The request path: ApiServer (socket) -> handler table here -> WorkerPool -> Exec
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import time
 from dataclasses import replace
@@ -20,9 +21,11 @@ from adaptinf import api_protocol as api
 from adaptinf.bundle import Bundle, load_bundle
 from adaptinf.daemon.api_server import ApiServer
 from adaptinf.daemon.cloud_link import CloudLink
-from adaptinf.daemon.config import POLICIES, Config
+from adaptinf.daemon.config import MCU_POLICIES, POLICIES, Config
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.executor import Executor, FrameResult, Job, Planned
+from adaptinf.daemon.fc_executor import FcExecutor
+from adaptinf.daemon.mcu_runtime import McuRuntime
 from adaptinf.daemon import metrics
 from adaptinf.daemon.link_estimator import LinkEstimator
 from adaptinf.daemon.metrics import MetricsServer
@@ -34,6 +37,7 @@ from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.daemon.warmup import measure_profile
 from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
 from adaptinf.policies.fixed import FixedPolicy
+from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
 from adaptinf.policies.plan import GOALS, MODES, FrameContext
 from adaptinf.policies.split import SplitPolicy
 from adaptinf.profile import Profile, ProfileError, load_profile, save_profile
@@ -70,6 +74,8 @@ class Daemon:
         self.api: ApiServer | None = None
         self.pool: WorkerPool | None = None
         self.metrics: MetricsServer | None = None
+        self.mcu: McuRuntime | None = None
+        self.fc: FcExecutor | None = None
 
     # ---- life cycle ---------------------------------------------------------------
     def start(self) -> "Daemon":
@@ -99,6 +105,8 @@ class Daemon:
         self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,
                                  self.telemetry, self.stats, cfg.device.compute_power_w, cfg.cloud.timeout_ms / 1e3,
                                  self.power)
+        if cfg.mcu.port:
+            self.fc = self._start_mcu()
         results = f"inproc://adaptinfd-results-{id(self)}"
         self.api = ApiServer(cfg.daemon.api_endpoint, self._handlers(), self.stats, cfg.daemon.max_message_bytes,
                              results, self._ctx)
@@ -122,6 +130,8 @@ class Daemon:
             self.api.stop()
         if self.link is not None:
             self.link.stop()
+        if self.mcu is not None:
+            self.mcu.close()
         if self.power is not None:
             self.power.stop()
         if self.metrics is not None:
@@ -215,6 +225,28 @@ class Daemon:
         log.info("power sensor: %s at %.0f Hz", source.name, cfg.rate_hz)
         return PowerMonitor(source, cfg.rate_hz).start()
 
+    def _start_mcu(self) -> FcExecutor:
+        """The FC model on the MCU; a missing or silent MCU is not fatal: frames run on the host
+        until the prober brings it up."""
+        cfg = self.config.mcu
+        directory = Path(cfg.model)
+        try:
+            manifest = json.loads((directory / "dsnn.json").read_text())
+            self.mcu = McuRuntime(cfg.port, directory / manifest["chosen"]["system"], cfg.timeout_ms / 1e3,
+                                  baudrate=cfg.baudrate)
+        except (OSError, KeyError, ValueError) as exc:
+            raise StartupError(f"[mcu].model {cfg.model}: not an exported multi-dsNN ({exc}); "
+                               "build one with `adaptinf build dsnn --out DIR`") from None
+        self.mcu_classes = len(manifest["classes"])
+        if not self.mcu.connect():
+            log.warning("MCU on %s not ready (%s): serving %s on the host until it is", cfg.port,
+                        self.mcu.last_error, cfg.name)
+        self.mcu.start_prober()
+        cost = McuCostModel(cfg.clock_hz, cfg.cycles_per_tick, cfg.energy_per_cycle_nj, cfg.baudrate)
+        policies = {name: McuPlacementPolicy(name, cost, self.mcu.system.input_dim, self.mcu_classes,
+                                             self.config.device.compute_power_w) for name in MCU_POLICIES}
+        return FcExecutor(self.mcu, policies, self.mcu_classes, self.stats)
+
     def _load_or_measure_profile(self) -> Profile:
         cfg = self.config
         if cfg.daemon.profile:
@@ -265,7 +297,15 @@ class Daemon:
             "name": b.name, "ready": True, "classes": list(b.classes), "backend": self.models.backend,
             "inputs": [{"name": b.input.name, "dtype": b.input.dtype, "shape": list(b.input.shape)}],
             "outputs": [{"name": "scores", "dtype": "float32", "shape": [len(b.classes)]}],
-            "partitions": [p.name for p in self.profile.partitions], "policies": list(self.policies)}]})
+            "partitions": [p.name for p in self.profile.partitions], "policies": list(self.policies)}]
+            + ([self._fc_model_entry()] if self.fc else [])})
+
+    def _fc_model_entry(self) -> dict:
+        return {"name": self.config.mcu.name, "ready": True, "classes": [str(c) for c in range(self.mcu_classes)],
+                "backend": "mcu" if self.mcu.up else "host (MCU down)",
+                "inputs": [{"name": "features", "dtype": "float32", "shape": [self.mcu.system.input_dim]}],
+                "outputs": [{"name": "scores", "dtype": "float32", "shape": [self.mcu_classes]}],
+                "policies": list(MCU_POLICIES)}
 
     def _status(self, req: api.Request, peer: bytes, frames: list) -> list:
         return self._ok(req, self.status_body())
@@ -292,7 +332,8 @@ class Daemon:
                       "in_flight": link.in_flight if link else 0},
             "device": {"backend": self.models.backend, "slowdown": t.device_slowdown,
                        "queue_depth": self.pool.depth(), "busy_workers": self.pool.busy},
-            "latency": self.stats.latency_percentiles()}
+            "latency": self.stats.latency_percentiles(),
+            "mcu": dict(self.mcu.status(), model=self.config.mcu.name) if self.mcu else None}
 
     def _power_status(self) -> dict:
         model = {"model_compute_power_w": self.config.device.compute_power_w}
@@ -327,16 +368,22 @@ class Daemon:
             raise api.ApiError(api.UNAVAILABLE, "adaptinfd is shutting down")
         h = req.header
         model = h.get("model", self.bundle.name)
-        if model != self.bundle.name:
-            raise api.ApiError(api.NOT_FOUND, f"no model {model!r}; this daemon serves {self.bundle.name!r}")
-        frame = api.tensor_from_request(req, self.bundle.input.shape, self.bundle.input.dtype)
+        fc = self.fc is not None and model == self.config.mcu.name
+        if model != self.bundle.name and not fc:
+            served = [self.bundle.name] + ([self.config.mcu.name] if self.fc else [])
+            raise api.ApiError(api.NOT_FOUND, f"no model {model!r}; this daemon serves {served}")
+        if fc:
+            frame = api.tensor_from_request(req, (self.mcu.system.input_dim,), "float32")
+        else:
+            frame = api.tensor_from_request(req, self.bundle.input.shape, self.bundle.input.dtype)
         mode = h.get("mode", self.mode)
         if mode not in MODES:
             raise api.ApiError(api.INVALID_ARG, f"mode must be one of {list(MODES)}")
-        policy = h.get("policy", self.config.policy.name)
-        if not isinstance(policy, str) or policy not in self.policies:
+        policy = h.get("policy", self.config.mcu.policy if fc else self.config.policy.name)
+        available = MCU_POLICIES if fc else self.policies
+        if not isinstance(policy, str) or policy not in available:
             raise api.ApiError(api.NOT_FOUND if policy in POLICIES else api.INVALID_ARG,
-                               f"policy {policy!r} is not available; available: {list(self.policies)}")
+                               f"policy {policy!r} is not available for {model!r}; available: {list(available)}")
         goal = h.get("goal", self.config.policy.goal)
         if goal not in GOALS:
             raise api.ApiError(api.INVALID_ARG, f"goal must be one of {list(GOALS)}")
@@ -349,8 +396,9 @@ class Daemon:
             raise api.ApiError(api.INVALID_ARG, "priority must be an integer in [0, 255]")
         now = time.monotonic()
         job = Job(req.id, peer, frame, FrameContext(goal, mode, deadline_ms / 1e3 if deadline_ms else None),
-                  policy, now, now + deadline_ms / 1e3 if deadline_ms else None, keepalive=req.buffers)
-        if self.pool.idle():  # plan now: it cannot go stale before a worker takes it
+                  policy, now, now + deadline_ms / 1e3 if deadline_ms else None, keepalive=req.buffers,
+                  model=model)
+        if not fc and self.pool.idle():  # plan now: it cannot go stale before a worker takes it
             planned = self.executor.plan(job)
             if isinstance(planned, FrameResult) or (planned.plan.chosen.kind == "device" and
                                                     planned.plan.chosen.device_s <= self._inline_max_s):
@@ -368,6 +416,8 @@ class Daemon:
         try:
             if isinstance(planned, FrameResult):
                 result = planned
+            elif self.fc is not None and job.model == self.config.mcu.name:
+                result = self.fc.run(job)
             else:
                 result = self.executor.run(job, planned) if planned else self.executor.execute(job)
         except Exception as exc:
@@ -376,7 +426,9 @@ class Daemon:
         self.stats.record_reply(result.code)
         if result.code != api.OK:
             return api.encode_reply(job.id, result.code, result.message)
-        body = {"label": result.label, "class": self.bundle.classes[result.label], "confidence": result.confidence,
+        names = self.bundle.classes if job.model != self.config.mcu.name else None
+        body = {"label": result.label, "class": names[result.label] if names else str(result.label),
+                "confidence": result.confidence,
                 "served_by": result.served_by, "latency_ms": {k: v * 1e3 for k, v in result.stages_s.items()},
                 "energy_j": result.energy_j, "energy_source": result.energy_source,
                 "energy_idle_j": result.energy_idle_j,
