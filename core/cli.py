@@ -298,6 +298,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcu_selftest(args: argparse.Namespace) -> int:
+    from adaptinf.mcu_selftest import selftest
+
+    return 0 if selftest(args.port, args.model, args.count) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adaptinf", description="adaptive edge-cloud inference runtime")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -367,6 +373,15 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("name", help="a device id, or e.g. 'cloud' for the server")
     gen.add_argument("--dir", default=".", help="where to write (default: here)")
     gen.set_defaults(func=cmd_keys)
+
+    mcu = sub.add_parser("mcu", help="the STM32 over serial").add_subparsers(dest="action", required=True)
+    selftest = mcu.add_parser("selftest", help="handshake, echo, load, and digits bit-exact with the host")
+    selftest.add_argument("--port", required=True,
+                          help="/dev/adaptinf-stm32, /dev/ttyACM0, or socket://host:port (the firmware in QEMU)")
+    selftest.add_argument("--model", type=Path, default=None,
+                          help="an exported multi-dsNN (adaptinf build dsnn); default: a small digits MLP")
+    selftest.add_argument("--count", type=int, default=100, help="digits to compare (default 100)")
+    selftest.set_defaults(func=cmd_mcu_selftest)
 
     demo = sub.add_parser("demo", help="run the end-to-end demo (3G, 4G, Wi-Fi)", add_help=False)
     demo.set_defaults(func=None)

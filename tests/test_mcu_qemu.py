@@ -113,3 +113,32 @@ def test_calibration_measures_the_dsnns_on_the_mcu(mcu, bundle, tmp_path):
     assert "mcu:dsnn_main" in names and "mcu:dsnn_tail" in names
     page = write_report(bundle, profile, tmp_path / "report").read_text()
     assert "MCU model" in page and "not silicon cycles" in page
+
+
+def test_selftest_command_passes_on_the_firmware(mcu, dsnn_export, capsys):
+    from adaptinf.cli import main
+
+    assert main(["mcu", "selftest", "--port", mcu.url, "--count", "30"]) == 0
+    assert main(["mcu", "selftest", "--port", mcu.url, "--model", str(dsnn_export[2]), "--count", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "30/30 digits bit-exact" in out and "FAIL" not in out and "tree: True" in out
+
+
+def test_selftest_fails_clearly_without_an_mcu(capsys):
+    from adaptinf.cli import main
+
+    assert main(["mcu", "selftest", "--port", "socket://127.0.0.1:9", "--count", "1"]) == 1
+    assert "FAIL  serial" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("board, flash_kib", [("stm32f405", 1024), ("nucleo-f446re", 512)])
+def test_firmware_builds_for_each_board_and_fits_its_memory(board, flash_kib):
+    import subprocess
+
+    from adaptinf.rig.qemu_mcu import FIRMWARE_DIR
+
+    subprocess.run(["make", "-C", str(FIRMWARE_DIR), f"BOARD={board}"], check=True, capture_output=True)
+    elf = FIRMWARE_DIR / "build" / ("" if board == "stm32f405" else board) / "adaptinf-mcu.elf"
+    out = subprocess.run(["arm-none-eabi-size", str(elf)], check=True, capture_output=True, text=True).stdout
+    text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
+    assert text + data <= flash_kib * 1024 and data + bss <= 128 * 1024 - 8 * 1024   # 8 KiB left for the stack

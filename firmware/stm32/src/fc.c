@@ -54,41 +54,81 @@ fc_status fc_parse(const uint8_t *blob, size_t length, fc_model *model)
     return width == model->classes ? FC_OK : FC_ERR_SHAPE;
 }
 
-static int32_t dot_s8(const int8_t *w, const int8_t *x, uint16_t n)
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+static uint32_t load4(const int8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+/* SXTB16 of bytes 1 and 3 in one instruction (GCC 12 does not fold a rotate into it; CMSIS's
+ * __SXTB16_RORn is the same inline assembly) */
+static inline int32_t sxtb16_ror8(uint32_t v)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+/*
+ * Two rows at a time, four columns per step (the shape of CMSIS-NN's arm_nn_vec_mat_mult_t_s8,
+ * written here): x is loaded and sign-extended once for both rows; SXTB16 takes bytes 0 and 2,
+ * SXTB16 with ROR #8 bytes 1 and 3, and SMLAD does two 16x16 MACs. 8 MACs per 3 loads.
+ */
+static void dot2_s8(const int8_t *w0, const int8_t *w1, const int8_t *x, uint32_t n, int32_t *acc0, int32_t *acc1)
+{
+    int32_t a0 = 0, a1 = 0;
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t xv = load4(x + i), v0 = load4(w0 + i), v1 = load4(w1 + i);
+        int32_t xe = __sxtb16(xv), xo = sxtb16_ror8(xv);
+        a0 = __smlad(__sxtb16(v0), xe, a0);
+        a0 = __smlad(sxtb16_ror8(v0), xo, a0);
+        a1 = __smlad(__sxtb16(v1), xe, a1);
+        a1 = __smlad(sxtb16_ror8(v1), xo, a1);
+    }
+    for (; i < n; i++) {
+        a0 += (int32_t)w0[i] * x[i];
+        a1 += (int32_t)w1[i] * x[i];
+    }
+    *acc0 = a0;
+    *acc1 = a1;
+}
+#endif
+
+static int32_t dot_s8(const int8_t *w, const int8_t *x, uint32_t n)
 {
     int32_t acc = 0;
-    uint16_t i = 0;
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-    /* four MACs per step: sign-extend byte pairs to halfword pairs, then dual 16x16 MAC */
-    for (; i + 4 <= n; i += 4) {
-        int32_t wv, xv;
-        memcpy(&wv, w + i, 4);
-        memcpy(&xv, x + i, 4);
-        acc = __smlad(__sxtb16(wv), __sxtb16(xv), acc);                       /* bytes 0 and 2 */
-        acc = __smlad(__sxtb16((int32_t)((uint32_t)wv >> 8)), __sxtb16((int32_t)((uint32_t)xv >> 8)), acc); /* 1, 3 */
-    }
-#endif
-    for (; i < n; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         acc += (int32_t)w[i] * (int32_t)x[i];
     }
     return acc;
+}
+
+static void requant_store(const fc_layer *layer, uint32_t o, int32_t acc, int8_t *y, float *logits)
+{
+    if (logits) {
+        logits[o] = (float)acc * layer->requant;
+    } else {
+        float v = rintf((float)acc * layer->requant);
+        if (layer->relu && v < 0.0f) v = 0.0f;
+        y[o] = (int8_t)(v > 127.0f ? 127 : v < -128.0f ? -128 : (int)v);
+    }
 }
 
 fc_status fc_layer_s8(const fc_layer *layer, const int8_t *x, int8_t *y, float *logits)
 {
     const int8_t *w = (const int8_t *)layer->weights;
     const uint8_t *b = (const uint8_t *)layer->bias;
-    for (uint16_t o = 0; o < layer->out; o++) {
-        int32_t bias;
-        memcpy(&bias, b + 4u * o, 4);
-        int32_t acc = dot_s8(w + (size_t)o * layer->in, x, layer->in) + bias;
-        if (logits) {
-            logits[o] = (float)acc * layer->requant;
-        } else {
-            float v = rintf((float)acc * layer->requant);
-            if (layer->relu && v < 0.0f) v = 0.0f;
-            y[o] = (int8_t)(v > 127.0f ? 127 : v < -128.0f ? -128 : (int)v);
-        }
+    uint32_t in = layer->in, o = 0;
+    int32_t bias[2];
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    for (; o + 2 <= layer->out; o += 2) {
+        int32_t acc0, acc1;
+        dot2_s8(w + o * in, w + (o + 1) * in, x, in, &acc0, &acc1);
+        memcpy(bias, b + 4u * o, 8);
+        requant_store(layer, o, acc0 + bias[0], y, logits);
+        requant_store(layer, o + 1, acc1 + bias[1], y, logits);
+    }
+#endif
+    for (; o < layer->out; o++) {
+        memcpy(bias, b + 4u * o, 4);
+        requant_store(layer, o, dot_s8(w + o * in, x, in) + bias[0], y, logits);
     }
     return FC_OK;
 }
