@@ -8,6 +8,8 @@ repeatable run to run (not silicon cycles: QEMU models no pipeline or wait state
 
 from __future__ import annotations
 
+import re
+import select
 import shutil
 import socket
 import subprocess
@@ -43,31 +45,47 @@ class QemuMcu:
     (system_reset, stop, cont): a reset reboots the firmware (its boot HELLO reaches the
     connected host, as a board's would), a paused MCU is one that stopped answering."""
 
-    def __init__(self, elf: Path = FIRMWARE_ELF):
+    def __init__(self, elf: Path = FIRMWARE_ELF, serial: str = "tcp"):
+        """serial: "tcp" (socket://127.0.0.1:PORT) or "pty" (a /dev/pts/N path, as a board's tty)."""
         self.port, self.monitor_port = _free_port(), _free_port()
+        backend = "pty" if serial == "pty" else f"tcp:127.0.0.1:{self.port},server=on,wait=off,nodelay=on"
         self.process = subprocess.Popen(
             ["qemu-system-arm", "-M", "netduinoplus2", "-nographic",
              "-monitor", f"tcp:127.0.0.1:{self.monitor_port},server=on,wait=off",
-             "-icount", "shift=0,sleep=off", "-kernel", str(elf),
-             "-serial", f"tcp:127.0.0.1:{self.port},server=on,wait=off,nodelay=on"],
+             "-icount", "shift=0,sleep=off", "-kernel", str(elf), "-serial", backend],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        # wait=off: the guest boots at once and its boot HELLO goes nowhere while no client is
-        # connected (QEMU drops chardev output without a reader); clients ask HELLO after opening.
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("QEMU did not open the MCU's serial port") from None
-                time.sleep(0.05)
-        self.url = f"socket://127.0.0.1:{self.port}"
-        # The port listens before the firmware has enabled its USART: wait until it answers.
+        self.url = self._pty_path() if serial == "pty" else self._wait_for_tcp()
+        # The port opens before the firmware has enabled its USART (and QEMU drops chardev
+        # output while no one reads it): wait until the firmware answers a HELLO.
         from adaptinf.drivers.mcu import McuClient
 
         with McuClient(self.url) as probe:
             probe.hello(attempts=40, timeout_s=0.25)
+
+    def _wait_for_tcp(self) -> str:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return f"socket://127.0.0.1:{self.port}"
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("QEMU did not open the MCU's serial port") from None
+                time.sleep(0.05)
+
+    def _pty_path(self) -> str:
+        """QEMU prints "char device redirected to /dev/pts/N (label serial0)" once it has the pty."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not select.select([self.process.stdout], [], [], 0.2)[0]:
+                continue
+            line = self.process.stdout.readline().decode(errors="replace")
+            match = re.search(r"redirected to (/dev/pts/\d+)", line)
+            if match:
+                return match.group(1)
+            if not line and self.process.poll() is not None:
+                break
+        raise RuntimeError("QEMU did not report its pty")
 
     def monitor(self, command: str) -> str:
         """One HMP command on QEMU's monitor; returns what it printed."""

@@ -100,3 +100,16 @@ def test_fc_requests_are_checked_like_any_other(served):
         client.infer(x_val[0], model="digits-dsnn", policy="RB1")
     assert err.value.code == "INVALID_ARG"
     assert client.infer(x_val[0], model="digits-dsnn").label >= 0    # and the next valid one is answered
+
+
+def test_an_mcu_reset_mid_stream_loses_no_frame(served, mcu):
+    daemon, client, system, x_val, _ = served
+    answers = []
+    for i, x in enumerate(x_val[:60]):
+        if i in (10, 35):
+            mcu.reset()                                             # the board reboots: its model is gone
+        answers.append(client.infer(x, model="digits-dsnn", policy="mcu"))
+    for x, r in zip(x_val, answers):
+        assert r.label == reference_predict(system, x)[0]
+    assert daemon.mcu.client.boot_hellos >= 2 and daemon.mcu.reloads >= 3   # start-up load + one per reset
+    assert answers[-1].served_by["placement"] == "mcu"

@@ -142,3 +142,21 @@ def test_firmware_builds_for_each_board_and_fits_its_memory(board, flash_kib):
     out = subprocess.run(["arm-none-eabi-size", str(elf)], check=True, capture_output=True, text=True).stdout
     text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
     assert text + data <= flash_kib * 1024 and data + bss <= 128 * 1024 - 8 * 1024   # 8 KiB left for the stack
+
+
+def test_a_tty_path_works_and_is_opened_exclusively(dsnn_export):
+    """A pty stands in for /dev/ttyACM0: the same driver, a tty path, an exclusive open."""
+    import serial
+
+    from adaptinf.rig.qemu_mcu import QemuMcu
+
+    rig = QemuMcu(serial="pty")
+    try:
+        assert rig.url.startswith("/dev/pts/")
+        with McuClient(rig.url) as m:
+            assert m.hello().protocol_version == proto.VERSION
+            assert m.ping(b"\x00tty\x00") == b"\x00tty\x00"
+            with pytest.raises(serial.SerialException):
+                McuClient(rig.url)        # a second process must not share the line
+    finally:
+        rig.stop()
