@@ -383,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     selftest.add_argument("--count", type=int, default=100, help="digits to compare (default 100)")
     selftest.set_defaults(func=cmd_mcu_selftest)
 
+    sim = sub.add_parser("sim", help="replay model selection (MDInference, paper 003) against a model table",
+                         add_help=False)
+    sim.set_defaults(func=None)
+
     demo = sub.add_parser("demo", help="run the end-to-end demo (3G, 4G, Wi-Fi)", add_help=False)
     demo.set_defaults(func=None)
 
@@ -400,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         q.set_defaults(func=cmd_status if name == "status" else cmd_query)
 
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sim"]:
+        from adaptinf.sim import main as sim_main
+
+        return sim_main(argv[1:])
     if argv[:1] == ["demo"]:
         from adaptinf.demo import main as demo_main
 
