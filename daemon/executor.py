@@ -151,6 +151,8 @@ class Executor:
 
     # ---- the three placements -----------------------------------------------------
     def _run(self, job: Job, chosen: Candidate, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
+        if chosen.kind == "duplicate":
+            return self._duplicate(job, profile, stages, served)
         if chosen.kind == "device":
             return self._device(self.models.full, job.frame, profile.partition(MOBILE_ONLY).device_ms, stages), 0
         if chosen.kind == "cloud":
@@ -168,6 +170,39 @@ class Executor:
         logits = self._cloud(job, header, q.data, chosen.name, profile, stages, served,
                              fallback=lambda: self.models.tails[chosen.name].run(dequantize(*q)))
         return logits, q.data.nbytes
+
+    def _duplicate(self, job: Job, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
+        """MDInference's request duplication (paper 003 IV-E): the frame goes to the cloud and,
+        meanwhile, the device runs its own model; the cloud's answer is used if it arrives
+        before the SLA expires, else the device's, at once. The SLA is the frame's deadline."""
+        sla_end = job.deadline if job.deadline is not None else job.received + self.cloud_timeout_s
+        payload = np.ascontiguousarray(job.frame)
+        call = None
+        start = self._clock()
+        budget = sla_end - start - FALLBACK_MARGIN_S
+        if self.link is not None and self.link.up and budget > 0:
+            header = {"op": "infer", "target": cloud_protocol.FULL_TARGET, "deadline_ms": budget * 1e3,
+                      "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
+            call = self.link.call(header, payload, budget, upload_bytes=payload.nbytes)
+        local = self._device(self.models.full, job.frame, profile.partition(MOBILE_ONLY).device_ms, stages)
+        if call is not None:
+            try:
+                reply = call.wait(sla_end - self._clock() - FALLBACK_MARGIN_S)
+                if reply.header.get("ok") and reply.payload is not None:
+                    stages["network"] = self._clock() - start
+                    stages["cloud"] = float(reply.header.get("compute_s", 0.0))
+                    served["answered_by"] = "cloud"
+                    return np.frombuffer(reply.payload, dtype=np.float32), payload.nbytes
+                reason = f"cloud answered {reply.header.get('code')}"
+            except CloudError as exc:
+                call.abandon()
+                reason = str(exc)
+        else:
+            reason = "no cloud link up, or no time for it"
+        served["answered_by"] = "device"
+        served["device_reason"] = reason
+        self.stats.count("duplicate_device_answers")
+        return local, payload.nbytes if call is not None else 0
 
     def _device(self, engine, x: np.ndarray, profiled_ms: float, stages: dict) -> np.ndarray:
         start = self._clock()

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zmq
 
 from adaptinf import __version__
@@ -38,6 +39,7 @@ from adaptinf.daemon.warmup import measure_profile
 from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
 from adaptinf.policies.fixed import FixedPolicy
 from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
+from adaptinf.policies.mdinference import MdInferencePolicy
 from adaptinf.policies.plan import GOALS, MODES, FrameContext
 from adaptinf.policies.split import SplitPolicy
 from adaptinf.profile import Profile, ProfileError, load_profile, save_profile
@@ -100,6 +102,8 @@ class Daemon:
         # RB3, ...) that a request can pin, for baselines, debugging and calibration checks.
         self.policies = {"split": SplitPolicy(cfg.policy.goal)}
         self.policies.update({p.name: FixedPolicy(p.name) for p in self.profile.partitions})
+        self.policies["mdinference"] = MdInferencePolicy(cfg.cloud.timeout_ms / 1e3,
+                                                         int(np.prod(self.bundle.input.shape)))
         self.power = self._open_power()
         self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio, self.power)
         self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,

@@ -101,3 +101,53 @@ def related_random(models, budget_s: float, rng: np.random.Generator) -> ModelSt
 
 def related_accurate(models, budget_s: float) -> ModelStats:
     return max(exploration_set(models, base_model(models, budget_s)), key=lambda m: m.accuracy)
+
+
+# ---- adaptinfd's policy -----------------------------------------------------------------
+class MdInferencePolicy:
+    """MDInference in adaptinfd: per frame, pick the cloud model by `select` and duplicate the
+    request on the device (Candidate kind "duplicate"; the executor runs both and answers
+    with the cloud's result if it arrives before the SLA, else with the device's).
+
+    The SLA is the request's deadline_ms (else `default_sla_s`); T_nw = 2 x T_input + RTT
+    from the live link estimate (T_input: the frame's upload time). The pool is what the
+    cloud serves: today the bundle's full model (the cloud-only partition, its execution
+    time scaled by the cloud's reported load). Private mode keeps the frame on the device.
+    """
+
+    name = "mdinference"
+
+    def __init__(self, default_sla_s: float, frame_bytes: int, seed: int = 0):
+        self.default_sla_s = default_sla_s
+        self.frame_bytes = frame_bytes
+        self._rng = np.random.default_rng(seed)
+
+    def pool(self, telemetry, profile) -> list[ModelStats]:
+        from adaptinf.profile import CLOUD_ONLY
+
+        cloud = profile.partition(CLOUD_ONLY)
+        return [ModelStats(CLOUD_ONLY, cloud.accuracy or 0.0,
+                           cloud.cloud_ms / 1e3 * telemetry.cloud_slowdown + telemetry.cloud_queue_s, 0.0)]
+
+    def plan(self, frame, telemetry, profile, explain: bool = False):
+        from adaptinf.policies.plan import Candidate, Plan
+        from adaptinf.profile import MOBILE_ONLY
+
+        mobile = profile.partition(MOBILE_ONLY)
+        device_s = mobile.device_ms / 1e3 * telemetry.device_slowdown
+        power_w = telemetry.device_power_w or mobile.device_power_w
+        local = Candidate(MOBILE_ONLY, "device", device_s, 0.0, 0.0, 0.0, device_s, device_s * power_w,
+                          mobile.accuracy)
+        if frame.mode == "private" or not telemetry.cloud_up:
+            return Plan(local, frame.goal, frame.mode, self.name, (local,))
+        from adaptinf.policies.radio_power import uplink_power_w
+
+        upload_s = self.frame_bytes * 8.0 / telemetry.uplink_bps
+        network_s = 2 * upload_s + telemetry.rtt_s
+        sla_s = frame.deadline_s or self.default_sla_s
+        selection = select(self.pool(telemetry, profile), time_budget(sla_s, network_s), self._rng)
+        m = selection.chosen
+        radio_j = upload_s * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
+        duplicate = Candidate(m.name, "duplicate", device_s, upload_s, network_s - upload_s, m.mean_s,
+                              min(sla_s, network_s + m.mean_s), device_s * power_w + radio_j, m.accuracy)
+        return Plan(duplicate, frame.goal, frame.mode, self.name, (duplicate, local))
