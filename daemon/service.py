@@ -161,7 +161,7 @@ class Daemon:
         """
         old = self.config
         changes = []
-        fixed = [f"{section}.{key}" for section in ("daemon", "device", "cloud", "power")
+        fixed = [f"{section}.{key}" for section in ("daemon", "device", "cloud", "power", "mcu")
                  for key, value in vars(getattr(new, section)).items()
                  if value != getattr(getattr(old, section), key)
                  and (section, key) not in {("daemon", "profile"), ("cloud", "timeout_ms"), ("cloud", "radio"),
