@@ -13,6 +13,11 @@ manifest.json, version 1:
              "points": [{"name", "layer", "D", "D_r", "reduced_shape", "upload_bytes",
                          "head", "tail", "head_flops", "tail_flops", "accuracy",
                          "accuracy_float", "search": [{"D_r", "accuracy"}...]}]},
+   "multiplexer": {"pool": [model names, cheapest first], "costs": [FLOPs / the cheapest's],
+                   "model": <the pool's multiplexer, a model>, "threshold": T (Algorithm 2),
+                   "pair": {"model": <the device/cloud multiplexer>, "device": <pool model>,
+                            "cloud": <pool model: the bundle's full model>, "threshold": 0.5}}
+                  (optional: papers 000/001, made by `adaptinf build multiplexer`),
    "data": {...provenance...},
    "files": {relative path: {"sha256", "bytes"}}}
 
@@ -90,6 +95,25 @@ class SplitSpec:
 
 
 @dataclass(frozen=True)
+class MultiplexerPair:
+    """Paper 001's device/cloud case: `model` maps a frame to [w_device, w_cloud]."""
+
+    model: str
+    device: str
+    cloud: str
+    threshold: float
+
+
+@dataclass(frozen=True)
+class MultiplexerSpec:
+    pool: tuple[str, ...]
+    costs: tuple[float, ...]
+    model: str
+    threshold: float
+    pair: MultiplexerPair
+
+
+@dataclass(frozen=True)
 class Bundle:
     root: Path
     name: str
@@ -99,6 +123,7 @@ class Bundle:
     split: SplitSpec | None
     manifest_sha256: str
     data: dict = field(default_factory=dict)
+    multiplexer: MultiplexerSpec | None = None
 
     def path(self, relative: str) -> Path:
         return self.root / relative
@@ -209,13 +234,34 @@ def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
                           points=tuple(_parse_point(p, i) for i, p in enumerate(_require(s, "points", list, "split"))))
         if split.model not in {m.name for m in models}:
             raise BundleError(f"manifest: split.model {split.model!r} is not one of the bundle's models")
+    multiplexer = _parse_multiplexer(raw["multiplexer"], models, split.model if split else models[0].name) if raw.get("multiplexer") is not None else None
     bundle = Bundle(root=root, name=_require(raw, "name", str, "manifest"),
                     classes=tuple(_require(raw, "classes", list, "manifest")), input=_parse_input(raw.get("input")),
                     models=models, split=split, manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),
-                    data=raw.get("data", {}))
+                    data=raw.get("data", {}), multiplexer=multiplexer)
     if verify:
         _verify_files(bundle, files)
     return bundle
+
+
+def _parse_multiplexer(raw: dict, models: tuple[ModelEntry, ...], full: str) -> MultiplexerSpec:
+    names = {m.name for m in models}
+    p = _require(raw, "pair", dict, "multiplexer")
+    pair = MultiplexerPair(*(_require(p, k, str, "multiplexer.pair") for k in ("model", "device", "cloud")),
+                           threshold=float(_require(p, "threshold", (int, float), "multiplexer.pair")))
+    spec = MultiplexerSpec(pool=tuple(_require(raw, "pool", list, "multiplexer")),
+                           costs=tuple(float(c) for c in _require(raw, "costs", list, "multiplexer")),
+                           model=_require(raw, "model", str, "multiplexer"),
+                           threshold=float(_require(raw, "threshold", (int, float), "multiplexer")), pair=pair)
+    for name in (*spec.pool, spec.model, pair.model, pair.device, pair.cloud):
+        if name not in names:
+            raise BundleError(f"manifest: multiplexer names {name!r}, which is not one of the bundle's models")
+    if len(spec.costs) != len(spec.pool) or len(spec.pool) < 2:
+        raise BundleError("manifest: multiplexer.pool needs two or more models and one cost for each")
+    if pair.cloud != full:
+        # the cloud worker serves the bundle's full model: the pair's cloud model must be it
+        raise BundleError(f"manifest: multiplexer.pair.cloud {pair.cloud!r} is not the bundle's full model {full!r}")
+    return spec
 
 
 def referenced_files(bundle: Bundle) -> list[str]:

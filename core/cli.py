@@ -298,6 +298,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_multiplexer(args: argparse.Namespace) -> int:
+    from adaptinf.toolchain.multiplexer_build import build_and_report
+
+    return build_and_report(args.out, args.widths, args.epochs, args.mux_epochs, args.n_train, args.seed)
+
+
 def cmd_mcu_selftest(args: argparse.Namespace) -> int:
     from adaptinf.mcu_selftest import selftest
 
@@ -331,6 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     dsnn.add_argument("--max-width", type=int, default=256)
     dsnn.add_argument("--seed", type=int, default=0)
     dsnn.set_defaults(func=cmd_build_dsnn)
+
+    mux = build.add_parser("multiplexer", help="a model pool and its neural multiplexer (papers 000/001) -> bundle")
+    mux.add_argument("--out", required=True, type=Path)
+    mux.add_argument("--widths", default="8,16,32", help="glyph_resnet widths of the pool, each >= 8 (default 8,16,32)")
+    mux.add_argument("--epochs", type=int, default=6, help="pool training epochs")
+    mux.add_argument("--mux-epochs", type=int, default=10, help="multiplexer training epochs")
+    mux.add_argument("--n-train", type=int, default=8000, help="pool training frames (the multiplexer gets half)")
+    mux.add_argument("--seed", type=int, default=0)
+    mux.set_defaults(func=cmd_build_multiplexer)
 
     plan = sub.add_parser("plan", help="the plan the daemon would choose under given conditions")
     plan.add_argument("--profile", required=True, type=Path)

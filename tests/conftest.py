@@ -58,6 +58,18 @@ def dsnn_export(tmp_path_factory):
     return result, manifest, out, x[val], y[val]
 
 
+@pytest.fixture(scope="session")
+def mux_build(tmp_path_factory):
+    """Algorithm 1 end to end on a tiny pool (glyph_resnet widths 8 and 16, one epoch; seconds):
+    (bundle directory, results)."""
+    from adaptinf.toolchain.multiplexer import MuxConfig
+    from adaptinf.toolchain.multiplexer_build import build
+
+    out = tmp_path_factory.mktemp("mux")
+    config = MuxConfig(widths=(8, 16), epochs=1, mux_epochs=2, batch_size=64)
+    return out, build(out, config, n_train=256, n_eval=128, progress=False)
+
+
 def mcu_rig():
     """The firmware built and running in QEMU (skip when the Debian toolchain is missing)."""
     from adaptinf.rig.qemu_mcu import QemuMcu, build_firmware, toolchain_missing

@@ -1,0 +1,124 @@
+"""The neural multiplexer at run time (papers 000/001): Algorithm 2 and the cost equations 9-14.
+
+The multiplexer (toolchain/multiplexer.py) maps a frame to weights w over the N models of
+a pool, w_i the likelihood that model i gets the frame right, scaled by its cost.
+- Algorithm 2: S = argmax(w), or S = {i : w_i > T} (the threshold ensemble; the argmax when
+  nothing passes); the answer is the mean of the selected models' class probabilities.
+- Device/cloud (paper 001): two models, the small one on the device and the large one in
+  the cloud; w_cloud > 0.5 sends the frame to the cloud.
+- Costs (eq. 9-14) for a cost C that is latency or energy:
+  mobile-only C_m; cloud-only C_up + C_cloud + C_down; hybrid, per frame, C_mux plus the
+  chosen side; over a stream, the shares of each side; in the cloud, sum of called_i x C_i.
+Pure numpy: the daemon, the toolchain's evaluation and the benchmark share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEVICE_CLOUD_THRESHOLD = 0.5
+
+
+def select(w: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Algorithm 2, line 3, for a batch: a boolean (B, N) mask of the models to run."""
+    w = np.atleast_2d(w)
+    argmax = np.zeros_like(w, dtype=bool)
+    argmax[np.arange(len(w)), w.argmax(1)] = True
+    if threshold is None:
+        return argmax
+    above = w > threshold
+    return np.where(above.any(1, keepdims=True), above, argmax)
+
+
+def combine(probabilities: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Algorithm 2, line 4: the mean of the selected models' class probabilities.
+    probabilities: (N, B, C); mask: (B, N) -> (B, C)."""
+    weights = mask.T[..., None].astype(np.float64)                      # (N, B, 1)
+    return (probabilities * weights).sum(0) / weights.sum(0)
+
+
+def to_cloud(w: np.ndarray) -> np.ndarray:
+    """The device/cloud case: w = [w_device, w_cloud]; True where the cloud is called."""
+    return np.atleast_2d(w)[:, 1] > DEVICE_CLOUD_THRESHOLD
+
+
+@dataclass(frozen=True)
+class SideCost:
+    """One side's cost of a frame (latency in s, or device energy in J)."""
+
+    mux: float = 0.0          # C_mobile-mux
+    mobile: float = 0.0       # C_mobile-compute-inference
+    upload: float = 0.0       # C_upload
+    cloud: float = 0.0        # C_cloud-compute
+    download: float = 0.0     # C_download
+
+    def mobile_only(self) -> float:                       # eq. 9
+        return self.mobile
+
+    def cloud_only(self) -> float:                        # eq. 10
+        return self.upload + self.cloud + self.download
+
+    def hybrid_local(self) -> float:                      # eq. 11
+        return self.mux + self.mobile
+
+    def hybrid_cloud(self) -> float:                      # eq. 12
+        return self.mux + self.upload + self.cloud + self.download
+
+    def hybrid(self, local_share: float) -> float:        # eq. 13
+        return local_share * self.hybrid_local() + (1 - local_share) * self.hybrid_cloud()
+
+
+def cloud_pool_cost(called_share: np.ndarray, model_costs: np.ndarray) -> float:
+    """Eq. 14: sum_i called_i x C_i (a frame that calls several models pays for each)."""
+    return float(np.dot(called_share, model_costs))
+
+
+class MultiplexerPolicy:
+    """Paper 001's device/cloud multiplexer in adaptinfd (Candidate kind "multiplex").
+
+    The decision needs the frame, so the plan carries both sides and the executor picks per
+    frame: the multiplexer runs on the device, w_cloud > 0.5 sends the frame to the cloud's
+    model (the bundle's full model), else the device runs the pair's small model. Both
+    candidates carry their predicted cost, eq. 11 (device side) and eq. 12 (cloud side):
+    the device's times are the profiled full model's scaled by FLOPs (the profile measures
+    only the full model), the cloud's are the cloud-only partition's. In private mode, or
+    with the cloud down, only the device side is possible.
+    """
+
+    name = "multiplexer"
+
+    def __init__(self, frame_bytes: int, full_flops: int, device_flops: int, multiplexer_flops: int,
+                 device_accuracy: float | None = None):
+        self.frame_bytes = frame_bytes
+        self.device_accuracy = device_accuracy
+        self.device_share = device_flops / full_flops
+        self.multiplexer_share = multiplexer_flops / full_flops
+
+    def costs(self, telemetry, profile) -> tuple[SideCost, float]:
+        """Latency terms of eq. 9-12 (s), and the device's power (W) for the energy ones."""
+        from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
+
+        mobile, cloud = profile.partition(MOBILE_ONLY), profile.partition(CLOUD_ONLY)
+        full_s = mobile.device_ms / 1e3 * telemetry.device_slowdown
+        upload_s = self.frame_bytes * 8.0 / telemetry.uplink_bps
+        cloud_s = cloud.cloud_ms / 1e3 * telemetry.cloud_slowdown + telemetry.cloud_queue_s
+        side = SideCost(mux=full_s * self.multiplexer_share, mobile=full_s * self.device_share,
+                        upload=upload_s, cloud=cloud_s, download=telemetry.rtt_s)
+        return side, telemetry.device_power_w or mobile.device_power_w
+
+    def plan(self, frame, telemetry, profile, explain: bool = False):
+        from adaptinf.policies.plan import Candidate, Plan
+        from adaptinf.policies.radio_power import uplink_power_w
+        from adaptinf.profile import CLOUD_ONLY
+
+        c, power_w = self.costs(telemetry, profile)
+        radio_j = c.upload * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
+        local = Candidate("device", "multiplex", c.hybrid_local(), 0.0, 0.0, 0.0, c.hybrid_local(),
+                          c.hybrid_local() * power_w, self.device_accuracy)
+        remote = Candidate("cloud", "multiplex", c.mux, c.upload, c.download, c.cloud, c.hybrid_cloud(),
+                           c.mux * power_w + radio_j, profile.partition(CLOUD_ONLY).accuracy)
+        if frame.mode == "private" or not telemetry.cloud_up:
+            return Plan(local, frame.goal, frame.mode, self.name, (local,))
+        return Plan(remote, frame.goal, frame.mode, self.name, (remote, local))

@@ -1,0 +1,179 @@
+"""The neural model multiplexer (papers 000/001): Algorithm 2 and eq. 9-14 at run time, the
+contrastive and multiplexer losses of Algorithm 1, and a tiny end-to-end build into a bundle."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from adaptinf.bundle import load_bundle
+from adaptinf.policies import multiplexer as policy
+from adaptinf.toolchain import multiplexer as mux
+from adaptinf.toolchain.multiplexer_build import report
+
+
+# ---- Algorithm 2 and the cost equations ----------------------------------------------------
+def test_select_argmax_takes_one_model_per_frame():
+    w = np.array([[0.2, 0.7, 0.1], [0.5, 0.1, 0.4]])
+    assert policy.select(w).tolist() == [[False, True, False], [True, False, False]]
+
+
+def test_threshold_takes_every_model_above_it_and_falls_back_to_the_argmax():
+    w = np.array([[0.45, 0.40, 0.15], [0.34, 0.33, 0.33]])
+    mask = policy.select(w, threshold=0.3)
+    assert mask[0].tolist() == [True, True, False]       # two above T: an ensemble of two
+    assert mask[1].tolist() == [True, True, True]
+    assert policy.select(w, threshold=0.5).tolist() == [[True, False, False], [True, False, False]]
+
+
+def test_combine_is_the_mean_of_the_selected_models_probabilities():
+    probs = np.array([[[0.9, 0.1]], [[0.3, 0.7]], [[0.0, 1.0]]])        # (N=3, B=1, C=2)
+    assert np.allclose(policy.combine(probs, np.array([[True, True, False]])), [[0.6, 0.4]])
+    assert np.allclose(policy.combine(probs, np.array([[False, False, True]])), [[0.0, 1.0]])
+
+
+def test_device_cloud_decision_is_w_cloud_above_one_half():
+    assert policy.to_cloud(np.array([[0.6, 0.4], [0.4, 0.6], [0.5, 0.5]])).tolist() == [False, True, False]
+
+
+def test_hybrid_cost_interpolates_between_the_two_sides_and_pays_for_the_multiplexer():
+    c = policy.SideCost(mux=1.0, mobile=10.0, upload=4.0, cloud=2.0, download=1.0)
+    assert c.mobile_only() == 10.0 and c.cloud_only() == 7.0
+    assert c.hybrid(1.0) == c.hybrid_local() == 11.0 and c.hybrid(0.0) == c.hybrid_cloud() == 8.0
+    assert c.hybrid(0.25) == pytest.approx(0.25 * 11.0 + 0.75 * 8.0)
+    # eq. 14: a frame that calls two models pays for both
+    assert policy.cloud_pool_cost(np.array([1.0, 0.5]), np.array([100.0, 300.0])) == 250.0
+
+
+# ---- Algorithm 1's losses ------------------------------------------------------------------------
+def test_cosine_distance_runs_from_0_for_equal_to_1_for_opposite():
+    a = torch.nn.functional.normalize(torch.tensor([[1.0, 2.0, 3.0]]), dim=1)
+    assert mux.cosine_distance(a, a).item() == pytest.approx(0.0, abs=1e-6)
+    assert mux.cosine_distance(a, -a).item() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("correct, expected", [((True, True), "closer"), ((True, False), "apart"),
+                                               ((False, True), "apart"), ((False, False), "still")])
+def test_contrastive_loss_pulls_agreeing_models_together_and_pushes_disagreeing_apart(correct, expected):
+    torch.manual_seed(0)
+    raw = [torch.randn(1, 8, requires_grad=True) for _ in range(2)]
+    proj = [torch.nn.functional.normalize(r, dim=1) for r in raw]
+    before = mux.cosine_distance(proj[0], proj[1]).item()
+    loss = mux.contrastive_loss(proj, torch.tensor([correct]))
+    loss.backward()
+    with torch.no_grad():
+        stepped = [torch.nn.functional.normalize(r - 0.1 * r.grad, dim=1) for r in raw]
+    after = mux.cosine_distance(stepped[0], stepped[1]).item()
+    if expected == "closer":
+        assert after < before
+    elif expected == "apart":
+        assert after > before
+    else:
+        assert all(torch.count_nonzero(r.grad) == 0 for r in raw)
+
+
+def test_aggregator_divides_by_cost_so_an_undecided_multiplexer_is_uniform():
+    m = mux.Multiplexer(3, np.array([1.0, 2.0, 4.0]))
+    with torch.no_grad():
+        m.aggregator.weight.zero_()
+    w, q = m.eval()(torch.randint(0, 255, (4, 32, 32, 3), dtype=torch.uint8))
+    assert torch.allclose(w, torch.full((4, 3), 1 / 3))
+    assert torch.allclose(q.norm(dim=1), torch.ones(4))
+    with torch.no_grad():                          # equal scores: the cheap model's are divided least
+        m.aggregator.weight.fill_(1.0)
+    w, _ = m(torch.full((1, 32, 32, 3), 200, dtype=torch.uint8))
+    expected = torch.softmax(m.features(m.preprocess(torch.full((1, 32, 32, 3), 200, dtype=torch.uint8))).sum()
+                             / torch.tensor([1.0, 2.0, 4.0]), 0)
+    assert torch.allclose(w[0], expected, atol=1e-6)
+
+
+def test_multiplexer_learns_which_model_is_right_on_which_frames():
+    """Model 0 is right on bright frames, model 1 on dark ones: eq. 7 + 8 must learn to tell."""
+    rng = np.random.default_rng(0)
+    n = 512
+    bright = rng.random(n) < 0.5
+    images = np.where(bright[:, None, None, None], 190, 50) + rng.integers(-30, 30, (n, 32, 32, 3))
+    images = images.clip(0, 255).astype(np.uint8)
+    labels = rng.integers(0, 4, n)
+    right, wrong = np.full(4, 0.1, np.float32), np.full(4, 0.3, np.float32)
+    probs = np.empty((2, n, 4), np.float32)
+    for model, where in ((0, bright), (1, ~bright)):
+        probs[model] = np.where(where[:, None], right, wrong)
+        probs[model, np.arange(n), labels] = np.where(where, 0.7, 0.1)    # the true class
+    config = mux.MuxConfig(widths=(8, 16), mux_epochs=8, batch_size=64)
+    embeds = np.tile(np.eye(2, config.projection_dim, dtype=np.float32)[:, None, :], (1, n, 1))
+    m = mux.Multiplexer(2, np.ones(2), config.meta_features, config.projection_dim)
+    mux.train_multiplexer(m, images, labels, probs, embeds, config, progress=False)
+    chosen = mux.mux_weights(m, images).argmax(1)
+    assert (chosen == np.where(bright, 0, 1)).mean() > 0.9
+
+
+def test_pool_config_rejects_what_cannot_train():
+    with pytest.raises(ValueError, match=">= 8"):
+        mux.MuxConfig(widths=(4, 8))
+    with pytest.raises(ValueError, match="two models"):
+        mux.MuxConfig(widths=(16,))
+
+
+# ---- the whole of Algorithm 1, tiny, into a bundle -----------------------------------------------
+def test_build_writes_a_bundle_whose_full_model_is_the_largest_of_the_pool(mux_build):
+    out, _ = mux_build
+    bundle = load_bundle(out)                        # every file's hash checks
+    assert bundle.full_model.name == "pool_w16"
+    assert [m.role for m in bundle.models] == ["pool", "pool", "multiplexer", "multiplexer"]
+    assert bundle.model("pool_w16").flops > 3 * bundle.model("pool_w8").flops
+    section = json.loads((out / "manifest.json").read_text())["multiplexer"]
+    assert section["pool"] == ["pool_w8", "pool_w16"] and section["pair"]["threshold"] == 0.5
+    assert (out / "multiplexer.png").stat().st_size > 0
+
+
+def test_the_exported_multiplexer_gives_weights_over_the_pool(mux_build):
+    out, _ = mux_build
+    for name in ("multiplexer.onnx", "multiplexer_pair.onnx"):
+        session = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+        frame = np.random.default_rng(1).integers(0, 255, (1, 32, 32, 3), dtype=np.uint8)
+        w = session.run(None, {"image": frame})[0]
+        assert w.shape == (1, 2) and np.isclose(w.sum(), 1.0, atol=1e-5) and (w > 0).all()
+
+
+def test_results_account_flops_by_eq_14_and_report_them(mux_build):
+    _, r = mux_build
+    flops = np.array([m["flops"] for m in r["models"]])
+    assert sum(r["argmax"]["called"]) == pytest.approx(1.0)     # argmax: exactly one model a frame
+    assert r["argmax"]["flops"] == pytest.approx(np.dot(r["argmax"]["called"], flops) + r["multiplexer_flops"])
+    assert sum(r["threshold"]["called"]) >= 1.0 - 1e-9           # threshold: one or more
+    assert r["threshold"]["value"] in [t for t, _ in r["threshold"]["sweep"]]
+    assert max(r["models"][0]["accuracy"], r["models"][1]["accuracy"]) <= r["oracle_accuracy"]
+    assert 0.0 <= r["pair"]["local_share"] <= 1.0
+    text = report(r)
+    assert "pool_w8" in text and "device/cloud at 0.5" in text
+
+
+def _rewrite(out, copy, change):
+    """A copy of the bundle at `copy` with its manifest changed (and re-hashed)."""
+    import shutil
+
+    from adaptinf.bundle import write_manifest
+
+    shutil.copytree(out, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    change(manifest)
+    write_manifest(copy, manifest)
+    return copy
+
+
+def test_bundle_reads_the_multiplexer_section_and_rejects_a_broken_one(mux_build, tmp_path):
+    from adaptinf.bundle import BundleError
+
+    out, _ = mux_build
+    spec = load_bundle(out).multiplexer
+    assert spec.pool == ("pool_w8", "pool_w16") and spec.pair.device == "pool_w8" and spec.pair.cloud == "pool_w16"
+    assert spec.costs[0] == 1.0 and spec.costs[1] > 3.0
+    wrong_cloud = _rewrite(out, tmp_path / "a", lambda m: m["multiplexer"]["pair"].update(cloud="pool_w8"))
+    with pytest.raises(BundleError, match="not the bundle's full model"):
+        load_bundle(wrong_cloud)
+    unknown = _rewrite(out, tmp_path / "b", lambda m: m["multiplexer"].update(model="nope"))
+    with pytest.raises(BundleError, match="'nope'"):
+        load_bundle(unknown)

@@ -1,0 +1,99 @@
+"""`adaptinf build multiplexer`: data, Algorithm 1, evaluation, the bundle and its report.
+
+Four disjoint glyph splits from one seed: the pool's training frames, the multiplexer's
+(half as many; frames the pool never saw), validation (the threshold sweep) and test
+(every figure printed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from adaptinf.toolchain import datasets
+from adaptinf.toolchain.multiplexer import MuxConfig, build_pair_multiplexer, build_pool, evaluate, write_bundle
+
+N_VAL = 2000     # validation and test frames, each
+
+
+def split4(n_train: int, seed: int, n_eval: int = N_VAL):
+    """(pool_train, mux_train, val, test, classes); val and test have n_eval frames each."""
+    n_mux = n_train // 2
+    data = datasets.glyphs(n_train + n_mux + 2 * n_eval, seed)
+    cuts = np.cumsum([n_train, n_mux, n_eval])
+    pick = lambda a, b: datasets.ImageData(data.images[a:b], data.labels[a:b], data.classes)  # noqa: E731
+    return pick(0, cuts[0]), pick(cuts[0], cuts[1]), pick(cuts[1], cuts[2]), pick(cuts[2], None), data.classes
+
+
+def build(out: Path, config: MuxConfig, n_train: int, n_eval: int = N_VAL, progress: bool = True) -> dict:
+    pool_train, mux_train, val, test, classes = split4(n_train, config.seed, n_eval)
+    out = Path(out)
+    result = build_pool(pool_train, mux_train, len(classes), config, out, progress)
+    pair = build_pair_multiplexer(result, mux_train, out, progress)
+    results = evaluate(result, pair, val, test)
+    write_bundle(result, results, out, classes, "glyph-multiplexer",
+                 {"dataset": "glyphs", "seed": config.seed, "n_pool_train": n_train,
+                  "n_mux_train": len(mux_train.labels), "n_val": n_eval, "n_test": n_eval})
+    _plot(results, out / "multiplexer.png")
+    return results
+
+
+def report(r: dict) -> str:
+    lines = ["model            accuracy   MFLOPs   called (argmax)"]
+    for m, called in zip(r["models"], r["argmax"]["called"]):
+        lines.append(f"pool_w{m['width']:<10} {m['accuracy']:8.2%} {m['flops'] / 1e6:8.2f}   {called:6.1%}")
+    best = max(r["models"], key=lambda m: m["accuracy"])
+    largest = max(r["models"], key=lambda m: m["flops"])
+    for name, key in (("multiplexed (argmax)", "argmax"), (f"threshold T={r['threshold']['value']:.2f}", "threshold")):
+        row = r[key]
+        lines.append(f"{name:16} {row['accuracy']:8.2%} {row['flops'] / 1e6:8.2f}   "
+                     f"{row['accuracy'] - best['accuracy']:+.2%} vs the best single model, "
+                     f"{largest['flops'] / row['flops']:.2f}x fewer FLOPs than the largest")
+    lines.append(f"(multiplexer itself: {r['multiplexer_flops'] / 1e6:.2f} MFLOPs, included; "
+                 f"oracle: {r['oracle_accuracy']:.2%})")
+    if "pair" in r:
+        p = r["pair"]
+        lines.append(f"device/cloud at 0.5: {p['local_share']:.1%} on the device, accuracy {p['accuracy']:.2%} "
+                     f"(mobile-only {p['mobile_only']:.2%}, cloud-only {p['cloud_only']:.2%}); of the frames the "
+                     f"device gets right, {p['kept_local_when_device_right']:.1%} stay local")
+    return "\n".join(lines)
+
+
+def build_and_report(out: Path, widths: str, epochs: int, mux_epochs: int, n_train: int, seed: int) -> int:
+    config = MuxConfig(widths=tuple(int(w) for w in widths.split(",")), epochs=epochs, mux_epochs=mux_epochs,
+                       seed=seed)
+    results = build(out, config, n_train)
+    print(report(results))
+    print(f"-> {out} (manifest.json, {len(config.widths)} pool models, multiplexer.onnx, multiplexer.png)")
+    return 0
+
+
+def _plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for m in r["models"]:
+        left.scatter(m["flops"] / 1e6, m["accuracy"] * 100, color="#4C72B0")
+        left.annotate(f"w{m['width']}", (m["flops"] / 1e6, m["accuracy"] * 100), fontsize=8)
+    for key, colour, label in (("argmax", "#C44E52", "multiplexed (argmax)"), ("threshold", "#55A868", "threshold")):
+        left.scatter(r[key]["flops"] / 1e6, r[key]["accuracy"] * 100, color=colour, marker="D", label=label)
+    left.set_xlabel("MFLOPs per frame (eq. 14, multiplexer included)")
+    left.set_ylabel("test accuracy (%)")
+    left.legend(fontsize=8)
+    sweep = np.array(r["threshold"]["sweep"])
+    right.plot(sweep[:, 0], sweep[:, 1] * 100, color="#55A868")
+    right.axvline(r["threshold"]["value"], color="#888888", linestyle="--")
+    right.set_xlabel("threshold T (Algorithm 2)")
+    right.set_ylabel("validation accuracy (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def load_results(bundle_dir: Path) -> dict:
+    return json.loads((Path(bundle_dir) / "manifest.json").read_text())["multiplexer"]["results"]
