@@ -2,6 +2,8 @@
 
 Tails live on the device too: when the cloud misses its deadline, the frame's
 already-computed reduced tensor is finished locally instead of starting over.
+A multiplexer bundle adds paper 001's device/cloud pair: the multiplexer and the
+small model the device runs when the multiplexer keeps a frame local.
 """
 
 from __future__ import annotations
@@ -14,10 +16,19 @@ from adaptinf.engines.emulated_slowdown import EmulatedSlowdown
 
 
 @dataclass
+class MultiplexerPairModels:
+    multiplexer: Engine      # frame -> [w_device, w_cloud]
+    device: Engine           # the pair's device model
+    device_flops: int
+    multiplexer_flops: int
+
+
+@dataclass
 class DeviceModels:
     full: Engine
     heads: dict[str, Engine]
     tails: dict[str, Engine]
+    pair: MultiplexerPairModels | None = None
 
     @classmethod
     def load(cls, bundle: Bundle, backend: str, plan_cache: str, slowdown: float = 1.0) -> "DeviceModels":
@@ -26,8 +37,12 @@ class DeviceModels:
             return EmulatedSlowdown(e, slowdown) if slowdown != 1.0 else e
 
         points = bundle.split.points if bundle.split else ()
+        pair = None
+        if bundle.multiplexer is not None:
+            mux, small = bundle.model(bundle.multiplexer.pair.model), bundle.model(bundle.multiplexer.pair.device)
+            pair = MultiplexerPairModels(engine(mux.file), engine(small.file), small.flops, mux.flops)
         return cls(engine(bundle.full_model.file), {p.name: engine(p.head) for p in points},
-                   {p.name: engine(p.tail) for p in points})
+                   {p.name: engine(p.tail) for p in points}, pair)
 
     @property
     def backend(self) -> str:

@@ -22,7 +22,8 @@ from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.telemetry import TelemetryTracker
-from adaptinf.policies.plan import Candidate, FrameContext, Plan, Telemetry
+from adaptinf.policies import multiplexer as multiplexer_policy
+from adaptinf.policies.plan import FrameContext, Plan, Telemetry
 from adaptinf.policies.radio_power import uplink_power_w
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile
 from adaptinf.upload_quant import dequantize, quantize
@@ -119,7 +120,7 @@ class Executor:
         chosen = plan.chosen
         served = {"placement": chosen.kind, "partition": chosen.name, "policy": plan.policy, "goal": plan.goal,
                   "mode": plan.mode, "fallback": False, "predicted_ms": chosen.latency_s * 1e3}
-        logits, upload_bytes = self._run(job, chosen, profile, stages, served)
+        logits, upload_bytes = self._run(job, plan, profile, stages, served)
         stages["total"] = self._clock() - job.received
         probs = softmax(logits.reshape(-1).astype(np.float32))
         label = int(probs.argmax())
@@ -146,11 +147,14 @@ class Executor:
         if measured is not None:
             idle = (self.power.idle_power_w or 0.0) * (end - run_start)
             return measured + radio_j, f"sensor:{self.power.source.name}" + ("+radio-model" if radio_j else ""), idle
-        compute_s = stages.get("device", 0.0) + stages.get("fallback", 0.0)
+        compute_s = stages.get("mux", 0.0) + stages.get("device", 0.0) + stages.get("fallback", 0.0)
         return compute_s * self.compute_power_w + radio_j, "model", None
 
     # ---- the three placements -----------------------------------------------------
-    def _run(self, job: Job, chosen: Candidate, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
+    def _run(self, job: Job, plan: Plan, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
+        chosen = plan.chosen
+        if chosen.kind == "multiplex":
+            return self._multiplex(job, plan, profile, stages, served)
         if chosen.kind == "duplicate":
             return self._duplicate(job, profile, stages, served)
         if chosen.kind == "device":
@@ -204,14 +208,44 @@ class Executor:
         self.stats.count("duplicate_device_answers")
         return local, payload.nbytes if call is not None else 0
 
-    def _device(self, engine, x: np.ndarray, profiled_ms: float, stages: dict) -> np.ndarray:
+    def _multiplex(self, job: Job, plan: Plan, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
+        """Paper 001 (Algorithm 2, two models): the multiplexer runs on the device and w_cloud > 0.5
+        sends the frame to the cloud's model, else the device runs the pair's small model. The
+        cloud side falls back to the small model like any cloud step. served_by gets w, the side
+        and both sides' predicted cost (eq. 11, eq. 12)."""
+        pair = self.models.pair
+        start = self._clock()
+        w = np.asarray(pair.multiplexer.run(job.frame), dtype=np.float64).reshape(-1)
+        stages["mux"] = self._clock() - start
+        wants_cloud = bool(multiplexer_policy.to_cloud(w)[0])
+        sides = {c.name: c for c in plan.candidates}
+        served.update(w=[round(float(v), 4) for v in w], wants="cloud" if wants_cloud else "device",
+                      predicted_side_ms={name: c.latency_s * 1e3 for name, c in sides.items()})
+        if wants_cloud and plan.chosen.name == "cloud":
+            served["answered_by"] = "cloud"
+            payload = np.ascontiguousarray(job.frame)
+            header = {"op": "infer", "target": cloud_protocol.FULL_TARGET,
+                      "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
+            logits = self._cloud(job, header, payload, CLOUD_ONLY, profile, stages, served,
+                                 fallback=lambda: pair.device.run(job.frame))
+            if served["fallback"]:
+                served["answered_by"] = "device"
+            return logits, payload.nbytes
+        if wants_cloud:
+            served["device_reason"] = "private mode" if plan.mode == "private" else "cloud down"
+        served["answered_by"] = "device"
+        # not profiled, only FLOPs-scaled: no evidence for the device slowdown estimate
+        return self._device(pair.device, job.frame, None, stages), 0
+
+    def _device(self, engine, x: np.ndarray, profiled_ms: float | None, stages: dict) -> np.ndarray:
         start = self._clock()
         out = engine.run(x)
         end = self._clock()
         stages["device"] = end - start
         if self.power is not None:
             self.power.energy_between(start, end, computing=True)  # measured PM for the planner
-        self.telemetry.observe_device(stages["device"], profiled_ms / 1e3)
+        if profiled_ms is not None:
+            self.telemetry.observe_device(stages["device"], profiled_ms / 1e3)
         return out
 
     def _cloud(self, job: Job, header: dict, payload: np.ndarray, partition: str, profile: Profile,

@@ -40,6 +40,7 @@ from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
 from adaptinf.policies.fixed import FixedPolicy
 from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
 from adaptinf.policies.mdinference import MdInferencePolicy
+from adaptinf.policies.multiplexer import MultiplexerPolicy
 from adaptinf.policies.plan import GOALS, MODES, FrameContext
 from adaptinf.policies.split import SplitPolicy
 from adaptinf.profile import Profile, ProfileError, load_profile, save_profile
@@ -104,6 +105,14 @@ class Daemon:
         self.policies.update({p.name: FixedPolicy(p.name) for p in self.profile.partitions})
         self.policies["mdinference"] = MdInferencePolicy(cfg.cloud.timeout_ms / 1e3,
                                                          int(np.prod(self.bundle.input.shape)))
+        if self.models.pair is not None:
+            small = self.bundle.model(self.bundle.multiplexer.pair.device)
+            self.policies["multiplexer"] = MultiplexerPolicy(
+                int(np.prod(self.bundle.input.shape)), self.bundle.full_model.flops, small.flops,
+                self.models.pair.multiplexer_flops, small.accuracy)
+        if cfg.policy.name not in self.policies:
+            raise StartupError(f"[policy] name = {cfg.policy.name!r} is not available with bundle "
+                               f"{self.bundle.name!r} (it has no multiplexer); available: {list(self.policies)}")
         self.power = self._open_power()
         self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio, self.power)
         self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,
