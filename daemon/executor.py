@@ -217,7 +217,7 @@ class Executor:
         start = self._clock()
         w = np.asarray(pair.multiplexer.run(job.frame), dtype=np.float64).reshape(-1)
         stages["mux"] = self._clock() - start
-        wants_cloud = bool(multiplexer_policy.to_cloud(w)[0])
+        wants_cloud = bool(multiplexer_policy.to_cloud(w, self.bundle.multiplexer.pair.threshold)[0])
         sides = {c.name: c for c in plan.candidates}
         served.update(w=[round(float(v), 4) for v in w], wants="cloud" if wants_cloud else "device",
                       predicted_side_ms={name: c.latency_s * 1e3 for name, c in sides.items()})

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEVICE_CLOUD_THRESHOLD = 0.5
+DEVICE_CLOUD_THRESHOLD = 0.5     # paper 001's; a bundle may carry one calibrated on validation
 
 
 def select(w: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -39,9 +39,24 @@ def combine(probabilities: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (probabilities * weights).sum(0) / weights.sum(0)
 
 
-def to_cloud(w: np.ndarray) -> np.ndarray:
+def to_cloud(w: np.ndarray, threshold: float = DEVICE_CLOUD_THRESHOLD) -> np.ndarray:
     """The device/cloud case: w = [w_device, w_cloud]; True where the cloud is called."""
-    return np.atleast_2d(w)[:, 1] > DEVICE_CLOUD_THRESHOLD
+    return np.atleast_2d(w)[:, 1] > threshold
+
+
+def calibrate_pair_threshold(w_cloud: np.ndarray, device_right: np.ndarray, cloud_right: np.ndarray,
+                             accuracy_loss: float) -> float:
+    """The threshold on w_cloud that keeps the most frames on the device while the pair's
+    accuracy stays within `accuracy_loss` of cloud-only (on the frames given: validation).
+    Candidates are the observed w_cloud values, so the answer moves with the multiplexer's
+    actual range rather than assuming it straddles 0.5."""
+    target = cloud_right.mean() - accuracy_loss
+    best = -np.inf                                   # below every w: everything to the cloud
+    for t in np.unique(np.quantile(w_cloud, np.linspace(0, 1, 201))):
+        local = w_cloud <= t
+        if np.where(local, device_right, cloud_right).mean() >= target:
+            best = max(best, float(t))
+    return best if np.isfinite(best) else float(np.nextafter(w_cloud.min(), -np.inf))
 
 
 @dataclass(frozen=True)

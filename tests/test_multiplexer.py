@@ -36,6 +36,23 @@ def test_combine_is_the_mean_of_the_selected_models_probabilities():
 
 def test_device_cloud_decision_is_w_cloud_above_one_half():
     assert policy.to_cloud(np.array([[0.6, 0.4], [0.4, 0.6], [0.5, 0.5]])).tolist() == [False, True, False]
+    assert policy.to_cloud(np.array([[0.1, 0.9]]), threshold=0.95).tolist() == [False]
+
+
+def test_calibrated_threshold_keeps_the_most_frames_local_within_the_accuracy_bound():
+    rng = np.random.default_rng(0)
+    n = 1000
+    device_right = rng.random(n) < 0.6
+    cloud_right = device_right | (rng.random(n) < 0.5)
+    # an informative multiplexer: w_cloud is high exactly where the device is wrong
+    w = np.where(device_right, 0.90, 0.97) + rng.normal(0, 0.005, n)
+    t = policy.calibrate_pair_threshold(w, device_right, cloud_right, accuracy_loss=0.0)
+    local = w <= t
+    assert np.where(local, device_right, cloud_right).mean() >= cloud_right.mean()
+    assert local.mean() > 0.5                  # most device-right frames stay local, none is lost
+    # a bound that nothing local can meet: everything goes to the cloud
+    t = policy.calibrate_pair_threshold(w, np.zeros(n, bool), cloud_right, accuracy_loss=0.0)
+    assert (w > t).all()
 
 
 def test_hybrid_cost_interpolates_between_the_two_sides_and_pays_for_the_multiplexer():
@@ -125,7 +142,8 @@ def test_build_writes_a_bundle_whose_full_model_is_the_largest_of_the_pool(mux_b
     assert [m.role for m in bundle.models] == ["pool", "pool", "multiplexer", "multiplexer"]
     assert bundle.model("pool_w16").flops > 3 * bundle.model("pool_w8").flops
     section = json.loads((out / "manifest.json").read_text())["multiplexer"]
-    assert section["pool"] == ["pool_w8", "pool_w16"] and section["pair"]["threshold"] == 0.5
+    assert section["pool"] == ["pool_w8", "pool_w16"] and section["pair"]["paper_threshold"] == 0.5
+    assert section["pair"]["threshold"] == section["results"]["pair"]["calibrated"]["threshold"]
     assert (out / "multiplexer.png").stat().st_size > 0
 
 
@@ -146,9 +164,15 @@ def test_results_account_flops_by_eq_14_and_report_them(mux_build):
     assert sum(r["threshold"]["called"]) >= 1.0 - 1e-9           # threshold: one or more
     assert r["threshold"]["value"] in [t for t, _ in r["threshold"]["sweep"]]
     assert max(r["models"][0]["accuracy"], r["models"][1]["accuracy"]) <= r["oracle_accuracy"]
-    assert 0.0 <= r["pair"]["local_share"] <= 1.0
+    pair = r["pair"]
+    for row in (pair["paper"], pair["calibrated"]):
+        assert 0.0 <= row["local_share"] <= 1.0
+        # random routing at the same share is the share-weighted mix of the two models
+        assert row["random_routing"] == pytest.approx(row["local_share"] * pair["mobile_only"]
+                                                      + (1 - row["local_share"]) * pair["cloud_only"])
+    assert pair["paper"]["threshold"] == 0.5
     text = report(r)
-    assert "pool_w8" in text and "device/cloud at 0.5" in text
+    assert "pool_w8" in text and "paper's 0.5" in text and "calibrated" in text
 
 
 def _rewrite(out, copy, change):

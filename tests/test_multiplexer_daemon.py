@@ -40,7 +40,9 @@ def rule_bundle(mux_build, tmp_path_factory):
     shutil.copytree(mux_build[0], out)
     export_onnx(BrightToCloud(), torch.zeros(1, 32, 32, 3, dtype=torch.uint8), out / "multiplexer_pair.onnx",
                 "image", "weights")
-    write_manifest(out, json.loads((out / "manifest.json").read_text()))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["multiplexer"]["pair"]["threshold"] = 0.5          # the paper's, for the known rule
+    write_manifest(out, manifest)
     return out
 
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from adaptinf.toolchain.models import GLYPH_MEAN, GLYPH_STD, Preprocess, StagedModel, glyph_resnet
 
 EPS = 1e-6
+PAIR_ACCURACY_LOSS = 0.02   # the calibrated device/cloud threshold's bound vs cloud-only (as the split's)
 MIN_WIDTH = 8
 
 
@@ -293,14 +294,37 @@ def evaluate(build: PoolBuild, pair_mux: Multiplexer | None, val, test) -> dict:
            "threshold": {"value": float(best_t), "accuracy": ens_acc, "called": ens_called.tolist(),
                          "flops": ens_flops, "sweep": [[float(t), a] for t, a in sweep]}}
     if pair_mux is not None:
-        cloud = policy.to_cloud(mux_weights(pair_mux, test.images))
-        pair_correct = np.where(cloud, correct[-1], correct[0])
-        mobile_correct = correct[0]
-        out["pair"] = {"local_share": float(1 - cloud.mean()), "accuracy": float(pair_correct.mean()),
-                       "mobile_only": float(singles[0]), "cloud_only": float(singles[-1]),
-                       # the paper's true negative rate: of the frames the device gets right, the share kept local
-                       "kept_local_when_device_right": float((~cloud[mobile_correct]).mean())}
+        out["pair"] = _evaluate_pair(mux_weights(pair_mux, val.images)[:, 1], mux_weights(pair_mux, test.images)[:, 1],
+                                     p_val[[0, -1]], p_test[[0, -1]], val.labels, test.labels)
     return out
+
+
+def _evaluate_pair(w_val, w_test, p_val, p_test, y_val, y_test, accuracy_loss: float = PAIR_ACCURACY_LOSS) -> dict:
+    """Paper 001 Table I's shape: share on the device and accuracy, at the paper's 0.5 and at a
+    threshold calibrated on validation (the most local within `accuracy_loss` of cloud-only),
+    against two routings at the same share: random, and the device model's own confidence."""
+    from adaptinf.policies import multiplexer as policy
+
+    right_val, right_test = p_val.argmax(2) == y_val, p_test.argmax(2) == y_test     # (2, B): device, cloud
+    device, cloud = right_test
+
+    def at(threshold):
+        to_cloud = policy.to_cloud(np.stack([1 - w_test, w_test], 1), threshold)
+        share = float(1 - to_cloud.mean())
+        k = int(round(share * len(w_test)))
+        confident = np.zeros(len(w_test), bool)
+        confident[np.argsort(-p_test[0].max(1))[:k]] = True                  # most confident kept local
+        return {"threshold": float(threshold), "local_share": share,
+                "accuracy": float(np.where(to_cloud, cloud, device).mean()),
+                "random_routing": float(share * device.mean() + (1 - share) * cloud.mean()),
+                "confidence_routing": float(np.where(confident, device, cloud).mean()),
+                # the paper's true negative rate: of the frames the device gets right, the share kept local
+                "kept_local_when_device_right": float((~to_cloud[device]).mean()) if device.any() else 0.0}
+
+    calibrated = policy.calibrate_pair_threshold(w_val, right_val[0], right_val[1], accuracy_loss)
+    return {"mobile_only": float(device.mean()), "cloud_only": float(cloud.mean()),
+            "w_cloud_quantiles": np.quantile(w_test, [0.0, 0.1, 0.5, 0.9, 1.0]).round(4).tolist(),
+            "accuracy_loss": accuracy_loss, "paper": at(policy.DEVICE_CLOUD_THRESHOLD), "calibrated": at(calibrated)}
 
 
 def build_pair_multiplexer(build: PoolBuild, mux_train, workdir: Path, progress: bool = True) -> Multiplexer:
@@ -320,6 +344,7 @@ def write_bundle(build: PoolBuild, results: dict, out: Path, classes: tuple[str,
     """A bundle (core/bundle.py) whose models are the pool (largest first: the bundle's full
     model), the multiplexer and the pair multiplexer, with a "multiplexer" section."""
     from adaptinf.bundle import write_manifest
+    from adaptinf.policies import multiplexer as policy
 
     widths = build.config.widths
     pool = [{"name": f"pool_w{w}", "file": f"pool_w{w}.onnx", "role": "pool", "accuracy": r["accuracy"],
@@ -336,7 +361,9 @@ def write_bundle(build: PoolBuild, results: dict, out: Path, classes: tuple[str,
                 "multiplexer": {"pool": [m["name"] for m in pool], "costs": (build.flops / build.flops.min()).tolist(),
                                 "model": "multiplexer", "threshold": results["threshold"]["value"],
                                 "pair": {"model": "multiplexer_pair", "device": pool[0]["name"],
-                                         "cloud": pool[-1]["name"], "threshold": 0.5},
+                                         "cloud": pool[-1]["name"],
+                                         "threshold": results["pair"]["calibrated"]["threshold"],
+                                         "paper_threshold": policy.DEVICE_CLOUD_THRESHOLD},
                                 "results": results},
                 "data": {**data, "build_config": config_dict(build.config)}}
     return write_manifest(out, manifest)

@@ -55,9 +55,14 @@ def report(r: dict) -> str:
                  f"oracle: {r['oracle_accuracy']:.2%})")
     if "pair" in r:
         p = r["pair"]
-        lines.append(f"device/cloud at 0.5: {p['local_share']:.1%} on the device, accuracy {p['accuracy']:.2%} "
-                     f"(mobile-only {p['mobile_only']:.2%}, cloud-only {p['cloud_only']:.2%}); of the frames the "
-                     f"device gets right, {p['kept_local_when_device_right']:.1%} stay local")
+        lines.append(f"device/cloud pair (mobile-only {p['mobile_only']:.2%}, cloud-only {p['cloud_only']:.2%}; "
+                     f"w_cloud spans {p['w_cloud_quantiles'][0]:.3f}..{p['w_cloud_quantiles'][-1]:.3f}):")
+        for name, row in (("paper's 0.5", p["paper"]), (f"calibrated (<= {p['accuracy_loss']:.0%} loss on val)",
+                                                        p["calibrated"])):
+            lines.append(f"  {name:34} T={row['threshold']:.4f}: {row['local_share']:6.1%} on the device, "
+                         f"accuracy {row['accuracy']:.2%} (same share routed at random {row['random_routing']:.2%}, "
+                         f"by the device model's confidence {row['confidence_routing']:.2%}); "
+                         f"{row['kept_local_when_device_right']:.1%} of device-right frames stay local")
     return "\n".join(lines)
 
 
