@@ -301,7 +301,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def cmd_build_multiplexer(args: argparse.Namespace) -> int:
     from adaptinf.toolchain.multiplexer_build import build_and_report
 
-    return build_and_report(args.out, args.widths, args.epochs, args.mux_epochs, args.n_train, args.seed)
+    return build_and_report(args.out, args.widths, args.epochs, args.mux_epochs, args.n_train, args.seed,
+                            args.objective)
 
 
 def cmd_mcu_selftest(args: argparse.Namespace) -> int:
@@ -344,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     mux.add_argument("--epochs", type=int, default=6, help="pool training epochs")
     mux.add_argument("--mux-epochs", type=int, default=10, help="multiplexer training epochs")
     mux.add_argument("--n-train", type=int, default=8000, help="pool training frames (the multiplexer gets half)")
+    mux.add_argument("--objective", choices=("ensemble", "correctness"), default="ensemble",
+                     help="how the multiplexer learns w: eq. 7, the papers' (default), or per-model "
+                          "correctness (docs/multiplexer.md)")
     mux.add_argument("--seed", type=int, default=0)
     mux.set_defaults(func=cmd_build_multiplexer)
 

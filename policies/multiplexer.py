@@ -4,6 +4,7 @@ The multiplexer (toolchain/multiplexer.py) maps a frame to weights w over the N 
 a pool, w_i the likelihood that model i gets the frame right, scaled by its cost.
 - Algorithm 2: S = argmax(w), or S = {i : w_i > T} (the threshold ensemble; the argmax when
   nothing passes); the answer is the mean of the selected models' class probabilities.
+  Also the abstract's rule: the cheapest model with w_i > T (select_cheapest).
 - Device/cloud (paper 001): two models, the small one on the device and the large one in
   the cloud; w_cloud > 0.5 sends the frame to the cloud.
 - Costs (eq. 9-14) for a cost C that is latency or energy:
@@ -30,6 +31,18 @@ def select(w: np.ndarray, threshold: float | None = None) -> np.ndarray:
         return argmax
     above = w > threshold
     return np.where(above.any(1, keepdims=True), above, argmax)
+
+
+def select_cheapest(w: np.ndarray, threshold: float) -> np.ndarray:
+    """The abstract's rule ("the model that will consume the minimum compute resources for a
+    successful inference"): the first model, in pool order (cheapest first), whose w_i > T;
+    the argmax when none passes. Meant for w_i = P(model i is right) (objective "correctness")."""
+    w = np.atleast_2d(w)
+    above = w > threshold
+    first = np.where(above.any(1), above.argmax(1), w.argmax(1))
+    mask = np.zeros_like(w, dtype=bool)
+    mask[np.arange(len(w)), first] = True
+    return mask
 
 
 def combine(probabilities: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -28,6 +28,12 @@ def test_threshold_takes_every_model_above_it_and_falls_back_to_the_argmax():
     assert policy.select(w, threshold=0.5).tolist() == [[True, False, False], [True, False, False]]
 
 
+def test_cheapest_takes_the_first_model_in_cost_order_that_passes():
+    w = np.array([[0.2, 0.8, 0.95], [0.7, 0.9, 0.99], [0.1, 0.2, 0.3]])
+    mask = policy.select_cheapest(w, threshold=0.5)
+    assert mask.tolist() == [[False, True, False], [True, False, False], [False, False, True]]
+
+
 def test_combine_is_the_mean_of_the_selected_models_probabilities():
     probs = np.array([[[0.9, 0.1]], [[0.3, 0.7]], [[0.0, 1.0]]])        # (N=3, B=1, C=2)
     assert np.allclose(policy.combine(probs, np.array([[True, True, False]])), [[0.6, 0.4]])
@@ -127,11 +133,37 @@ def test_multiplexer_learns_which_model_is_right_on_which_frames():
     assert (chosen == np.where(bright, 0, 1)).mean() > 0.9
 
 
+def test_correctness_objective_learns_each_models_chance_of_being_right():
+    """w_i = sigmoid(s_i) trained on 'is model i right': on bright frames model 0 always is."""
+    rng = np.random.default_rng(0)
+    n = 512
+    bright = rng.random(n) < 0.5
+    images = (np.where(bright[:, None, None, None], 190, 50) + rng.integers(-30, 30, (n, 32, 32, 3)))
+    images = images.clip(0, 255).astype(np.uint8)
+    labels = np.zeros(n, np.int64)
+    probs = np.zeros((2, n, 2), np.float32)
+    probs[0, :, 0] = np.where(bright, 0.9, 0.1)          # model 0: right on bright frames only
+    probs[0, :, 1] = 1 - probs[0, :, 0]
+    probs[1, :, 0] = 0.8                                  # model 1: always right
+    probs[1, :, 1] = 0.2
+    config = mux.MuxConfig(widths=(8, 16), mux_epochs=8, batch_size=64, objective="correctness")
+    embeds = np.tile(np.eye(2, config.projection_dim, dtype=np.float32)[:, None, :], (1, n, 1))
+    m = mux.Multiplexer(2, np.ones(2), config.meta_features, config.projection_dim, "correctness")
+    mux.train_multiplexer(m, images, labels, probs, embeds, config, progress=False)
+    w = mux.mux_weights(m, images)
+    assert w[bright, 0].mean() > 0.8 and w[~bright, 0].mean() < 0.2 and w[:, 1].mean() > 0.8
+    # the pair's one value: w_cloud = 1 - P(the device's model is right)
+    pair = mux.mux_weights(m, images, pair=True)
+    assert np.allclose(pair[:, 1], 1 - w[:, 0], atol=1e-6)
+
+
 def test_pool_config_rejects_what_cannot_train():
     with pytest.raises(ValueError, match=">= 8"):
         mux.MuxConfig(widths=(4, 8))
     with pytest.raises(ValueError, match="two models"):
         mux.MuxConfig(widths=(16,))
+    with pytest.raises(ValueError, match="objective"):
+        mux.MuxConfig(objective="vibes")
 
 
 # ---- the whole of Algorithm 1, tiny, into a bundle -----------------------------------------------
@@ -160,6 +192,7 @@ def test_results_account_flops_by_eq_14_and_report_them(mux_build):
     _, r = mux_build
     flops = np.array([m["flops"] for m in r["models"]])
     assert sum(r["argmax"]["called"]) == pytest.approx(1.0)     # argmax: exactly one model a frame
+    assert sum(r["cheapest"]["called"]) == pytest.approx(1.0)   # so is the cheapest that passes
     assert r["argmax"]["flops"] == pytest.approx(np.dot(r["argmax"]["called"], flops) + r["multiplexer_flops"])
     assert sum(r["threshold"]["called"]) >= 1.0 - 1e-9           # threshold: one or more
     assert r["threshold"]["value"] in [t for t, _ in r["threshold"]["sweep"]]

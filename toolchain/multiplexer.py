@@ -35,6 +35,7 @@ from adaptinf.toolchain.models import GLYPH_MEAN, GLYPH_STD, Preprocess, StagedM
 EPS = 1e-6
 PAIR_ACCURACY_LOSS = 0.02   # the calibrated device/cloud threshold's bound vs cloud-only (as the split's)
 MIN_WIDTH = 8
+OBJECTIVES = ("ensemble", "correctness")   # how the multiplexer learns w (Multiplexer)
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,12 @@ class MuxConfig:
     mux_epochs: int = 10                     # step 2
     lr: float = 3e-3
     batch_size: int = 128
+    objective: str = "ensemble"              # or "correctness" (Multiplexer)
     seed: int = 0
 
     def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if len(self.widths) < 2:
             raise ValueError("a pool needs at least two models")
         if min(self.widths) < MIN_WIDTH:
@@ -95,10 +99,19 @@ def contrastive_loss(projected: list[torch.Tensor], correct: torch.Tensor) -> to
 
 
 class Multiplexer(nn.Module):
-    """4 conv layers -> meta-features m; w = softmax(V m / c) (eq. 5-6); q = normalize(P m) (eq. 8)."""
+    """4 conv layers -> meta-features m; scores s = V m / c (eq. 5); q = normalize(P m) (eq. 8).
 
-    def __init__(self, n_models: int, costs: np.ndarray, meta_features: int = 32, projection_dim: int = 32):
+    objective "ensemble" (eq. 6-7, the papers'): w = softmax(s), trained as the stacked
+    ensemble's likelihood. "correctness": w_i = sigmoid(s_i), trained by binary cross-entropy
+    on whether model i is right: the papers' stated meaning of w_i, trained directly
+    (docs/multiplexer.md measures both)."""
+
+    def __init__(self, n_models: int, costs: np.ndarray, meta_features: int = 32, projection_dim: int = 32,
+                 objective: str = "ensemble"):
         super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        self.objective = objective
         self.preprocess = Preprocess(GLYPH_MEAN, GLYPH_STD)
         layers, cin = [], 3
         for cout in (8, 16, 32, meta_features):
@@ -109,21 +122,35 @@ class Multiplexer(nn.Module):
         self.register_buffer("costs", torch.as_tensor(np.asarray(costs, np.float32)))
         self.projection = nn.Linear(meta_features, projection_dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s = V m / c, m)."""
         m = self.features(self.preprocess(x))
-        w = torch.softmax(self.aggregator(m) / self.costs, dim=1)
+        return self.aggregator(m) / self.costs, m
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s, m = self.scores(x)
+        w = torch.softmax(s, dim=1) if self.objective == "ensemble" else torch.sigmoid(s)
         return w, F.normalize(self.projection(m), dim=1)
 
 
-class WeightsOnly(nn.Module):
-    """What the bundle stores: frame -> w."""
+def pair_weights(w: torch.Tensor) -> torch.Tensor:
+    """The device/cloud multiplexer's output, [w_device, w_cloud = 1 - w_device]: the paper's one
+    value in [0, 1] (1: the cloud). Under "ensemble" this is w itself (a softmax over two); under
+    "correctness" w_cloud = 1 - P(the device's model is right)."""
+    return torch.cat([w[:, :1], 1.0 - w[:, :1]], dim=1)
 
-    def __init__(self, mux: Multiplexer):
+
+class WeightsOnly(nn.Module):
+    """What the bundle stores: frame -> w (pair: [w_device, w_cloud])."""
+
+    def __init__(self, mux: Multiplexer, pair: bool = False):
         super().__init__()
         self.mux = mux
+        self.pair = pair
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mux(x)[0]
+        w = self.mux(x)[0]
+        return pair_weights(w) if self.pair else w
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator):
@@ -185,6 +212,7 @@ def train_multiplexer(mux: Multiplexer, images: np.ndarray, labels: np.ndarray, 
     x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels)
     p_all = torch.from_numpy(probs).permute(1, 0, 2)        # (B, N, C)
     e_all = torch.from_numpy(embeds).permute(1, 0, 2)       # (B, N, P)
+    right_all = (p_all.argmax(2) == y_all.view(-1, 1)).float()   # (B, N): is model i right
     steps = config.mux_epochs * ((len(labels) + config.batch_size - 1) // config.batch_size)
     optimiser = torch.optim.Adam(mux.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=steps, pct_start=0.15)
@@ -194,10 +222,14 @@ def train_multiplexer(mux: Multiplexer, images: np.ndarray, labels: np.ndarray, 
               leave=False) as bar:
         for _ in range(config.mux_epochs):
             for index in _batches(len(labels), config.batch_size, generator):
-                w, q = mux(x_all[index])
-                p_true = p_all[index, :, :].gather(2, y_all[index].view(-1, 1, 1).expand(-1, p_all.shape[1], 1))
-                ensemble = (w * p_true.squeeze(2)).sum(1)                          # y_ENS at the true class
-                l_mux = -torch.log(ensemble + EPS).mean()                          # eq. 7
+                s, m = mux.scores(x_all[index])
+                q = F.normalize(mux.projection(m), dim=1)
+                if mux.objective == "ensemble":
+                    p_true = p_all[index].gather(2, y_all[index].view(-1, 1, 1).expand(-1, p_all.shape[1], 1))
+                    ensemble = (torch.softmax(s, 1) * p_true.squeeze(2)).sum(1)   # y_ENS at the true class
+                    l_mux = -torch.log(ensemble + EPS).mean()                      # eq. 7
+                else:
+                    l_mux = F.binary_cross_entropy_with_logits(s, right_all[index])
                 l_distill = cosine_distance(q.unsqueeze(1), e_all[index]).sum(1).mean()   # eq. 8
                 loss = l_mux + config.distill_weight * l_distill
                 optimiser.zero_grad(set_to_none=True)
@@ -210,9 +242,10 @@ def train_multiplexer(mux: Multiplexer, images: np.ndarray, labels: np.ndarray, 
 
 
 @torch.no_grad()
-def mux_weights(mux: Multiplexer, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    mux.eval()
-    return torch.cat([mux(torch.from_numpy(images[i:i + batch_size]))[0]
+def mux_weights(mux: Multiplexer, images: np.ndarray, batch_size: int = 512, pair: bool = False) -> np.ndarray:
+    """w for every frame, as the exported graph computes it (WeightsOnly)."""
+    model = WeightsOnly(mux, pair).eval()
+    return torch.cat([model(torch.from_numpy(images[i:i + batch_size]))
                       for i in range(0, len(images), batch_size)]).numpy()
 
 
@@ -255,7 +288,8 @@ def build_pool(pool_train, mux_train, num_classes: int, config: MuxConfig, workd
     flops = np.array([_flops(_LogitsOnly(m), workdir / f"pool_w{w}.onnx", "logits")
                       for m, w in zip(members, config.widths)], np.int64)
     probs, embeds = pool_outputs(members, heads, mux_train.images)
-    mux = Multiplexer(len(members), flops / flops.min(), config.meta_features, config.projection_dim)
+    mux = Multiplexer(len(members), flops / flops.min(), config.meta_features, config.projection_dim,
+                      config.objective)
     train_multiplexer(mux, mux_train.images, mux_train.labels, probs, embeds, config, progress)
     mux_flops = _flops(WeightsOnly(mux), workdir / "multiplexer.onnx", "weights")
     return PoolBuild(members, heads, mux, flops, mux_flops, config)
@@ -267,8 +301,10 @@ def config_dict(config: MuxConfig) -> dict:
 
 # ---- evaluation, and the bundle -----------------------------------------------------------
 def evaluate(build: PoolBuild, pair_mux: Multiplexer | None, val, test) -> dict:
-    """Accuracy and FLOPs of every model alone and multiplexed (argmax; threshold ensemble with T
-    swept on validation; the device/cloud pair at 0.5), on the test split (eq. 14 for FLOPs)."""
+    """Accuracy and FLOPs of every model alone and multiplexed, on the test split (eq. 14 for
+    FLOPs, the multiplexer included): Algorithm 2's argmax, its threshold ensemble (T best on
+    validation), the cheapest model with w_i > T (T: fewest FLOPs within PAIR_ACCURACY_LOSS of
+    the largest model on validation), and the device/cloud pair (_evaluate_pair)."""
     from adaptinf.policies import multiplexer as policy
 
     p_val, _ = pool_outputs(build.members, build.heads, val.images)
@@ -277,24 +313,35 @@ def evaluate(build: PoolBuild, pair_mux: Multiplexer | None, val, test) -> dict:
     correct = p_test.argmax(2) == test.labels                       # (N, B)
     singles = correct.mean(1)
 
-    def run(w, probs, labels, threshold):
-        mask = policy.select(w, threshold)
+    def run(w, probs, labels, threshold, cheapest=False):
+        mask = policy.select_cheapest(w, threshold) if cheapest else policy.select(w, threshold)
         accuracy = float((policy.combine(probs, mask).argmax(1) == labels).mean())
         called = mask.mean(0)
         return accuracy, called, policy.cloud_pool_cost(called, build.flops) + build.mux_flops
 
-    sweep = [(t, run(w_val, p_val, val.labels, t)[0]) for t in np.round(np.arange(0.05, 0.96, 0.01), 2)]
+    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    sweep = [(t, run(w_val, p_val, val.labels, t)[0]) for t in grid]
     best_t = max(sweep, key=lambda s: s[1])[0]
     argmax_acc, argmax_called, argmax_flops = run(w_test, p_test, test.labels, None)
     ens_acc, ens_called, ens_flops = run(w_test, p_test, test.labels, best_t)
+    # the cheapest model with w_i > T, T the fewest FLOPs within PAIR_ACCURACY_LOSS of the largest (on val)
+    target = (p_val[-1].argmax(1) == val.labels).mean() - PAIR_ACCURACY_LOSS
+    cheap_sweep = [(t, *run(w_val, p_val, val.labels, t, cheapest=True)) for t in grid]
+    meeting = [s for s in cheap_sweep if s[1] >= target]
+    cheap_t = (min(meeting, key=lambda s: s[3]) if meeting else max(cheap_sweep, key=lambda s: s[1]))[0]
+    cheap_acc, cheap_called, cheap_flops = run(w_test, p_test, test.labels, cheap_t, cheapest=True)
     out = {"models": [{"width": w, "accuracy": float(a), "flops": int(f)}
                       for w, a, f in zip(build.config.widths, singles, build.flops)],
+           "objective": build.config.objective,
            "multiplexer_flops": build.mux_flops, "oracle_accuracy": float(correct.any(0).mean()),
            "argmax": {"accuracy": argmax_acc, "called": argmax_called.tolist(), "flops": argmax_flops},
            "threshold": {"value": float(best_t), "accuracy": ens_acc, "called": ens_called.tolist(),
-                         "flops": ens_flops, "sweep": [[float(t), a] for t, a in sweep]}}
+                         "flops": ens_flops, "sweep": [[float(t), a] for t, a in sweep]},
+           "cheapest": {"value": float(cheap_t), "accuracy": cheap_acc, "called": cheap_called.tolist(),
+                        "flops": cheap_flops, "accuracy_loss": PAIR_ACCURACY_LOSS}}
     if pair_mux is not None:
-        out["pair"] = _evaluate_pair(mux_weights(pair_mux, val.images)[:, 1], mux_weights(pair_mux, test.images)[:, 1],
+        out["pair"] = _evaluate_pair(mux_weights(pair_mux, val.images, pair=True)[:, 1],
+                                     mux_weights(pair_mux, test.images, pair=True)[:, 1],
                                      p_val[[0, -1]], p_test[[0, -1]], val.labels, test.labels)
     return out
 
@@ -333,9 +380,10 @@ def build_pair_multiplexer(build: PoolBuild, mux_train, workdir: Path, progress:
     probs, embeds = pool_outputs([build.members[i] for i in pair], nn.ModuleList(build.heads[i] for i in pair),
                                  mux_train.images)
     flops = build.flops[pair]
-    mux = Multiplexer(2, flops / flops.min(), build.config.meta_features, build.config.projection_dim)
+    mux = Multiplexer(2, flops / flops.min(), build.config.meta_features, build.config.projection_dim,
+                      build.config.objective)
     train_multiplexer(mux, mux_train.images, mux_train.labels, probs, embeds, build.config, progress)
-    _flops(WeightsOnly(mux), Path(workdir) / "multiplexer_pair.onnx", "weights")
+    _flops(WeightsOnly(mux, pair=True), Path(workdir) / "multiplexer_pair.onnx", "weights")
     return mux
 
 
@@ -360,6 +408,7 @@ def write_bundle(build: PoolBuild, results: dict, out: Path, classes: tuple[str,
                 "models": models,
                 "multiplexer": {"pool": [m["name"] for m in pool], "costs": (build.flops / build.flops.min()).tolist(),
                                 "model": "multiplexer", "threshold": results["threshold"]["value"],
+                                "objective": build.config.objective,
                                 "pair": {"model": "multiplexer_pair", "device": pool[0]["name"],
                                          "cloud": pool[-1]["name"],
                                          "threshold": results["pair"]["calibrated"]["threshold"],
