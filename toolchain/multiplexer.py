@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from adaptinf.toolchain.models import GLYPH_MEAN, GLYPH_STD, Preprocess, StagedModel, glyph_resnet
+from adaptinf.toolchain.training import fit
 
 EPS = 1e-6
 PAIR_ACCURACY_LOSS = 0.02   # the calibrated device/cloud threshold's bound vs cloud-only (as the split's)
@@ -153,38 +153,24 @@ class WeightsOnly(nn.Module):
         return pair_weights(w) if self.pair else w
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator):
-    order = torch.randperm(n, generator=generator)
-    for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
-
-
 def train_pool(members: list[PoolMember], heads: nn.ModuleList, images: np.ndarray, labels: np.ndarray,
                config: MuxConfig, progress: bool = True) -> None:
     """Algorithm 1, lines 3-9: every model's L_ce plus the shared contrastive loss."""
     x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels)
-    params = [p for m in members for p in m.parameters()] + list(heads.parameters())
-    steps = config.epochs * ((len(labels) + config.batch_size - 1) // config.batch_size)
-    optimiser = torch.optim.Adam(params, lr=config.lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=steps, pct_start=0.15)
-    generator = torch.Generator().manual_seed(config.seed)
+
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        x, y = x_all[index], y_all[index]
+        outputs = [m(x) for m in members]
+        ce = sum(F.cross_entropy(logits, y) for logits, _ in outputs)
+        correct = torch.stack([logits.argmax(1) == y for logits, _ in outputs], 1)
+        projected = [F.normalize(h(g), dim=1) for h, (_, g) in zip(heads, outputs)]
+        return ce + config.contrastive_weight * contrastive_loss(projected, correct)
+
     for m in members:
         m.train()
-    with tqdm(total=steps, desc="pool (CE + contrastive)", unit="step", disable=not progress, leave=False) as bar:
-        for _ in range(config.epochs):
-            for index in _batches(len(labels), config.batch_size, generator):
-                x, y = x_all[index], y_all[index]
-                outputs = [m(x) for m in members]
-                ce = sum(F.cross_entropy(logits, y) for logits, _ in outputs)
-                correct = torch.stack([logits.argmax(1) == y for logits, _ in outputs], 1)
-                projected = [F.normalize(h(g), dim=1) for h, (_, g) in zip(heads, outputs)]
-                loss = ce + config.contrastive_weight * contrastive_loss(projected, correct)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                bar.update()
+    fit([p for m in members for p in m.parameters()] + list(heads.parameters()), len(labels), batch_loss,
+        epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
+        desc="pool (CE + contrastive)", progress=progress)
     for m in members:
         m.eval()
 
@@ -213,31 +199,22 @@ def train_multiplexer(mux: Multiplexer, images: np.ndarray, labels: np.ndarray, 
     p_all = torch.from_numpy(probs).permute(1, 0, 2)        # (B, N, C)
     e_all = torch.from_numpy(embeds).permute(1, 0, 2)       # (B, N, P)
     right_all = (p_all.argmax(2) == y_all.view(-1, 1)).float()   # (B, N): is model i right
-    steps = config.mux_epochs * ((len(labels) + config.batch_size - 1) // config.batch_size)
-    optimiser = torch.optim.Adam(mux.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=steps, pct_start=0.15)
-    generator = torch.Generator().manual_seed(config.seed + 1)
+
+    def batch_loss(index: torch.Tensor) -> torch.Tensor:
+        s, m = mux.scores(x_all[index])
+        q = F.normalize(mux.projection(m), dim=1)
+        if mux.objective == "ensemble":
+            p_true = p_all[index].gather(2, y_all[index].view(-1, 1, 1).expand(-1, p_all.shape[1], 1))
+            ensemble = (torch.softmax(s, 1) * p_true.squeeze(2)).sum(1)   # y_ENS at the true class
+            l_mux = -torch.log(ensemble + EPS).mean()                      # eq. 7
+        else:
+            l_mux = F.binary_cross_entropy_with_logits(s, right_all[index])
+        l_distill = cosine_distance(q.unsqueeze(1), e_all[index]).sum(1).mean()   # eq. 8
+        return l_mux + config.distill_weight * l_distill
+
     mux.train()
-    with tqdm(total=steps, desc="multiplexer (mux + distill)", unit="step", disable=not progress,
-              leave=False) as bar:
-        for _ in range(config.mux_epochs):
-            for index in _batches(len(labels), config.batch_size, generator):
-                s, m = mux.scores(x_all[index])
-                q = F.normalize(mux.projection(m), dim=1)
-                if mux.objective == "ensemble":
-                    p_true = p_all[index].gather(2, y_all[index].view(-1, 1, 1).expand(-1, p_all.shape[1], 1))
-                    ensemble = (torch.softmax(s, 1) * p_true.squeeze(2)).sum(1)   # y_ENS at the true class
-                    l_mux = -torch.log(ensemble + EPS).mean()                      # eq. 7
-                else:
-                    l_mux = F.binary_cross_entropy_with_logits(s, right_all[index])
-                l_distill = cosine_distance(q.unsqueeze(1), e_all[index]).sum(1).mean()   # eq. 8
-                loss = l_mux + config.distill_weight * l_distill
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                bar.update()
+    fit(mux.parameters(), len(labels), batch_loss, epochs=config.mux_epochs, lr=config.lr,
+        batch_size=config.batch_size, seed=config.seed + 1, desc="multiplexer (mux + distill)", progress=progress)
     mux.eval()
 
 
@@ -338,7 +315,7 @@ def evaluate(build: PoolBuild, pair_mux: Multiplexer | None, val, test) -> dict:
            "threshold": {"value": float(best_t), "accuracy": ens_acc, "called": ens_called.tolist(),
                          "flops": ens_flops, "sweep": [[float(t), a] for t, a in sweep]},
            "cheapest": {"value": float(cheap_t), "accuracy": cheap_acc, "called": cheap_called.tolist(),
-                        "flops": cheap_flops, "accuracy_loss": PAIR_ACCURACY_LOSS}}
+                        "flops": cheap_flops, "accuracy_loss": PAIR_ACCURACY_LOSS, "met_bound": bool(meeting)}}
     if pair_mux is not None:
         out["pair"] = _evaluate_pair(mux_weights(pair_mux, val.images, pair=True)[:, 1],
                                      mux_weights(pair_mux, test.images, pair=True)[:, 1],

@@ -55,7 +55,10 @@ def report(r: dict) -> str:
                      f"{row['accuracy'] - best['accuracy']:+.2%} vs the best single model, "
                      f"{largest['flops'] / row['flops']:.2f}x fewer FLOPs than the largest")
     lines.append(f"(multiplexer itself: {r['multiplexer_flops'] / 1e6:.2f} MFLOPs, included; "
-                 f"oracle: {r['oracle_accuracy']:.2%})")
+                 f"oracle: {r['oracle_accuracy']:.2%}; cheapest: T " +
+                 (f"with the fewest FLOPs within {r['cheapest']['accuracy_loss']:.0%} of the largest on validation)"
+                  if r["cheapest"]["met_bound"] else
+                  f"best on validation: none came within {r['cheapest']['accuracy_loss']:.0%} of the largest)"))
     if "pair" in r:
         p = r["pair"]
         lines.append(f"device/cloud pair (mobile-only {p['mobile_only']:.2%}, cloud-only {p['cloud_only']:.2%}; "

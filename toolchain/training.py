@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -13,32 +15,39 @@ def set_seed(seed: int) -> None:
     np.random.seed(seed)
 
 
-def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: int,
-          lr: float = 3e-3, batch_size: int = 128, seed: int = 0, desc: str = "train",
-          progress: bool = True) -> None:
-    """Adam with a cosine schedule; images are uint8 NHWC (the model preprocesses)."""
+def fit(params, n: int, batch_loss: Callable[[torch.Tensor], torch.Tensor], *, epochs: int, lr: float = 3e-3,
+        batch_size: int = 128, seed: int = 0, desc: str = "train", progress: bool = True) -> None:
+    """The one training loop: Adam with a one-cycle schedule over `epochs` shuffled passes of
+    n examples; batch_loss(indices) returns the loss of that batch."""
     if epochs <= 0:
         return
     generator = torch.Generator().manual_seed(seed)
-    x_all = torch.from_numpy(images)
-    y_all = torch.from_numpy(labels)
-    steps = epochs * ((len(labels) + batch_size - 1) // batch_size)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * ((n + batch_size - 1) // batch_size)
+    optimiser = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.15)
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
     with tqdm(total=steps, desc=desc, unit="step", disable=not progress, leave=False) as bar:
         for _ in range(epochs):
-            order = torch.randperm(len(labels), generator=generator)
-            for start in range(0, len(labels), batch_size):
-                index = order[start:start + batch_size]
-                loss = loss_fn(model(x_all[index]), y_all[index])
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, batch_size):
+                loss = batch_loss(order[start:start + batch_size])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
                 schedule.step()
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
                 bar.update()
+
+
+def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: int,
+          lr: float = 3e-3, batch_size: int = 128, seed: int = 0, desc: str = "train",
+          progress: bool = True) -> None:
+    """Cross-entropy classification; images are uint8 NHWC (the model preprocesses)."""
+    x_all = torch.from_numpy(images)
+    y_all = torch.from_numpy(labels)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    fit(model.parameters(), len(labels), lambda index: loss_fn(model(x_all[index]), y_all[index]), epochs=epochs,
+        lr=lr, batch_size=batch_size, seed=seed, desc=desc, progress=progress)
     model.eval()
 
 
