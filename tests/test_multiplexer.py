@@ -234,3 +234,22 @@ def test_bundle_reads_the_multiplexer_section_and_rejects_a_broken_one(mux_build
     unknown = _rewrite(out, tmp_path / "b", lambda m: m["multiplexer"].update(model="nope"))
     with pytest.raises(BundleError, match="'nope'"):
         load_bundle(unknown)
+
+
+def test_table_bench_rows_follow_eq_9_to_13(mux_build, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "multiplexer_table.py"
+    spec = importlib.util.spec_from_file_location("multiplexer_table", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out, _ = mux_build
+    assert bench.main(["--bundle", str(out), "--runs", "3", "--json", str(tmp_path / "rows.json")]) == 0
+    mobile, cloud, *hybrids = json.loads((tmp_path / "rows.json").read_text())
+    assert mobile["local"] == 1.0 and cloud["local"] == 0.0
+    for row in hybrids:
+        # eq. 13 mixes eq. 11 and eq. 12: each within the multiplexer's cost of the two extremes
+        low, high = sorted((mobile["latency_s"], cloud["latency_s"]))
+        assert low <= row["latency_s"] <= high + 0.01
+        assert 0.0 <= row["local"] <= 1.0
