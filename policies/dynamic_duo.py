@@ -1,0 +1,128 @@
+"""Dynamic Duo (thesis ch.6): a little CNN answers, and a big one recovers when the little
+one is not confident.
+
+Everything here works on the validation outputs stored per model (confidence, predicted
+class, right or wrong), so it is pure numpy: the toolchain, the benchmark and a run-time
+policy share it.
+- Recovery: a frame whose little-model confidence is below the threshold of its predicted
+  class goes to the big model. The recovery rate P_r is the share of such frames.
+- Single threshold (6.4.2): the lowest threshold, and so the fewest recoveries, at which
+  the pair still reaches the target accuracy.
+- Per-class thresholds (6.4.2's heuristic for a multiple-choice knapsack): first, each
+  class's threshold that maximises the correct answers among frames predicted as that
+  class; then all thresholds are lowered in equal steps while the pair still reaches the
+  target.
+- Pair selection (6.4.1, 6.4.3): E_pair = E_little + E_big x P_r (and L likewise) for
+  each pair that meets the target, then the cheapest. The exhaustive search tries every
+  pair. The heuristic fixes the big model as the cheapest one at or above the target,
+  and tries as littles only the top-k by odd-subset size (frames the little gets right
+  and the big gets wrong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+STEPS = 100   # threshold grid: confidences are softmax maxima in [1/C, 1]
+
+
+@dataclass(frozen=True, eq=False)   # arrays: compare fields, not objects
+class ModelOutputs:
+    """One model on the validation split."""
+
+    name: str
+    confidence: np.ndarray     # (B,) max softmax probability
+    predicted: np.ndarray      # (B,) argmax class
+    right: np.ndarray          # (B,) bool
+    cost: float                # energy (J) or latency (s) per frame; the choice is the caller's
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.right.mean())
+
+
+@dataclass(frozen=True, eq=False)
+class Probe:
+    """The confidence probe: recover when confidence < thresholds[predicted class]."""
+
+    thresholds: np.ndarray     # (C,)
+
+    def recover(self, confidence: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        return confidence < self.thresholds[predicted]
+
+
+def pair_accuracy(little: ModelOutputs, big: ModelOutputs, recovered: np.ndarray) -> float:
+    return float(np.where(recovered, big.right, little.right).mean())
+
+
+def single_threshold(little: ModelOutputs, big: ModelOutputs, target: float, num_classes: int) -> Probe | None:
+    """The lowest threshold whose pair accuracy reaches `target`; None if even recovering
+    every frame does not."""
+    for t in np.linspace(0.0, 1.0, STEPS + 1):
+        if pair_accuracy(little, big, little.confidence < t) >= target:
+            return Probe(np.full(num_classes, t))
+    return Probe(np.full(num_classes, np.inf)) if big.accuracy >= target else None
+
+
+def per_class_thresholds(little: ModelOutputs, big: ModelOutputs, target: float, num_classes: int) -> Probe | None:
+    """6.4.2's heuristic: each class's best threshold, then all lowered together in equal
+    steps while the pair still reaches `target`."""
+    grid = np.linspace(0.0, 1.0, STEPS + 1)
+    best = np.zeros(num_classes)
+    for c in range(num_classes):
+        mine = little.predicted == c
+        if not mine.any():
+            continue
+        correct = [np.where(little.confidence[mine] < t, big.right[mine], little.right[mine]).sum() for t in grid]
+        best[c] = grid[int(np.argmax(correct))]          # the lowest threshold with the most right
+    if pair_accuracy(little, big, Probe(best).recover(little.confidence, little.predicted)) < target:
+        return None
+    probe = Probe(best)
+    for step in range(1, STEPS + 1):
+        lowered = Probe(np.clip(best - step / STEPS, 0.0, None))
+        if pair_accuracy(little, big, lowered.recover(little.confidence, little.predicted)) < target:
+            break
+        probe = lowered
+    return probe
+
+
+@dataclass(frozen=True)
+class Pair:
+    little: str
+    big: str
+    probe: Probe
+    recovery_rate: float
+    accuracy: float
+    cost: float                # E_pair (or L_pair) = cost_little + cost_big x P_r
+    odd_share: float           # little right, big wrong
+
+
+def evaluate_pair(little: ModelOutputs, big: ModelOutputs, target: float, num_classes: int,
+                  per_class: bool = True) -> Pair | None:
+    probe = (per_class_thresholds if per_class else single_threshold)(little, big, target, num_classes)
+    if probe is None:
+        return None
+    recovered = probe.recover(little.confidence, little.predicted)
+    p_r = float(recovered.mean())
+    return Pair(little.name, big.name, probe, p_r, pair_accuracy(little, big, recovered),
+                little.cost + big.cost * p_r, float((little.right & ~big.right).mean()))
+
+
+def select_pair(pool: list[ModelOutputs], target: float, num_classes: int, exhaustive: bool = True,
+                top_k: int = 3, per_class: bool = True) -> Pair | None:
+    """The cheapest pair (E_pair) meeting `target`; a little is always cheaper than its big."""
+    if exhaustive:
+        bigs = pool
+    else:
+        meeting = [m for m in pool if m.accuracy >= target]
+        bigs = [min(meeting, key=lambda m: m.cost)] if meeting else []
+    pairs = []
+    for big in bigs:
+        littles = [m for m in pool if m.cost < big.cost]
+        if not exhaustive:
+            littles = sorted(littles, key=lambda m: -(m.right & ~big.right).mean())[:top_k]
+        pairs += [p for little in littles
+                  if (p := evaluate_pair(little, big, target, num_classes, per_class)) is not None]
+    return min(pairs, key=lambda p: p.cost) if pairs else None
