@@ -18,6 +18,11 @@ manifest.json, version 1:
                    "pair": {"model": <the device/cloud multiplexer>, "device": <pool model>,
                             "cloud": <pool model: the bundle's full model>, "threshold": 0.5}}
                   (optional: papers 000/001, made by `adaptinf build multiplexer`),
+   "dynamic_duo": {"little": <model>, "big": <the bundle's full model>, "thresholds": [one per class],
+                   "power_saving_thresholds": [one per class], "target_accuracy", "recovery_rate",
+                   "power_saving_recovery_rate", "confidence": {model: {"bins", "correct",
+                   "correctable", "uncorrectable"}}}
+                  (optional: thesis ch.6, added by `adaptinf build duo`),
    "data": {...provenance...},
    "files": {relative path: {"sha256", "bytes"}}}
 
@@ -114,6 +119,19 @@ class MultiplexerSpec:
 
 
 @dataclass(frozen=True)
+class DynamicDuoSpec:
+    """Thesis ch.6: `little` answers; below its class's threshold, `big` recovers."""
+
+    little: str
+    big: str
+    thresholds: tuple[float, ...]
+    power_saving_thresholds: tuple[float, ...]
+    target_accuracy: float
+    recovery_rate: float                  # on validation, with `thresholds`
+    power_saving_recovery_rate: float     # with `power_saving_thresholds`
+
+
+@dataclass(frozen=True)
 class Bundle:
     root: Path
     name: str
@@ -124,6 +142,7 @@ class Bundle:
     manifest_sha256: str
     data: dict = field(default_factory=dict)
     multiplexer: MultiplexerSpec | None = None
+    dynamic_duo: DynamicDuoSpec | None = None
 
     def path(self, relative: str) -> Path:
         return self.root / relative
@@ -235,10 +254,13 @@ def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
         if split.model not in {m.name for m in models}:
             raise BundleError(f"manifest: split.model {split.model!r} is not one of the bundle's models")
     multiplexer = _parse_multiplexer(raw["multiplexer"], models, split.model if split else models[0].name) if raw.get("multiplexer") is not None else None
+    classes = tuple(_require(raw, "classes", list, "manifest"))
+    duo = (_parse_dynamic_duo(raw["dynamic_duo"], models, split.model if split else models[0].name, len(classes))
+           if raw.get("dynamic_duo") is not None else None)
     bundle = Bundle(root=root, name=_require(raw, "name", str, "manifest"),
-                    classes=tuple(_require(raw, "classes", list, "manifest")), input=_parse_input(raw.get("input")),
+                    classes=classes, input=_parse_input(raw.get("input")),
                     models=models, split=split, manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),
-                    data=raw.get("data", {}), multiplexer=multiplexer)
+                    data=raw.get("data", {}), multiplexer=multiplexer, dynamic_duo=duo)
     if verify:
         _verify_files(bundle, files)
     return bundle
@@ -261,6 +283,28 @@ def _parse_multiplexer(raw: dict, models: tuple[ModelEntry, ...], full: str) -> 
     if pair.cloud != full:
         # the cloud worker serves the bundle's full model: the pair's cloud model must be it
         raise BundleError(f"manifest: multiplexer.pair.cloud {pair.cloud!r} is not the bundle's full model {full!r}")
+    return spec
+
+
+def _parse_dynamic_duo(raw: dict, models: tuple[ModelEntry, ...], full: str, num_classes: int) -> DynamicDuoSpec:
+    where = "dynamic_duo"
+    thresholds = {}
+    for key in ("thresholds", "power_saving_thresholds"):
+        values = _require(raw, key, list, where)
+        if len(values) != num_classes or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 and 0.0 <= v <= 1.0 for v in values):
+            raise BundleError(f"manifest: {where}.{key} must be {num_classes} numbers in [0, 1], one per class")
+        thresholds[key] = tuple(float(v) for v in values)
+    spec = DynamicDuoSpec(little=_require(raw, "little", str, where), big=_require(raw, "big", str, where),
+                          target_accuracy=float(_require(raw, "target_accuracy", (int, float), where)),
+                          recovery_rate=float(_require(raw, "recovery_rate", (int, float), where)),
+                          power_saving_recovery_rate=float(_require(raw, "power_saving_recovery_rate", (int, float),
+                                                                    where)), **thresholds)
+    if spec.little not in {m.name for m in models}:
+        raise BundleError(f"manifest: {where}.little {spec.little!r} is not one of the bundle's models")
+    if spec.big != full:
+        # recovery runs the full model, on the device or in the cloud worker
+        raise BundleError(f"manifest: {where}.big {spec.big!r} is not the bundle's full model {full!r}")
     return spec
 
 

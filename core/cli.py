@@ -305,6 +305,12 @@ def cmd_build_multiplexer(args: argparse.Namespace) -> int:
                             args.objective)
 
 
+def cmd_build_duo(args: argparse.Namespace) -> int:
+    from adaptinf.toolchain.duo_build import configure_and_report
+
+    return configure_and_report(args.bundle)
+
+
 def cmd_mcu_selftest(args: argparse.Namespace) -> int:
     from adaptinf.mcu_selftest import selftest
 
@@ -350,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
                           "correctness (docs/multiplexer.md)")
     mux.add_argument("--seed", type=int, default=0)
     mux.set_defaults(func=cmd_build_multiplexer)
+
+    duo = build.add_parser("duo", help="configure Dynamic Duo (thesis ch.6) on a pool bundle, in place")
+    duo.add_argument("--bundle", required=True, type=Path, help="a bundle from `adaptinf build multiplexer`")
+    duo.set_defaults(func=cmd_build_duo)
 
     plan = sub.add_parser("plan", help="the plan the daemon would choose under given conditions")
     plan.add_argument("--profile", required=True, type=Path)

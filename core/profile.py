@@ -79,6 +79,10 @@ class Profile:
                 return p
         raise KeyError(name)
 
+    def has(self, name: str) -> bool:
+        """Whether the profile measured this partition (no cloud configured: no cloud-only)."""
+        return any(p.name == name for p in self.partitions)
+
     def to_json(self) -> dict[str, Any]:
         out = dict(self.extra)
         out.update(version=self.version, bundle=self.bundle, device=self.device,

@@ -147,7 +147,7 @@ class Executor:
         if measured is not None:
             idle = (self.power.idle_power_w or 0.0) * (end - run_start)
             return measured + radio_j, f"sensor:{self.power.source.name}" + ("+radio-model" if radio_j else ""), idle
-        compute_s = stages.get("mux", 0.0) + stages.get("device", 0.0) + stages.get("fallback", 0.0)
+        compute_s = sum(stages.get(k, 0.0) for k in ("mux", "device", "recovery", "fallback"))
         return compute_s * self.compute_power_w + radio_j, "model", None
 
     # ---- the three placements -----------------------------------------------------
@@ -155,6 +155,8 @@ class Executor:
         chosen = plan.chosen
         if chosen.kind == "multiplex":
             return self._multiplex(job, plan, profile, stages, served)
+        if chosen.kind == "speculate":
+            return self._speculate(job, plan, profile, stages, served)
         if chosen.kind == "duplicate":
             return self._duplicate(job, profile, stages, served)
         if chosen.kind == "device":
@@ -236,6 +238,37 @@ class Executor:
         served["answered_by"] = "device"
         # not profiled, only FLOPs-scaled: no evidence for the device slowdown estimate
         return self._device(pair.device, job.frame, None, stages), 0
+
+    def _speculate(self, job: Job, plan: Plan, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
+        """Dynamic Duo (thesis ch.6): the little model answers unless its confidence is below the
+        threshold of the class it predicts; then the big model (the full one) recovers, in the
+        cloud or on the device as planned. A failed cloud recovery falls back to the device."""
+        duo = self.bundle.dynamic_duo
+        thresholds = duo.power_saving_thresholds if plan.mode == "power-saving" else duo.thresholds
+        little = self._device(self.models.little, job.frame, None, stages)
+        probs = softmax(little.reshape(-1).astype(np.float32))
+        predicted = int(probs.argmax())
+        recover = bool(probs[predicted] < thresholds[predicted])
+        served.update(little=duo.little, little_confidence=float(probs[predicted]),
+                      threshold=float(thresholds[predicted]), recovered=recover)
+        if recover:
+            self.stats.count("recoveries")
+        if not recover:
+            served["answered_by"] = "little"
+            return little, 0
+        if plan.chosen.name == "cloud":
+            payload = np.ascontiguousarray(job.frame)
+            header = {"op": "infer", "target": cloud_protocol.FULL_TARGET,
+                      "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
+            logits = self._cloud(job, header, payload, CLOUD_ONLY, profile, stages, served,
+                                 fallback=lambda: self.models.full.run(job.frame))
+            served["answered_by"] = "big:device" if served["fallback"] else "big:cloud"
+            return logits, payload.nbytes
+        start = self._clock()
+        logits = self.models.full.run(job.frame)
+        stages["recovery"] = self._clock() - start
+        served["answered_by"] = "big:device"
+        return logits, 0
 
     def _device(self, engine, x: np.ndarray, profiled_ms: float | None, stages: dict) -> np.ndarray:
         start = self._clock()

@@ -39,6 +39,7 @@ from adaptinf.daemon.warmup import measure_profile
 from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
 from adaptinf.policies.fixed import FixedPolicy
 from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
+from adaptinf.policies.dynamic_duo import DynamicDuoPolicy
 from adaptinf.policies.mdinference import MdInferencePolicy
 from adaptinf.policies.multiplexer import MultiplexerPolicy
 from adaptinf.policies.plan import GOALS, MODES, FrameContext
@@ -110,9 +111,16 @@ class Daemon:
             self.policies["multiplexer"] = MultiplexerPolicy(
                 int(np.prod(self.bundle.input.shape)), self.bundle.full_model.flops, small.flops,
                 self.models.pair.multiplexer_flops, small.accuracy)
+        if self.bundle.dynamic_duo is not None:
+            duo = self.bundle.dynamic_duo
+            little = self.bundle.model(duo.little)
+            self.policies["dynamic-duo"] = DynamicDuoPolicy(
+                int(np.prod(self.bundle.input.shape)), self.bundle.full_model.flops, little.flops,
+                duo.recovery_rate, duo.power_saving_recovery_rate, little.accuracy, duo.target_accuracy)
         if cfg.policy.name not in self.policies:
             raise StartupError(f"[policy] name = {cfg.policy.name!r} is not available with bundle "
-                               f"{self.bundle.name!r} (it has no multiplexer); available: {list(self.policies)}")
+                               f"{self.bundle.name!r} (it has no {cfg.policy.name} section); "
+                               f"available: {list(self.policies)}")
         self.power = self._open_power()
         self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio, self.power)
         self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,

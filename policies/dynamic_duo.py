@@ -126,3 +126,60 @@ def select_pair(pool: list[ModelOutputs], target: float, num_classes: int, exhau
         pairs += [p for little in littles
                   if (p := evaluate_pair(little, big, target, num_classes, per_class)) is not None]
     return min(pairs, key=lambda p: p.cost) if pairs else None
+
+
+class DynamicDuoPolicy:
+    """Dynamic Duo in adaptinfd (Candidate kind "speculate"): the little model runs on the
+    device; a frame whose confidence is below its class's threshold is recovered by the big
+    model (the bundle's full model), on the device or in the cloud, whichever the goal
+    prefers at the stored recovery rate: L = L_little + P_r x L_recovery (E likewise).
+
+    Modes (thesis 4.3.2): mission-critical skips the little model and sends every frame
+    to the big one, in the cloud when it is up; power-saving uses the relaxed thresholds
+    and the energy goal; private recovers on the device only. The little model's time is
+    the profiled full model's scaled by FLOPs (the profile measures only the full model).
+    """
+
+    name = "dynamic-duo"
+
+    def __init__(self, frame_bytes: int, full_flops: int, little_flops: int, recovery_rate: float,
+                 power_saving_recovery_rate: float, little_accuracy: float | None = None,
+                 target_accuracy: float | None = None):
+        self.frame_bytes = frame_bytes
+        self.little_share = little_flops / full_flops
+        self.recovery_rate = {False: recovery_rate, True: power_saving_recovery_rate}
+        self.little_accuracy = little_accuracy
+        self.target_accuracy = target_accuracy
+
+    def plan(self, frame, telemetry, profile, explain: bool = False):
+        from adaptinf.policies.plan import Candidate, Plan
+        from adaptinf.policies.radio_power import uplink_power_w
+        from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
+
+        mobile = profile.partition(MOBILE_ONLY)
+        power_w = telemetry.device_power_w or mobile.device_power_w
+        big_s = mobile.device_ms / 1e3 * telemetry.device_slowdown
+        cloud_ok = frame.mode != "private" and telemetry.cloud_up and profile.has(CLOUD_ONLY)
+        if cloud_ok:
+            cloud = profile.partition(CLOUD_ONLY)
+            upload_s = self.frame_bytes * 8.0 / telemetry.uplink_bps
+            cloud_s = cloud.cloud_ms / 1e3 * telemetry.cloud_slowdown + telemetry.cloud_queue_s
+            radio_j = upload_s * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
+        if frame.mode == "mission-critical":
+            big = (Candidate(CLOUD_ONLY, "cloud", 0.0, upload_s, telemetry.rtt_s, cloud_s,
+                             upload_s + telemetry.rtt_s + cloud_s, radio_j, cloud.accuracy) if cloud_ok else
+                   Candidate(MOBILE_ONLY, "device", big_s, 0.0, 0.0, 0.0, big_s, big_s * power_w, mobile.accuracy))
+            return Plan(big, frame.goal, frame.mode, self.name, (big,))
+        p_r = self.recovery_rate[frame.mode == "power-saving"]
+        little_s = big_s * self.little_share
+        on_device = Candidate("device", "speculate", little_s + p_r * big_s, 0.0, 0.0, 0.0, little_s + p_r * big_s,
+                              (little_s + p_r * big_s) * power_w, self.target_accuracy)
+        candidates = [on_device]
+        if cloud_ok:
+            remote_s = upload_s + telemetry.rtt_s + cloud_s
+            candidates.append(Candidate("cloud", "speculate", little_s, p_r * upload_s, p_r * telemetry.rtt_s,
+                                        p_r * cloud_s, little_s + p_r * remote_s,
+                                        little_s * power_w + p_r * radio_j, self.target_accuracy))
+        goal = "energy" if frame.mode == "power-saving" else frame.goal
+        key = (lambda c: c.energy_j) if goal == "energy" else (lambda c: c.latency_s)
+        return Plan(min(candidates, key=key), goal, frame.mode, self.name, tuple(candidates))

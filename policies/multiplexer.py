@@ -125,13 +125,17 @@ class MultiplexerPolicy:
         self.multiplexer_share = multiplexer_flops / full_flops
 
     def costs(self, telemetry, profile) -> tuple[SideCost, float]:
-        """Latency terms of eq. 9-12 (s), and the device's power (W) for the energy ones."""
+        """Latency terms of eq. 9-12 (s), and the device's power (W) for the energy ones; without
+        a measured cloud (none configured) the cloud terms are infinite."""
         from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
 
-        mobile, cloud = profile.partition(MOBILE_ONLY), profile.partition(CLOUD_ONLY)
+        mobile = profile.partition(MOBILE_ONLY)
         full_s = mobile.device_ms / 1e3 * telemetry.device_slowdown
-        upload_s = self.frame_bytes * 8.0 / telemetry.uplink_bps
-        cloud_s = cloud.cloud_ms / 1e3 * telemetry.cloud_slowdown + telemetry.cloud_queue_s
+        upload_s, cloud_s = float("inf"), float("inf")
+        if profile.has(CLOUD_ONLY):
+            cloud = profile.partition(CLOUD_ONLY)
+            upload_s = self.frame_bytes * 8.0 / telemetry.uplink_bps
+            cloud_s = cloud.cloud_ms / 1e3 * telemetry.cloud_slowdown + telemetry.cloud_queue_s
         side = SideCost(mux=full_s * self.multiplexer_share, mobile=full_s * self.device_share,
                         upload=upload_s, cloud=cloud_s, download=telemetry.rtt_s)
         return side, telemetry.device_power_w or mobile.device_power_w
@@ -145,8 +149,8 @@ class MultiplexerPolicy:
         radio_j = c.upload * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
         local = Candidate("device", "multiplex", c.hybrid_local(), 0.0, 0.0, 0.0, c.hybrid_local(),
                           c.hybrid_local() * power_w, self.device_accuracy)
+        if frame.mode == "private" or not telemetry.cloud_up or not profile.has(CLOUD_ONLY):
+            return Plan(local, frame.goal, frame.mode, self.name, (local,))
         remote = Candidate("cloud", "multiplex", c.mux, c.upload, c.download, c.cloud, c.hybrid_cloud(),
                            c.mux * power_w + radio_j, profile.partition(CLOUD_ONLY).accuracy)
-        if frame.mode == "private" or not telemetry.cloud_up:
-            return Plan(local, frame.goal, frame.mode, self.name, (local,))
         return Plan(remote, frame.goal, frame.mode, self.name, (remote, local))

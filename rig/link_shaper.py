@@ -58,6 +58,7 @@ class _Direction:
                 data = self.src.recv(CHUNK)
                 if not data:
                     break
+                self.shaper.count(self.uplink, data)
                 now = time.monotonic()
                 self._free_at = max(now, self._free_at) + len(data) * 8.0 / self.rate()
                 deliver = self._free_at + self.shaper.profile.rtt_s / 2
@@ -96,10 +97,15 @@ class _Direction:
 
 
 class LinkShaper:
-    def __init__(self, upstream: tuple[str, int], profile: LinkProfile, listen_port: int = 0):
+    def __init__(self, upstream: tuple[str, int], profile: LinkProfile, listen_port: int = 0,
+                 capture_uplink: bool = False):
         self.upstream = upstream
+        # every uplink byte, kept for tests that check what left the device (privacy)
+        self.uplink_capture = bytearray() if capture_uplink else None
         self.profile = profile
         self.stalled = False
+        self.bytes_up = self.bytes_down = 0     # what crossed the link, counted at the socket
+        self._count_lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", listen_port))
         self.port = self._listener.getsockname()[1]
         self._stop = threading.Event()
@@ -113,6 +119,15 @@ class LinkShaper:
     def start(self) -> "LinkShaper":
         self._thread.start()
         return self
+
+    def count(self, uplink: bool, data: bytes) -> None:
+        with self._count_lock:
+            if uplink:
+                self.bytes_up += len(data)
+                if self.uplink_capture is not None:
+                    self.uplink_capture += data
+            else:
+                self.bytes_down += len(data)
 
     def set_profile(self, profile: LinkProfile) -> None:
         self.profile = profile

@@ -67,3 +67,42 @@ def test_pair_selection_takes_the_cheapest_pair_by_e_pair():
     heuristic = select_pair(pool, target=1.0, num_classes=2, exhaustive=False, top_k=2)
     assert (heuristic.little, heuristic.big, heuristic.cost) == (pair.little, pair.big, pair.cost)
     assert select_pair(pool, target=1.01, num_classes=2) is None
+
+
+def _profile(device_ms, cloud_ms):
+    from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, PartitionProfile, Profile
+
+    return Profile(bundle="b", partitions=(PartitionProfile(MOBILE_ONLY, device_ms, 5.0, 0.0, 3072, 0.8),
+                                           PartitionProfile(CLOUD_ONLY, 0.0, 5.0, cloud_ms, 3072, 0.8)))
+
+
+@pytest.mark.parametrize("mode, cloud_up, expected", [
+    ("normal", True, ("speculate", "cloud")),          # a slow device: recover in the cloud
+    ("private", True, ("speculate", "device")),        # nothing leaves the device
+    ("normal", False, ("speculate", "device")),
+    ("mission-critical", True, ("cloud", "cloud-only")),
+    ("mission-critical", False, ("device", "mobile-only")),
+])
+def test_duo_policy_places_recovery_and_honours_the_modes(mode, cloud_up, expected):
+    from adaptinf.policies.dynamic_duo import DynamicDuoPolicy
+    from adaptinf.policies.plan import FrameContext, Telemetry
+
+    policy = DynamicDuoPolicy(3072, full_flops=200, little_flops=50, recovery_rate=0.4,
+                              power_saving_recovery_rate=0.2)
+    telemetry = Telemetry(uplink_bps=20e6, rtt_s=0.005, radio="wifi", cloud_up=cloud_up)
+    plan = policy.plan(FrameContext(mode=mode), telemetry, _profile(device_ms=40.0, cloud_ms=2.0))
+    assert (plan.chosen.kind, plan.chosen.name) == expected
+    if expected == ("speculate", "cloud"):
+        # L = L_little + P_r x (upload + RTT + cloud): 10 ms + 0.4 x (1.2288 + 5 + 2) ms
+        assert plan.chosen.latency_s == pytest.approx(0.010 + 0.4 * (3072 * 8 / 20e6 + 0.005 + 0.002))
+
+
+def test_power_saving_plans_with_the_relaxed_recovery_rate_for_energy():
+    from adaptinf.policies.dynamic_duo import DynamicDuoPolicy
+    from adaptinf.policies.plan import FrameContext, Telemetry
+
+    policy = DynamicDuoPolicy(3072, 200, 50, recovery_rate=0.4, power_saving_recovery_rate=0.2)
+    telemetry = Telemetry(uplink_bps=20e6, rtt_s=0.005, radio="wifi", cloud_up=False)
+    plan = policy.plan(FrameContext(mode="power-saving"), telemetry, _profile(40.0, 2.0))
+    assert plan.goal == "energy"
+    assert plan.chosen.latency_s == pytest.approx(0.010 + 0.2 * 0.040)

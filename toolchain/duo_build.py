@@ -1,0 +1,84 @@
+"""`adaptinf build duo`: configure Dynamic Duo (thesis ch.6) on a bundle that holds a pool.
+
+The big model is the bundle's full model: adaptinfd recovers with it, on the device or in
+the cloud worker. Among the cheaper pool models (FLOPs), the little is the one with the
+smallest E_pair = FLOPs_little + FLOPs_big x P_r whose per-class probe reaches the big
+model's validation accuracy. A second probe, for power-saving mode, allows
+POWER_SAVING_LOSS less. The bundle also stores each model's confidence distribution on
+validation, split into correct, correctable (the little is wrong and the big is right)
+and uncorrectable frames. The validation split is regenerated from the seed in the
+manifest of `adaptinf build multiplexer`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from adaptinf.bundle import load_bundle, write_manifest
+from adaptinf.engines import open_engine
+from adaptinf.policies.dynamic_duo import ModelOutputs, evaluate_pair
+
+POWER_SAVING_LOSS = 0.01   # "a marginal amount of accuracy" (thesis 4.3.2)
+BINS = np.linspace(0.0, 1.0, 21)
+
+
+def _outputs(bundle, name: str, images: np.ndarray, labels: np.ndarray) -> ModelOutputs:
+    engine = open_engine(bundle.path(bundle.model(name).file), "onnxruntime")
+    z = np.concatenate([engine.run(images[i:i + 256]) for i in range(0, len(images), 256)])
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    return ModelOutputs(name, p.max(1), p.argmax(1), p.argmax(1) == labels, float(bundle.model(name).flops))
+
+
+def _histograms(model: ModelOutputs, big: ModelOutputs) -> dict:
+    subsets = {"correct": model.right, "correctable": ~model.right & big.right,
+               "uncorrectable": ~model.right & ~big.right}
+    return {"bins": BINS.tolist(),
+            **{k: np.histogram(model.confidence[m], BINS)[0].tolist() for k, m in subsets.items()}}
+
+
+def configure(bundle_dir: Path) -> dict:
+    from adaptinf.toolchain.multiplexer_build import split4
+
+    bundle = load_bundle(bundle_dir)
+    manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
+    data = manifest.get("data", {})
+    if "n_pool_train" not in data:
+        raise SystemExit(f"{bundle_dir}: not a pool bundle from `adaptinf build multiplexer` (no n_pool_train)")
+    _, _, val, _, classes = split4(data["n_pool_train"], data["seed"], data["n_val"])
+    big = _outputs(bundle, bundle.full_model.name, val.images, val.labels)
+    littles = [_outputs(bundle, m.name, val.images, val.labels) for m in bundle.models
+               if m.role == "pool" and m.flops < bundle.full_model.flops]
+    if not littles:
+        raise SystemExit(f"{bundle_dir}: no pool model cheaper than the full model {bundle.full_model.name!r}")
+    pairs = [p for little in littles if (p := evaluate_pair(little, big, big.accuracy, len(classes))) is not None]
+    pair = min(pairs, key=lambda p: p.cost)
+    little = next(m for m in littles if m.name == pair.little)
+    relaxed = evaluate_pair(little, big, big.accuracy - POWER_SAVING_LOSS, len(classes))
+    section = {"little": pair.little, "big": big.name, "thresholds": pair.probe.thresholds.tolist(),
+               "power_saving_thresholds": relaxed.probe.thresholds.tolist(), "target_accuracy": big.accuracy,
+               "recovery_rate": pair.recovery_rate, "power_saving_recovery_rate": relaxed.recovery_rate,
+               "accuracy": pair.accuracy, "power_saving_accuracy": relaxed.accuracy,
+               "candidates": [{"little": p.little, "recovery_rate": p.recovery_rate, "e_pair_flops": p.cost}
+                              for p in pairs],
+               "confidence": {m.name: _histograms(m, big) for m in [*littles, big]}}
+    manifest["dynamic_duo"] = section
+    manifest.pop("files", None)
+    write_manifest(bundle_dir, manifest)
+    load_bundle(bundle_dir)          # the section must read back
+    return section
+
+
+def configure_and_report(bundle_dir: Path) -> int:
+    s = configure(bundle_dir)
+    print(f"Dynamic Duo on {bundle_dir}: {s['little']} answers, {s['big']} recovers")
+    for c in s["candidates"]:
+        print(f"  candidate {c['little']:10} recovery {c['recovery_rate']:6.1%}  E_pair {c['e_pair_flops'] / 1e6:8.2f} MFLOPs")
+    print(f"normal:       recovery {s['recovery_rate']:6.1%}, validation accuracy {s['accuracy']:.2%} "
+          f"(target: {s['big']} at {s['target_accuracy']:.2%})")
+    print(f"power-saving: recovery {s['power_saving_recovery_rate']:6.1%}, validation accuracy "
+          f"{s['power_saving_accuracy']:.2%} (target {s['target_accuracy'] - POWER_SAVING_LOSS:.2%})")
+    return 0
