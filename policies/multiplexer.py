@@ -112,7 +112,8 @@ class MultiplexerPolicy:
     candidates carry their predicted cost, eq. 11 (device side) and eq. 12 (cloud side):
     the device's times are the profiled full model's scaled by FLOPs (the profile measures
     only the full model), the cloud's are the cloud-only partition's. In private mode, or
-    with the cloud down, only the device side is possible.
+    with the cloud down, only the device side is possible; mission-critical runs the full
+    model for every frame, in the cloud when it is up.
     """
 
     name = "multiplexer"
@@ -143,13 +144,22 @@ class MultiplexerPolicy:
     def plan(self, frame, telemetry, profile, explain: bool = False):
         from adaptinf.policies.plan import Candidate, Plan
         from adaptinf.policies.radio_power import uplink_power_w
-        from adaptinf.profile import CLOUD_ONLY
+        from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
 
         c, power_w = self.costs(telemetry, profile)
         radio_j = c.upload * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
         local = Candidate("device", "multiplex", c.hybrid_local(), 0.0, 0.0, 0.0, c.hybrid_local(),
                           c.hybrid_local() * power_w, self.device_accuracy)
-        if frame.mode == "private" or not telemetry.cloud_up or not profile.has(CLOUD_ONLY):
+        cloud_ok = frame.mode != "private" and telemetry.cloud_up and profile.has(CLOUD_ONLY)
+        if frame.mode == "mission-critical":
+            # the most accurate model for every frame (thesis 4.3.2): the full one, in the cloud if it can
+            from dataclasses import replace
+
+            from adaptinf.policies.fixed import FixedPolicy
+
+            full = FixedPolicy(CLOUD_ONLY if cloud_ok else MOBILE_ONLY).plan(frame, telemetry, profile)
+            return replace(full, policy=self.name)
+        if not cloud_ok:
             return Plan(local, frame.goal, frame.mode, self.name, (local,))
         remote = Candidate("cloud", "multiplex", c.mux, c.upload, c.download, c.cloud, c.hybrid_cloud(),
                            c.mux * power_w + radio_j, profile.partition(CLOUD_ONLY).accuracy)

@@ -76,6 +76,7 @@ def test_each_frame_goes_where_the_multiplexer_says_and_gets_that_models_answer(
             to_cloud = [c.infer(f) for f in bright]
             local = [c.infer(f) for f in dark]
             private = c.infer(bright[0], mode="private")
+            mission = c.infer(dark[0], mode="mission-critical")
             cloud.process.send_signal(signal.SIGSTOP)          # the cloud stalls
             stalled = c.infer(bright[1], deadline_ms=400)
             stats = c.stats()
@@ -98,6 +99,9 @@ def test_each_frame_goes_where_the_multiplexer_says_and_gets_that_models_answer(
     assert private.served_by["wants"] == "cloud" and private.served_by["answered_by"] == "device"
     assert private.served_by["device_reason"] == "private mode"
     assert np.allclose(private.scores, reference(rule_bundle, "pool_w8", bright[0]), atol=1e-4)
+    # mission-critical: the most accurate model even for a frame the multiplexer would keep local
+    assert mission.served_by["placement"] == "cloud" and mission.served_by["policy"] == "multiplexer"
+    assert np.allclose(mission.scores, reference(rule_bundle, "pool_w16", dark[0]), atol=1e-4)
     # a stalled cloud: the frame still gets one answer, the small model's, within its deadline
     assert stalled.served_by["answered_by"] == "device" and stalled.served_by["fallback"]
     assert np.allclose(stalled.scores, reference(rule_bundle, "pool_w8", bright[1]), atol=1e-4)
