@@ -16,7 +16,7 @@ from adaptinf.api_protocol import DEFAULT_MAX_MESSAGE_BYTES
 from adaptinf.policies.plan import GOALS, MODES
 from adaptinf.policies.radio_power import RADIOS
 
-POLICIES = ("split", "mobile-only", "cloud-only", "mdinference", "multiplexer", "dynamic-duo")
+POLICIES = ("split", "mobile-only", "cloud-only", "mdinference", "multiplexer", "dynamic-duo", "sieve")
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 
 
@@ -46,6 +46,8 @@ class PolicySection:
     name: str = "split"
     goal: str = "latency"
     mode: str = "normal"
+    # sieve: frames of one client closer than this are "similar" (speculation history, thesis 4.3.2)
+    history_ms: float = 100.0
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.policies import multiplexer as multiplexer_policy
+from adaptinf.policies import sieve
 from adaptinf.policies.plan import FrameContext, Plan, Telemetry
 from adaptinf.policies.radio_power import uplink_power_w
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile
@@ -240,22 +241,39 @@ class Executor:
         return self._device(pair.device, job.frame, None, stages), 0
 
     def _speculate(self, job: Job, plan: Plan, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
-        """Dynamic Duo (thesis ch.6): the little model answers unless its confidence is below the
-        threshold of the class it predicts; then the big model (the full one) recovers, in the
-        cloud or on the device as planned. A failed cloud recovery falls back to the device."""
+        """Dynamic Duo (thesis ch.6) and SIEVE (ch.4): the little model answers unless its
+        confidence is below the threshold of the class it predicts; then the big model (the
+        full one) recovers, in the cloud or on the device as planned. A failed cloud recovery
+        falls back to the device. SIEVE's speculation history (policies/sieve.py) may skip
+        detection or the little model for a frame close to a recovered one."""
         duo = self.bundle.dynamic_duo
+        history = getattr(self.policies.get(plan.policy), "history", None)
+        advice = history.advice(job.peer, job.received) if history is not None else sieve.NORMAL
+        if advice != sieve.NORMAL:
+            served["history"] = advice
+        if advice == sieve.DIRECT_TO_CLOUD and plan.chosen.name == "cloud":
+            return self._recover(job, plan, profile, stages, served)
         thresholds = duo.power_saving_thresholds if plan.mode == "power-saving" else duo.thresholds
         little = self._device(self.models.little, job.frame, None, stages)
         probs = softmax(little.reshape(-1).astype(np.float32))
         predicted = int(probs.argmax())
-        recover = bool(probs[predicted] < thresholds[predicted])
+        detect = advice != sieve.TRUST_LITTLE and plan.chosen.name != "detector-off"
+        recover = detect and bool(probs[predicted] < thresholds[predicted])
         served.update(little=duo.little, little_confidence=float(probs[predicted]),
-                      threshold=float(thresholds[predicted]), recovered=recover)
-        if recover:
-            self.stats.count("recoveries")
+                      threshold=float(thresholds[predicted]), recovered=recover, detector=detect)
         if not recover:
+            if history is not None and detect:
+                history.record(job.peer, job.received, recovered=False)
             served["answered_by"] = "little"
             return little, 0
+        self.stats.count("recoveries")
+        logits, upload_bytes = self._recover(job, plan, profile, stages, served)
+        if history is not None:
+            history.record(job.peer, job.received, recovered=True, agreed=int(np.argmax(logits)) == predicted)
+        return logits, upload_bytes
+
+    def _recover(self, job: Job, plan: Plan, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
+        """The big (full) model on the frame: in the cloud if planned (device fallback), else here."""
         if plan.chosen.name == "cloud":
             payload = np.ascontiguousarray(job.frame)
             header = {"op": "infer", "target": cloud_protocol.FULL_TARGET,

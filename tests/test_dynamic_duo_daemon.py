@@ -56,11 +56,11 @@ def duo(mux_build, tmp_path_factory):
     return out, frames, little, big, threshold
 
 
-def daemon_for(bundle, tmp, cloud_endpoint=None, slowdown=1.0):
+def daemon_for(bundle, tmp, cloud_endpoint=None, slowdown=1.0, policy="dynamic-duo"):
     raw = {"daemon": {"api_endpoint": f"ipc://{tmp}/a.sock", "bundle": str(bundle), "state_dir": str(tmp),
                       "warmup_runs": 2},
            "device": {"emulate_slowdown": slowdown},
-           "policy": {"name": "dynamic-duo"}}
+           "policy": {"name": policy, "history_ms": 5000.0}}
     if cloud_endpoint:
         raw["cloud"] = {"endpoint": cloud_endpoint, "timeout_ms": 1000.0}
     return Daemon(parse_config(raw)).start()
@@ -145,3 +145,35 @@ def test_build_duo_writes_a_section_the_bundle_checks(duo, tmp_path):
     write_manifest(broken, manifest)
     with pytest.raises(BundleError, match="one per class"):
         load_bundle(broken)
+
+
+def test_sieve_speculation_history_over_real_sockets(duo, tmp_short):
+    """Each recovered frame is sent twice in a row: the second copy follows rule 1 (the original
+    CNN agreed: the little answers, no detection) or rule 2 (it disagreed: straight to the
+    server). A 3G link makes speculation the selector's choice (L_m + L_t P_r < L_t)."""
+    bundle, frames, little, big, threshold = duo
+    cloud = spawn_cloud(bundle)
+    host, port = cloud.endpoint.removeprefix("tcp://").rsplit(":", 1)
+    shaper = LinkShaper((host, int(port)), LINK_PROFILES["3g"]).start()
+    daemon = daemon_for(bundle, tmp_short, shaper.endpoint, policy="sieve")
+    recovered = np.flatnonzero(little.max(1) < threshold)
+    try:
+        pairs = []
+        for i in recovered:     # one client (one camera stream) per pair: history is per client
+            with Client(f"ipc://{tmp_short}/a.sock", timeout_s=10) as c:
+                pairs.append((c.infer(frames[i]), c.infer(frames[i])))
+    finally:
+        daemon.stop()
+        shaper.stop()
+        cloud.stop()
+    agreed = little.argmax(1) == big.argmax(1)
+    assert 0 < agreed[recovered].sum() < len(recovered)        # both rules are exercised
+    for i, (first, second) in zip(recovered, pairs):
+        assert first.served_by["placement"] == "speculate" and first.served_by["recovered"]
+        assert first.served_by["answered_by"] == "big:cloud"
+        if agreed[i]:       # rule 1: on the device, the detector skipped
+            assert second.served_by["history"] == "trust-little" and second.served_by["answered_by"] == "little"
+            assert not second.served_by["detector"] and second.served_by["upload_bytes"] == 0
+        else:               # rule 2: the speculative CNN skipped, straight to the original
+            assert second.served_by["history"] == "direct-to-cloud"
+            assert second.served_by["answered_by"] == "big:cloud" and "little" not in second.served_by

@@ -1,0 +1,86 @@
+"""SIEVE's CNN selector (thesis ch.4.3.2) over a Dynamic Duo bundle's models.
+
+The speculative CNN is the bundle's little model, on the device. The original CNN is its
+full model, in the cloud. The misspeculation detector is the duo's per-class probe.
+- Selector: with L_t (E_t) the cost of sending the frame to the original CNN, and L_m
+  (E_m) that of the speculative CNN on the device, SIEVE speculates when
+  L_m + L_t × P_r < L_t, and otherwise sends the frame straight to the cloud.
+- Server load: a cloud answering far slower than its profile means a loaded server.
+  SIEVE then turns the detector off, so there are no recoveries and the frame stays on
+  the device, until the load falls.
+- Speculation history, for temporally close frames of one client (one camera stream):
+  - rule 1: if the previous frame was recovered and the original CNN agreed with the
+    speculative one, the next frame runs on the device without detection;
+  - rule 2: if the original CNN disagreed, the next frame bypasses the speculative CNN
+    and goes straight to the server.
+- Modes: mission-critical sends everything to the original CNN; private keeps
+  everything on the device, recovering with the full model there; power-saving uses
+  the relaxed probe and plans for energy.
+
+SIEVE's custom floating-point compression of the speculative CNN (4.4.1) is not built.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+
+NORMAL, TRUST_LITTLE, DIRECT_TO_CLOUD = "normal", "trust-little", "direct-to-cloud"
+HISTORY_WINDOW_S = 0.1       # "temporal distance below a predetermined threshold": 3 frames at 30 fps
+OVERLOAD_SLOWDOWN = 3.0      # cloud service this many times its profile: a loaded server
+
+
+@dataclass(frozen=True)
+class _Last:
+    at: float
+    advice: str
+
+
+class SpeculationHistory:
+    """Per client: what the last recovered frame says about the next close one."""
+
+    def __init__(self, window_s: float = HISTORY_WINDOW_S):
+        self.window_s = window_s
+        self._last: dict[bytes, _Last] = {}
+        self._lock = threading.Lock()      # workers run frames of one client concurrently
+
+    def advice(self, client: bytes, now: float) -> str:
+        with self._lock:
+            last = self._last.get(client)
+        return last.advice if last is not None and 0 <= now - last.at <= self.window_s else NORMAL
+
+    def record(self, client: bytes, now: float, recovered: bool, agreed: bool = True) -> None:
+        """After a speculated frame: recovered by the original CNN (which agreed or not), or not."""
+        advice = NORMAL if not recovered else (TRUST_LITTLE if agreed else DIRECT_TO_CLOUD)
+        with self._lock:
+            self._last[client] = _Last(now, advice)
+
+
+class SievePolicy:
+    """Candidates: "speculate" (name "cloud": recover in the cloud; "device": private, on the
+    device; "detector-off": server loaded) or the full model alone ("cloud" / "device")."""
+
+    name = "sieve"
+
+    def __init__(self, duo_policy, history: SpeculationHistory | None = None):
+        self.duo = duo_policy          # DynamicDuoPolicy: the same models, probe and costs
+        self.history = history or SpeculationHistory()
+
+    def plan(self, frame, telemetry, profile, explain: bool = False):
+        from adaptinf.policies.plan import Plan
+        from adaptinf.profile import CLOUD_ONLY
+
+        duo_plan = self.duo.plan(frame, telemetry, profile)
+        if frame.mode == "mission-critical" or not any(c.name == "cloud" for c in duo_plan.candidates):
+            return replace(duo_plan, policy=self.name)        # the full model alone, or private / no cloud
+        speculate = next(c for c in duo_plan.candidates if c.name == "cloud")
+        if telemetry.cloud_slowdown > OVERLOAD_SLOWDOWN:
+            off = replace(speculate, name="detector-off", latency_s=speculate.device_s, cloud_s=0.0,
+                          upload_s=0.0, network_s=0.0)
+            return Plan(off, duo_plan.goal, frame.mode, self.name, (off,))
+        from adaptinf.policies.fixed import FixedPolicy
+
+        original = FixedPolicy(CLOUD_ONLY).plan(frame, telemetry, profile).chosen   # L_t, E_t
+        key = (lambda c: c.energy_j) if duo_plan.goal == "energy" else (lambda c: c.latency_s)
+        chosen = min((speculate, original), key=key)
+        return Plan(chosen, duo_plan.goal, frame.mode, self.name, (speculate, original))

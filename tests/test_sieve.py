@@ -1,0 +1,56 @@
+"""SIEVE's selector and speculation history (thesis 4.3.2)."""
+
+import pytest
+
+from adaptinf.policies.dynamic_duo import DynamicDuoPolicy
+from adaptinf.policies.plan import FrameContext, Telemetry
+from adaptinf.policies.sieve import DIRECT_TO_CLOUD, NORMAL, TRUST_LITTLE, SievePolicy, SpeculationHistory
+from test_dynamic_duo import _profile
+
+
+def test_history_rule_1_trusts_the_little_model_after_an_agreeing_recovery():
+    h = SpeculationHistory(window_s=0.1)
+    h.record(b"cam", 10.0, recovered=True, agreed=True)
+    assert h.advice(b"cam", 10.05) == TRUST_LITTLE
+    assert h.advice(b"cam", 10.2) == NORMAL          # too far apart in time: not the same view
+    assert h.advice(b"other", 10.05) == NORMAL       # another client's stream
+
+
+def test_history_rule_2_goes_straight_to_the_server_after_a_disagreeing_recovery():
+    h = SpeculationHistory(window_s=0.1)
+    h.record(b"cam", 10.0, recovered=True, agreed=False)
+    assert h.advice(b"cam", 10.08) == DIRECT_TO_CLOUD
+    h.record(b"cam", 10.08, recovered=False)        # a confident frame resets the history
+    assert h.advice(b"cam", 10.1) == NORMAL
+
+
+def sieve(p_r=0.4):
+    return SievePolicy(DynamicDuoPolicy(3072, full_flops=200, little_flops=50, recovery_rate=p_r,
+                                        power_saving_recovery_rate=p_r / 2))
+
+
+def telemetry(uplink_bps=20e6, slowdown=1.0, cloud_up=True):
+    return Telemetry(uplink_bps=uplink_bps, rtt_s=0.005, radio="wifi", cloud_up=cloud_up, cloud_slowdown=slowdown)
+
+
+def test_selector_speculates_when_l_m_plus_l_t_p_r_beats_l_t():
+    # L_m = 10 ms (a quarter of a 40 ms device model), L_t = 1.2 + 5 + 2 ms = 8.2 ms:
+    # 10 + 0.4 x 8.2 > 8.2, so the frame goes straight to the original CNN ...
+    plan = sieve().plan(FrameContext(), telemetry(), _profile(device_ms=40.0, cloud_ms=2.0))
+    assert (plan.chosen.kind, plan.chosen.name) == ("cloud", "cloud-only")
+    # ... and on a slow uplink (3G: L_t = 22 + 5 + 2 ms) speculation wins: 10 + 0.4 x 29.3 < 29.3
+    plan = sieve().plan(FrameContext(), telemetry(uplink_bps=1.1e6), _profile(40.0, 2.0))
+    assert (plan.chosen.kind, plan.chosen.name) == ("speculate", "cloud")
+    assert plan.chosen.latency_s == pytest.approx(0.010 + 0.4 * (3072 * 8 / 1.1e6 + 0.005 + 0.002))
+
+
+def test_a_loaded_server_turns_the_detector_off():
+    plan = sieve().plan(FrameContext(), telemetry(uplink_bps=1.1e6, slowdown=5.0), _profile(40.0, 2.0))
+    assert plan.chosen.name == "detector-off" and plan.chosen.cloud_s == 0.0
+
+
+@pytest.mark.parametrize("mode, expected", [("mission-critical", ("cloud", "cloud-only")),
+                                            ("private", ("speculate", "device"))])
+def test_sieve_modes(mode, expected):
+    plan = sieve().plan(FrameContext(mode=mode), telemetry(uplink_bps=1.1e6), _profile(40.0, 2.0))
+    assert (plan.chosen.kind, plan.chosen.name) == expected and plan.policy == "sieve"
