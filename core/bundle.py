@@ -23,6 +23,9 @@ manifest.json, version 1:
                    "power_saving_recovery_rate", "confidence": {model: {"bins", "correct",
                    "correctable", "uncorrectable"}}}
                   (optional: thesis ch.6, added by `adaptinf build duo`),
+   "mmnet": {"minions": [<model>, <model>], "master": <the bundle's full model>,
+             "thresholds": [t_1, t_2], "recovery_rate", "accuracy", "target_accuracy"}
+            (optional: thesis ch.5, added by `adaptinf build mmnet`),
    "data": {...provenance...},
    "files": {relative path: {"sha256", "bytes"}}}
 
@@ -132,6 +135,17 @@ class DynamicDuoSpec:
 
 
 @dataclass(frozen=True)
+class MmNetSpec:
+    """Thesis ch.5: two Minions answer when both are confident and agree; else the Master."""
+
+    minions: tuple[str, str]
+    master: str
+    thresholds: tuple[float, float]
+    recovery_rate: float
+    target_accuracy: float
+
+
+@dataclass(frozen=True)
 class Bundle:
     root: Path
     name: str
@@ -143,6 +157,7 @@ class Bundle:
     data: dict = field(default_factory=dict)
     multiplexer: MultiplexerSpec | None = None
     dynamic_duo: DynamicDuoSpec | None = None
+    mmnet: MmNetSpec | None = None
 
     def path(self, relative: str) -> Path:
         return self.root / relative
@@ -257,10 +272,12 @@ def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
     classes = tuple(_require(raw, "classes", list, "manifest"))
     duo = (_parse_dynamic_duo(raw["dynamic_duo"], models, split.model if split else models[0].name, len(classes))
            if raw.get("dynamic_duo") is not None else None)
+    mmnet = (_parse_mmnet(raw["mmnet"], models, split.model if split else models[0].name)
+             if raw.get("mmnet") is not None else None)
     bundle = Bundle(root=root, name=_require(raw, "name", str, "manifest"),
                     classes=classes, input=_parse_input(raw.get("input")),
                     models=models, split=split, manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),
-                    data=raw.get("data", {}), multiplexer=multiplexer, dynamic_duo=duo)
+                    data=raw.get("data", {}), multiplexer=multiplexer, dynamic_duo=duo, mmnet=mmnet)
     if verify:
         _verify_files(bundle, files)
     return bundle
@@ -306,6 +323,24 @@ def _parse_dynamic_duo(raw: dict, models: tuple[ModelEntry, ...], full: str, num
         # recovery runs the full model, on the device or in the cloud worker
         raise BundleError(f"manifest: {where}.big {spec.big!r} is not the bundle's full model {full!r}")
     return spec
+
+
+def _parse_mmnet(raw: dict, models: tuple[ModelEntry, ...], full: str) -> MmNetSpec:
+    where = "mmnet"
+    minions = _require(raw, "minions", list, where)
+    thresholds = _require(raw, "thresholds", list, where)
+    if len(minions) != 2 or len(thresholds) != 2 or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 <= t <= 1.0 for t in thresholds):
+        raise BundleError(f"manifest: {where} needs two minions and two thresholds in [0, 1]")
+    for name in minions:
+        if name not in {m.name for m in models}:
+            raise BundleError(f"manifest: {where}.minions names {name!r}, which is not one of the bundle's models")
+    master = _require(raw, "master", str, where)
+    if master != full:
+        raise BundleError(f"manifest: {where}.master {master!r} is not the bundle's full model {full!r}")
+    return MmNetSpec(tuple(minions), master, tuple(float(t) for t in thresholds),
+                     float(_require(raw, "recovery_rate", (int, float), where)),
+                     float(_require(raw, "target_accuracy", (int, float), where)))
 
 
 def referenced_files(bundle: Bundle) -> list[str]:

@@ -306,9 +306,15 @@ def cmd_build_multiplexer(args: argparse.Namespace) -> int:
 
 
 def cmd_build_duo(args: argparse.Namespace) -> int:
-    from adaptinf.toolchain.duo_build import configure_and_report
+    from adaptinf.toolchain.speculative_build import configure_and_report
 
     return configure_and_report(args.bundle)
+
+
+def cmd_build_mmnet(args: argparse.Namespace) -> int:
+    from adaptinf.toolchain.speculative_build import configure_mmnet_and_report
+
+    return configure_mmnet_and_report(args.bundle)
 
 
 def cmd_mcu_selftest(args: argparse.Namespace) -> int:
@@ -360,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     duo = build.add_parser("duo", help="configure Dynamic Duo (thesis ch.6) on a pool bundle, in place")
     duo.add_argument("--bundle", required=True, type=Path, help="a bundle from `adaptinf build multiplexer`")
     duo.set_defaults(func=cmd_build_duo)
+    mmnet = build.add_parser("mmnet", help="configure M&MNet (thesis ch.5) on a pool bundle, in place")
+    mmnet.add_argument("--bundle", required=True, type=Path, help="a bundle from `adaptinf build multiplexer`")
+    mmnet.set_defaults(func=cmd_build_mmnet)
 
     plan = sub.add_parser("plan", help="the plan the daemon would choose under given conditions")
     plan.add_argument("--profile", required=True, type=Path)

@@ -16,7 +16,7 @@ from adaptinf.api_protocol import DEFAULT_MAX_MESSAGE_BYTES
 from adaptinf.policies.plan import GOALS, MODES
 from adaptinf.policies.radio_power import RADIOS
 
-POLICIES = ("split", "mobile-only", "cloud-only", "mdinference", "multiplexer", "dynamic-duo", "sieve")
+POLICIES = ("split", "mobile-only", "cloud-only", "mdinference", "multiplexer", "dynamic-duo", "sieve", "mmnet")
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 
 

@@ -4,7 +4,7 @@ Tails live on the device too: when the cloud misses its deadline, the frame's
 already-computed reduced tensor is finished locally instead of starting over.
 A multiplexer bundle adds paper 001's device/cloud pair: the multiplexer and the
 small model the device runs when the multiplexer keeps a frame local; a Dynamic Duo
-bundle adds its little model.
+bundle adds its little model, an M&MNet one its two Minions.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class DeviceModels:
     tails: dict[str, Engine]
     pair: MultiplexerPairModels | None = None
     little: Engine | None = None         # Dynamic Duo's little model
+    minions: tuple[Engine, Engine] | None = None   # M&MNet's
 
     @classmethod
     def load(cls, bundle: Bundle, backend: str, plan_cache: str, slowdown: float = 1.0) -> "DeviceModels":
@@ -44,8 +45,9 @@ class DeviceModels:
             mux, small = bundle.model(bundle.multiplexer.pair.model), bundle.model(bundle.multiplexer.pair.device)
             pair = MultiplexerPairModels(engine(mux.file), engine(small.file), small.flops, mux.flops)
         little = engine(bundle.model(bundle.dynamic_duo.little).file) if bundle.dynamic_duo else None
+        minions = tuple(engine(bundle.model(m).file) for m in bundle.mmnet.minions) if bundle.mmnet else None
         return cls(engine(bundle.full_model.file), {p.name: engine(p.head) for p in points},
-                   {p.name: engine(p.tail) for p in points}, pair, little)
+                   {p.name: engine(p.tail) for p in points}, pair, little, minions)
 
     @property
     def backend(self) -> str:

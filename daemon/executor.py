@@ -23,7 +23,7 @@ from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.policies import multiplexer as multiplexer_policy
-from adaptinf.policies import sieve
+from adaptinf.policies import mmnet, sieve
 from adaptinf.policies.plan import FrameContext, Plan, Telemetry
 from adaptinf.policies.radio_power import uplink_power_w
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile
@@ -158,6 +158,8 @@ class Executor:
             return self._multiplex(job, plan, profile, stages, served)
         if chosen.kind == "speculate":
             return self._speculate(job, plan, profile, stages, served)
+        if chosen.kind == "minions":
+            return self._minions(job, plan, profile, stages, served)
         if chosen.kind == "duplicate":
             return self._duplicate(job, profile, stages, served)
         if chosen.kind == "device":
@@ -271,6 +273,25 @@ class Executor:
         if history is not None:
             history.record(job.peer, job.received, recovered=True, agreed=int(np.argmax(logits)) == predicted)
         return logits, upload_bytes
+
+    def _minions(self, job: Job, plan: Plan, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
+        """M&MNet (thesis ch.5): both Minions run on the device; when both are confident and agree
+        their answer stands, else the Master (the full model) recovers where the plan put it."""
+        spec = self.bundle.mmnet
+        start = self._clock()
+        logits = [minion.run(job.frame) for minion in self.models.minions]
+        stages["device"] = self._clock() - start
+        probs = [softmax(z.reshape(-1).astype(np.float32)) for z in logits]
+        predicted = [int(p.argmax()) for p in probs]
+        confidence = [float(p[c]) for p, c in zip(probs, predicted)]
+        recover = bool(mmnet.recover(confidence[0], predicted[0], confidence[1], predicted[1], *spec.thresholds))
+        served.update(minions=list(spec.minions), minion_confidence=confidence, minions_agree=predicted[0] == predicted[1],
+                      recovered=recover)
+        if not recover:
+            served["answered_by"] = "minions"
+            return logits[0], 0
+        self.stats.count("recoveries")
+        return self._recover(job, plan, profile, stages, served)
 
     def _recover(self, job: Job, plan: Plan, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
         """The big (full) model on the frame: in the cloud if planned (device fallback), else here."""

@@ -41,6 +41,7 @@ from adaptinf.policies.fixed import FixedPolicy
 from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
 from adaptinf.policies.dynamic_duo import DynamicDuoPolicy
 from adaptinf.policies.mdinference import MdInferencePolicy
+from adaptinf.policies.mmnet import MmNetPolicy
 from adaptinf.policies.sieve import SievePolicy, SpeculationHistory
 from adaptinf.policies.multiplexer import MultiplexerPolicy
 from adaptinf.policies.plan import GOALS, MODES, FrameContext
@@ -120,6 +121,11 @@ class Daemon:
                 duo.recovery_rate, duo.power_saving_recovery_rate, little.accuracy, duo.target_accuracy)
             self.policies["sieve"] = SievePolicy(self.policies["dynamic-duo"],
                                                  SpeculationHistory(cfg.policy.history_ms / 1e3))
+        if self.bundle.mmnet is not None:
+            spec = self.bundle.mmnet
+            self.policies["mmnet"] = MmNetPolicy(
+                int(np.prod(self.bundle.input.shape)), self.bundle.full_model.flops,
+                tuple(self.bundle.model(m).flops for m in spec.minions), spec.recovery_rate, spec.target_accuracy)
         if cfg.policy.name not in self.policies:
             raise StartupError(f"[policy] name = {cfg.policy.name!r} is not available with bundle "
                                f"{self.bundle.name!r} (it has no {cfg.policy.name} section); "

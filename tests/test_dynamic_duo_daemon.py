@@ -20,7 +20,7 @@ from adaptinf.daemon.config import parse_config
 from adaptinf.daemon.service import Daemon
 from adaptinf.rig.link_shaper import LINK_PROFILES, LinkShaper
 from adaptinf.rig.processes import spawn_cloud
-from adaptinf.toolchain.duo_build import configure
+from adaptinf.toolchain.speculative_build import configure
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,7 @@
-"""`adaptinf build duo`: configure Dynamic Duo (thesis ch.6) on a bundle that holds a pool.
+"""`adaptinf build duo` and `adaptinf build mmnet`: configure Dynamic Duo (thesis ch.6) or
+M&MNet (ch.5) on a bundle that holds a pool of models, in place.
+
+Dynamic Duo:
 
 The big model is the bundle's full model: adaptinfd recovers with it, on the device or in
 the cloud worker. Among the cheaper pool models (FLOPs), the little is the one with the
@@ -6,8 +9,14 @@ smallest E_pair = FLOPs_little + FLOPs_big x P_r whose per-class probe reaches t
 model's validation accuracy. A second probe, for power-saving mode, allows
 POWER_SAVING_LOSS less. The bundle also stores each model's confidence distribution on
 validation, split into correct, correctable (the little is wrong and the big is right)
-and uncorrectable frames. The validation split is regenerated from the seed in the
-manifest of `adaptinf build multiplexer`.
+and uncorrectable frames.
+
+M&MNet: the Master is the full model; the Minions are the pair of cheaper pool models
+(summed FLOPs below the Master's) with the smallest L = L_m1 + L_m2 + L_Master x P_r whose
+detector thresholds reach the Master's validation accuracy (policies/mmnet.py).
+
+Both read the validation split regenerated from the seed in the manifest of
+`adaptinf build multiplexer`.
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ def _histograms(model: ModelOutputs, big: ModelOutputs) -> dict:
             **{k: np.histogram(model.confidence[m], BINS)[0].tolist() for k, m in subsets.items()}}
 
 
-def configure(bundle_dir: Path) -> dict:
+def _pool(bundle_dir: Path):
+    """(bundle, manifest, the full model's and the cheaper pool models' validation outputs, classes)."""
     from adaptinf.toolchain.multiplexer_build import split4
 
     bundle = load_bundle(bundle_dir)
@@ -54,6 +64,42 @@ def configure(bundle_dir: Path) -> dict:
                if m.role == "pool" and m.flops < bundle.full_model.flops]
     if not littles:
         raise SystemExit(f"{bundle_dir}: no pool model cheaper than the full model {bundle.full_model.name!r}")
+    return bundle, manifest, big, littles, classes
+
+
+def _write(bundle_dir: Path, manifest: dict) -> None:
+    manifest.pop("files", None)
+    write_manifest(bundle_dir, manifest)
+    load_bundle(bundle_dir)          # the section must read back
+
+
+def configure_mmnet(bundle_dir: Path) -> dict:
+    from adaptinf.policies.mmnet import select_minions
+
+    _, manifest, master, pool, _ = _pool(bundle_dir)
+    pair = select_minions(pool, master, master.accuracy)
+    if pair is None:
+        raise SystemExit(f"{bundle_dir}: no two pool models, together cheaper than {master.name}, reach its accuracy")
+    section = {"minions": list(pair.minions), "master": master.name, "thresholds": list(pair.thresholds),
+               "recovery_rate": pair.recovery_rate, "accuracy": pair.accuracy, "target_accuracy": master.accuracy,
+               "l_flops": pair.cost}
+    manifest["mmnet"] = section
+    _write(bundle_dir, manifest)
+    return section
+
+
+def configure_mmnet_and_report(bundle_dir: Path) -> int:
+    s = configure_mmnet(bundle_dir)
+    print(f"M&MNet on {bundle_dir}: Minions {s['minions'][0]} + {s['minions'][1]} (thresholds "
+          f"{s['thresholds'][0]:.2f}, {s['thresholds'][1]:.2f}), Master {s['master']}")
+    print(f"recovery {s['recovery_rate']:6.1%}, validation accuracy {s['accuracy']:.2%} (target {s['target_accuracy']:.2%}); "
+          f"L = {s['l_flops'] / 1e6:.2f} MFLOPs per frame")
+    return 0
+
+
+def configure(bundle_dir: Path) -> dict:
+    """Dynamic Duo."""
+    bundle, manifest, big, littles, classes = _pool(bundle_dir)
     pairs = [p for little in littles if (p := evaluate_pair(little, big, big.accuracy, len(classes))) is not None]
     pair = min(pairs, key=lambda p: p.cost)
     little = next(m for m in littles if m.name == pair.little)
@@ -66,9 +112,7 @@ def configure(bundle_dir: Path) -> dict:
                               for p in pairs],
                "confidence": {m.name: _histograms(m, big) for m in [*littles, big]}}
     manifest["dynamic_duo"] = section
-    manifest.pop("files", None)
-    write_manifest(bundle_dir, manifest)
-    load_bundle(bundle_dir)          # the section must read back
+    _write(bundle_dir, manifest)
     return section
 
 
