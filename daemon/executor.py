@@ -165,12 +165,7 @@ class Executor:
         if chosen.kind == "device":
             return self._device(self.models.full, job.frame, profile.partition(MOBILE_ONLY).device_ms, stages), 0
         if chosen.kind == "cloud":
-            payload = np.ascontiguousarray(job.frame)
-            header = {"op": "infer", "target": cloud_protocol.FULL_TARGET,
-                      "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
-            logits = self._cloud(job, header, payload, CLOUD_ONLY, profile, stages, served,
-                                 fallback=lambda: self.models.full.run(job.frame))
-            return logits, payload.nbytes
+            return self._full_in_cloud(job, profile, stages, served, self.models.full)
         reduced = self._device(self.models.heads[chosen.name], job.frame,
                                profile.partition(chosen.name).device_ms, stages)
         q = quantize(reduced)
@@ -227,15 +222,9 @@ class Executor:
         served.update(w=[round(float(v), 4) for v in w], wants="cloud" if wants_cloud else "device",
                       predicted_side_ms={name: c.latency_s * 1e3 for name, c in sides.items()})
         if wants_cloud and plan.chosen.name == "cloud":
-            served["answered_by"] = "cloud"
-            payload = np.ascontiguousarray(job.frame)
-            header = {"op": "infer", "target": cloud_protocol.FULL_TARGET,
-                      "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
-            logits = self._cloud(job, header, payload, CLOUD_ONLY, profile, stages, served,
-                                 fallback=lambda: pair.device.run(job.frame))
-            if served["fallback"]:
-                served["answered_by"] = "device"
-            return logits, payload.nbytes
+            answer = self._full_in_cloud(job, profile, stages, served, pair.device)
+            served["answered_by"] = "device" if served["fallback"] else "cloud"
+            return answer
         if wants_cloud:
             served["device_reason"] = "private mode" if plan.mode == "private" else "cloud down"
         served["answered_by"] = "device"
@@ -296,18 +285,24 @@ class Executor:
     def _recover(self, job: Job, plan: Plan, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
         """The big (full) model on the frame: in the cloud if planned (device fallback), else here."""
         if plan.chosen.name == "cloud":
-            payload = np.ascontiguousarray(job.frame)
-            header = {"op": "infer", "target": cloud_protocol.FULL_TARGET,
-                      "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
-            logits = self._cloud(job, header, payload, CLOUD_ONLY, profile, stages, served,
-                                 fallback=lambda: self.models.full.run(job.frame))
+            answer = self._full_in_cloud(job, profile, stages, served, self.models.full)
             served["answered_by"] = "big:device" if served["fallback"] else "big:cloud"
-            return logits, payload.nbytes
+            return answer
         start = self._clock()
         logits = self.models.full.run(job.frame)
         stages["recovery"] = self._clock() - start
         served["answered_by"] = "big:device"
         return logits, 0
+
+    def _full_in_cloud(self, job: Job, profile: Profile, stages: dict, served: dict,
+                       fallback_engine) -> tuple[np.ndarray, int]:
+        """The frame to the cloud's full model; `fallback_engine` answers here if the cloud cannot."""
+        payload = np.ascontiguousarray(job.frame)
+        header = {"op": "infer", "target": cloud_protocol.FULL_TARGET,
+                  "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
+        logits = self._cloud(job, header, payload, CLOUD_ONLY, profile, stages, served,
+                             fallback=lambda: fallback_engine.run(job.frame))
+        return logits, payload.nbytes
 
     def _device(self, engine, x: np.ndarray, profiled_ms: float | None, stages: dict) -> np.ndarray:
         start = self._clock()
