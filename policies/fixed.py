@@ -6,6 +6,8 @@ cost model, so `adaptinf plan` and the demo report them side by side.
 
 from __future__ import annotations
 
+import functools
+
 from adaptinf.policies.plan import FrameContext, Plan, Telemetry
 from adaptinf.policies.split import CostModel
 from adaptinf.profile import MOBILE_ONLY, Profile
@@ -27,3 +29,10 @@ class FixedPolicy:
             chosen = self._model.predict_one(MOBILE_ONLY, telemetry)
         candidates = tuple(self._model.predict(telemetry)) if explain else ()
         return Plan(chosen, frame.goal, frame.mode, self.name, candidates)
+
+
+@functools.lru_cache(maxsize=None)
+def fixed(partition: str) -> FixedPolicy:
+    """One shared FixedPolicy per partition, for policies that also weigh the full model alone
+    (its cost model is built once per profile, not per frame)."""
+    return FixedPolicy(partition)

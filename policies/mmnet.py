@@ -71,13 +71,13 @@ class MmNetPolicy:
         self.target_accuracy = target_accuracy
 
     def plan(self, frame, telemetry, profile, explain: bool = False):
-        from adaptinf.policies.fixed import FixedPolicy
+        from adaptinf.policies.fixed import fixed
         from adaptinf.policies.plan import Candidate, Plan
         from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
 
         cloud_ok = frame.mode != "private" and telemetry.cloud_up and profile.has(CLOUD_ONLY)
-        on_device = FixedPolicy(MOBILE_ONLY).plan(frame, telemetry, profile).chosen
-        in_cloud = FixedPolicy(CLOUD_ONLY).plan(frame, telemetry, profile).chosen if cloud_ok else None
+        on_device = fixed(MOBILE_ONLY).plan(frame, telemetry, profile).chosen
+        in_cloud = fixed(CLOUD_ONLY).plan(frame, telemetry, profile).chosen if cloud_ok else None
         goal = "energy" if frame.mode == "power-saving" else frame.goal
         key = (lambda c: c.energy_j) if goal == "energy" else (lambda c: c.latency_s)
         master = min([c for c in (on_device, in_cloud) if c is not None], key=key)   # L_t vs L_m

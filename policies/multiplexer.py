@@ -155,9 +155,9 @@ class MultiplexerPolicy:
             # the most accurate model for every frame (thesis 4.3.2): the full one, in the cloud if it can
             from dataclasses import replace
 
-            from adaptinf.policies.fixed import FixedPolicy
+            from adaptinf.policies.fixed import fixed
 
-            full = FixedPolicy(CLOUD_ONLY if cloud_ok else MOBILE_ONLY).plan(frame, telemetry, profile)
+            full = fixed(CLOUD_ONLY if cloud_ok else MOBILE_ONLY).plan(frame, telemetry, profile)
             return replace(full, policy=self.name)
         if not cloud_ok:
             return Plan(local, frame.goal, frame.mode, self.name, (local,))

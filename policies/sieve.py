@@ -78,9 +78,9 @@ class SievePolicy:
             off = replace(speculate, name="detector-off", latency_s=speculate.device_s, cloud_s=0.0,
                           upload_s=0.0, network_s=0.0)
             return Plan(off, duo_plan.goal, frame.mode, self.name, (off,))
-        from adaptinf.policies.fixed import FixedPolicy
+        from adaptinf.policies.fixed import fixed
 
-        original = FixedPolicy(CLOUD_ONLY).plan(frame, telemetry, profile).chosen   # L_t, E_t
+        original = fixed(CLOUD_ONLY).plan(frame, telemetry, profile).chosen   # L_t, E_t
         key = (lambda c: c.energy_j) if duo_plan.goal == "energy" else (lambda c: c.latency_s)
         chosen = min((speculate, original), key=key)
         return Plan(chosen, duo_plan.goal, frame.mode, self.name, (speculate, original))
