@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
 
 from adaptinf.toolchain import custom_float as cf
 from adaptinf.toolchain import datasets
