@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 from adaptinf.toolchain import custom_float as cf
 from adaptinf.toolchain import datasets
 from adaptinf.toolchain.models import glyph_resnet
