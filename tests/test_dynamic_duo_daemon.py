@@ -177,3 +177,18 @@ def test_sieve_speculation_history_over_real_sockets(duo, tmp_short):
         else:               # rule 2: the speculative CNN skipped, straight to the original
             assert second.served_by["history"] == "direct-to-cloud"
             assert second.served_by["answered_by"] == "big:cloud" and "little" not in second.served_by
+
+
+def test_energy_bench_follows_e_m_plus_e_t_p_r(duo, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "speculative_energy.py"
+    spec = importlib.util.spec_from_file_location("speculative_energy", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--bundle", str(duo[0])]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:4] in ("3g  ", "4g  ", "wifi")]
+    assert [r[0] for r in rows] == ["3g", "4g", "wifi"]
+    e_t = [float(r[3]) for r in rows]
+    assert e_t[0] > e_t[1] > e_t[2]           # the slower the uplink, the dearer the upload (Table III)
