@@ -48,6 +48,10 @@ class Stream(threading.Thread):
                 i = self.sent
                 header = {"v": [1, 0], "op": "infer", "id": i, "deadline_ms": 2000,
                           "tensor": {"dtype": "uint8", "shape": [1, 32, 32, 3]}}
+                if i % 2:
+                    # every other frame pinned to the cloud: the split policy may (rightly) keep
+                    # frames local on a loaded machine, and then no fault would touch a frame
+                    header["policy"] = "cloud-only"
                 sock.send_multipart([msgpack.packb(header), self.frames[i % len(self.frames)][None].tobytes()])
                 self.sent += 1
                 outstanding += 1
