@@ -34,7 +34,7 @@ class Candidate:
     """One way to run the frame and what the cost model predicts for it."""
 
     name: str          # partition name, or mobile-only / cloud-only
-    kind: str          # device | cloud | split
+    kind: str          # device | cloud | split | duplicate | multiplex | speculate | minions (daemon/executor.py)
     device_s: float
     upload_s: float
     network_s: float   # round trip, excluding transfer time
