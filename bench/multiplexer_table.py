@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                             (f"Hybrid, T={pair.threshold:.4f} (bundle)", pair.threshold)):
         cloud = to_cloud(w, threshold)
         local = float(1 - cloud.mean())
-        rows.append((name, flops["mux"] + local * flops["device"] + (1 - local) * flops["cloud"], latency.hybrid(local), energy.hybrid(local),
-                     local, np.where(cloud, right["cloud"], right["device"]).mean()))
+        both_sides = flops["mux"] + local * flops["device"] + (1 - local) * flops["cloud"]
+        rows.append((name, both_sides, latency.hybrid(local), energy.hybrid(local), local,
+                     np.where(cloud, right["cloud"], right["device"]).mean()))
 
     print(f"{bundle.name}: device {pair.device}, cloud {pair.cloud}, {len(test.labels)} test frames; "
           f"timed here (onnxruntime, batch 1, median of {args.runs}): mux {ms['mux']:.3f} ms, "

@@ -268,12 +268,12 @@ def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
                           points=tuple(_parse_point(p, i) for i, p in enumerate(_require(s, "points", list, "split"))))
         if split.model not in {m.name for m in models}:
             raise BundleError(f"manifest: split.model {split.model!r} is not one of the bundle's models")
-    multiplexer = _parse_multiplexer(raw["multiplexer"], models, split.model if split else models[0].name) if raw.get("multiplexer") is not None else None
+    full = split.model if split else models[0].name
+    multiplexer = _parse_multiplexer(raw["multiplexer"], models, full) if raw.get("multiplexer") is not None else None
     classes = tuple(_require(raw, "classes", list, "manifest"))
-    duo = (_parse_dynamic_duo(raw["dynamic_duo"], models, split.model if split else models[0].name, len(classes))
+    duo = (_parse_dynamic_duo(raw["dynamic_duo"], models, full, len(classes))
            if raw.get("dynamic_duo") is not None else None)
-    mmnet = (_parse_mmnet(raw["mmnet"], models, split.model if split else models[0].name)
-             if raw.get("mmnet") is not None else None)
+    mmnet = _parse_mmnet(raw["mmnet"], models, full) if raw.get("mmnet") is not None else None
     bundle = Bundle(root=root, name=_require(raw, "name", str, "manifest"),
                     classes=classes, input=_parse_input(raw.get("input")),
                     models=models, split=split, manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),

@@ -274,8 +274,8 @@ class Executor:
         predicted = [int(p.argmax()) for p in probs]
         confidence = [float(p[c]) for p, c in zip(probs, predicted)]
         recover = bool(mmnet.recover(confidence[0], predicted[0], confidence[1], predicted[1], *spec.thresholds))
-        served.update(minions=list(spec.minions), minion_confidence=confidence, minions_agree=predicted[0] == predicted[1],
-                      recovered=recover)
+        served.update(minions=list(spec.minions), minion_confidence=confidence,
+                      minions_agree=predicted[0] == predicted[1], recovered=recover)
         if not recover:
             served["answered_by"] = "minions"
             return logits[0], 0

@@ -79,8 +79,8 @@ def _probs(bundle_dir, name):
 def mmnet_bundle(tmp_path_factory):
     """A tiny pool (widths 8, 12, 16; seconds of training) configured by `adaptinf build mmnet`'s
     code; the test then sets Minion 1's threshold to its median confidence on the FRAMES where
-    the Minions agree (and P_r to 0.1, so that the selector speculates: the Minions cost 0.82 of the Master), whatever the tiny
-    models learned."""
+    the Minions agree (and P_r to 0.1, so that the selector speculates: the Minions cost 0.82 of
+    the Master), whatever the tiny models learned."""
     from adaptinf.bundle import write_manifest
     from adaptinf.toolchain.multiplexer import MuxConfig
     from adaptinf.toolchain.multiplexer_build import build

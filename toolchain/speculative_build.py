@@ -92,7 +92,8 @@ def configure_mmnet_and_report(bundle_dir: Path) -> int:
     s = configure_mmnet(bundle_dir)
     print(f"M&MNet on {bundle_dir}: Minions {s['minions'][0]} + {s['minions'][1]} (thresholds "
           f"{s['thresholds'][0]:.2f}, {s['thresholds'][1]:.2f}), Master {s['master']}")
-    print(f"recovery {s['recovery_rate']:6.1%}, validation accuracy {s['accuracy']:.2%} (target {s['target_accuracy']:.2%}); "
+    print(f"recovery {s['recovery_rate']:6.1%}, validation accuracy {s['accuracy']:.2%} "
+          f"(target {s['target_accuracy']:.2%}); "
           f"L = {s['l_flops'] / 1e6:.2f} MFLOPs per frame")
     return 0
 
@@ -120,7 +121,8 @@ def configure_and_report(bundle_dir: Path) -> int:
     s = configure(bundle_dir)
     print(f"Dynamic Duo on {bundle_dir}: {s['little']} answers, {s['big']} recovers")
     for c in s["candidates"]:
-        print(f"  candidate {c['little']:10} recovery {c['recovery_rate']:6.1%}  E_pair {c['e_pair_flops'] / 1e6:8.2f} MFLOPs")
+        print(f"  candidate {c['little']:10} recovery {c['recovery_rate']:6.1%}  "
+              f"E_pair {c['e_pair_flops'] / 1e6:8.2f} MFLOPs")
     print(f"normal:       recovery {s['recovery_rate']:6.1%}, validation accuracy {s['accuracy']:.2%} "
           f"(target: {s['big']} at {s['target_accuracy']:.2%})")
     print(f"power-saving: recovery {s['power_saving_recovery_rate']:6.1%}, validation accuracy "
