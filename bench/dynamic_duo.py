@@ -27,6 +27,7 @@ import numpy as np
 from adaptinf.bundle import load_bundle
 from adaptinf.calib.measure import time_engine
 from adaptinf.engines import open_engine
+from adaptinf.engines.base import run_batched
 from adaptinf.policies.dynamic_duo import ModelOutputs, pair_accuracy, select_pair
 from adaptinf.toolchain.multiplexer_build import split4
 
@@ -37,8 +38,7 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def outputs(name: str, engine, images: np.ndarray, labels: np.ndarray, cost: float) -> ModelOutputs:
-    p = softmax(np.concatenate([engine.run(images[i:i + 256]) for i in range(0, len(images), 256)]))
-    return ModelOutputs(name, p.max(1), p.argmax(1), p.argmax(1) == labels, cost)
+    return ModelOutputs.from_logits(name, run_batched(engine, images), labels, cost)
 
 
 def throughput(little, big, probe, images: np.ndarray, rounds: int) -> tuple[float, float]:

@@ -30,13 +30,10 @@ from adaptinf.bundle import load_bundle
 from adaptinf.calib.measure import time_engine
 from adaptinf.cli import parse_rate
 from adaptinf.engines import open_engine
+from adaptinf.engines.base import run_batched
 from adaptinf.policies.multiplexer import DEVICE_CLOUD_THRESHOLD, SideCost, to_cloud
 from adaptinf.policies.radio_power import uplink_power_w
 from adaptinf.toolchain.multiplexer_build import split4
-
-
-def run_all(engine, images: np.ndarray) -> np.ndarray:
-    return np.concatenate([engine.run(images[i:i + 1]) for i in range(len(images))])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                for role, name in (("mux", pair.model), ("device", pair.device), ("cloud", pair.cloud))}
     frame = test.images[:1]
     ms = {role: statistics.median(time_engine(e, frame, args.runs)) for role, e in engines.items()}
-    w = run_all(engines["mux"], test.images)
-    right = {role: run_all(engines[role], test.images).argmax(1) == test.labels for role in ("device", "cloud")}
+    w = run_batched(engines["mux"], test.images)
+    right = {role: run_batched(engines[role], test.images).argmax(1) == test.labels for role in ("device", "cloud")}
 
     upload_s = frame.nbytes * 8 / args.uplink
     download_s = len(bundle.classes) * 4 * 8 / args.downlink + args.rtt_ms / 1e3

@@ -29,6 +29,8 @@ import numpy as np
 from adaptinf.bundle import load_bundle
 from adaptinf.calib.measure import time_engine
 from adaptinf.engines import open_engine
+from adaptinf.engines.base import run_batched
+from adaptinf.policies.dynamic_duo import ModelOutputs, Probe, pair_accuracy
 from adaptinf.policies.radio_power import RADIOS, uplink_power_w
 from adaptinf.toolchain.multiplexer_build import split4
 
@@ -48,19 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     little = open_engine(bundle.path(bundle.model(duo.little).file), "onnxruntime")
     big = open_engine(bundle.path(bundle.model(duo.big).file), "onnxruntime")
     little_s = statistics.median(time_engine(little, test.images[:1], 200)) / 1e3
-    z = np.concatenate([little.run(test.images[i:i + 256]) for i in range(0, len(test.images), 256)])
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    recovered = p.max(1) < np.asarray(duo.thresholds)[p.argmax(1)]
+    small = ModelOutputs.from_logits(duo.little, run_batched(little, test.images), test.labels, 0.0)
+    large = ModelOutputs.from_logits(duo.big, run_batched(big, test.images), test.labels, 0.0)
+    recovered = Probe(np.asarray(duo.thresholds)).recover(small.confidence, small.predicted)
     p_r = float(recovered.mean())
-    zb = np.concatenate([big.run(test.images[i:i + 256]) for i in range(0, len(test.images), 256)])
-    accuracy = float((np.where(recovered, zb.argmax(1), p.argmax(1)) == test.labels).mean())
+    accuracy = pair_accuracy(small, large, recovered)
     e_m = little_s * args.compute_power_w
     frame_bits = test.images[:1].nbytes * 8
 
     print(f"{duo.little} speculates ({little_s * 1e3:.3f} ms here at {args.compute_power_w} W: {e_m * 1e3:.3f} mJ), "
           f"{duo.big} recovers; on {len(test.labels)} test frames P_r = {p_r:.1%}, accuracy {accuracy:.2%} "
-          f"({duo.big} alone {(zb.argmax(1) == test.labels).mean():.2%})\n")
+          f"({duo.big} alone {large.accuracy:.2%})\n")
     print(f"{'link':6} {'uplink':>9} {'E_t (cloud-only)':>17} {'E_m + E_t P_r':>14} {'less energy':>12}")
     for radio in ("3g", "4g", "wifi"):
         bps = RADIOS[radio].nominal_uplink_bps

@@ -27,3 +27,8 @@ class Engine(Protocol):
     def run(self, x: np.ndarray) -> np.ndarray:
         """One input tensor in, the first output out (all adaptinf graphs are single-input)."""
         ...
+
+
+def run_batched(engine: Engine, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The engine over many inputs (an evaluation split), `batch_size` at a time."""
+    return np.concatenate([engine.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -42,6 +42,12 @@ class ModelOutputs:
     def accuracy(self) -> float:
         return float(self.right.mean())
 
+    @classmethod
+    def from_logits(cls, name: str, logits: np.ndarray, labels: np.ndarray, cost: float) -> "ModelOutputs":
+        z = logits - logits.max(1, keepdims=True)
+        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        return cls(name, p.max(1), p.argmax(1), p.argmax(1) == labels, cost)
+
 
 @dataclass(frozen=True, eq=False)
 class Probe:

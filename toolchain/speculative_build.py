@@ -28,6 +28,7 @@ import numpy as np
 
 from adaptinf.bundle import load_bundle, write_manifest
 from adaptinf.engines import open_engine
+from adaptinf.engines.base import run_batched
 from adaptinf.policies.dynamic_duo import ModelOutputs, evaluate_pair
 
 POWER_SAVING_LOSS = 0.01   # "a marginal amount of accuracy" (thesis 4.3.2)
@@ -36,10 +37,7 @@ BINS = np.linspace(0.0, 1.0, 21)
 
 def _outputs(bundle, name: str, images: np.ndarray, labels: np.ndarray) -> ModelOutputs:
     engine = open_engine(bundle.path(bundle.model(name).file), "onnxruntime")
-    z = np.concatenate([engine.run(images[i:i + 256]) for i in range(0, len(images), 256)])
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    return ModelOutputs(name, p.max(1), p.argmax(1), p.argmax(1) == labels, float(bundle.model(name).flops))
+    return ModelOutputs.from_logits(name, run_batched(engine, images), labels, float(bundle.model(name).flops))
 
 
 def _histograms(model: ModelOutputs, big: ModelOutputs) -> dict:
