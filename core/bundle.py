@@ -7,7 +7,10 @@ manifest.json, version 1:
   {"format": "adaptinf-bundle", "version": 1, "name": str, "created": iso8601,
    "classes": [str, ...],
    "input": {"name": "image", "dtype": "uint8", "shape": [1, H, W, C], "layout": "NHWC"},
-   "models": [{"name", "file", "role", "accuracy", "flops", "params"}],
+   "models": [{"name", "file", "role", "accuracy", "flops", "params",
+               optional: "size_bytes", "activation_bytes", "derivation": {"method", ...},
+               "confidence": {"bins", "correct", "correctable", "uncorrectable"}}]
+             (role "little": a small model from `adaptinf build little`),
    "split": {"model": <name in models>, "baseline_accuracy", "accuracy_loss_bound",
              "upload": {"dtype": "uint8", "scheme": "per-tensor-affine"},
              "points": [{"name", "layer", "D", "D_r", "reduced_shape", "upload_bytes",
@@ -75,6 +78,11 @@ class ModelEntry:
     accuracy: float | None     # None: not measured (random weights)
     flops: int
     params: int = 0
+    # `adaptinf build little` (toolchain/little_models.py) also records these; 0 / empty: not recorded
+    size_bytes: int = 0                  # the weights as stored (custom floats, sparse bitmaps)
+    activation_bytes: int = 0            # one frame's layer-input activations as stored
+    derivation: dict = field(default_factory=dict, hash=False, compare=False)
+    confidence: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,27 @@ def _parse_point(raw: dict, i: int) -> SplitPoint:
                       search=tuple(raw.get("search", ())), **ints, **floats)
 
 
+def _parse_model(raw: dict, i: int) -> ModelEntry:
+    where = f"models[{i}]"
+    sizes = {}
+    for key in ("size_bytes", "activation_bytes"):
+        value = raw.get(key, 0) if isinstance(raw, dict) else 0
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise BundleError(f"manifest: {where}.{key} must be a non-negative integer, got {value!r}")
+        sizes[key] = value
+    confidence = raw.get("confidence", {}) if isinstance(raw, dict) else {}
+    if confidence:
+        bins = confidence.get("bins") if isinstance(confidence, dict) else None
+        parts = [confidence.get(k) for k in ("correct", "correctable", "uncorrectable")] if bins else []
+        if not isinstance(bins, list) or not all(isinstance(p, list) and len(p) == len(bins) - 1 for p in parts):
+            raise BundleError(f"manifest: {where}.confidence needs bins and correct, correctable and uncorrectable "
+                              f"counts (one fewer than bins)")
+    return ModelEntry(name=_require(raw, "name", str, where), file=_require(raw, "file", str, where),
+                      role=raw.get("role", "model"), accuracy=_accuracy(raw, "accuracy", where),
+                      flops=int(_require(raw, "flops", int, where)), params=int(raw.get("params", 0)),
+                      derivation=dict(raw.get("derivation", {})), confidence=dict(confidence), **sizes)
+
+
 def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
     """Read and check a bundle; raises BundleError naming the first problem found."""
     root = Path(root)
@@ -252,11 +281,7 @@ def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
                           f"supports ({VERSION}); upgrade adaptinf or rebuild the bundle")
 
     files = _require(raw, "files", dict, "manifest")
-    models = tuple(
-        ModelEntry(name=_require(m, "name", str, f"models[{i}]"), file=_require(m, "file", str, f"models[{i}]"),
-                   role=m.get("role", "model"), accuracy=_accuracy(m, "accuracy", f"models[{i}]"),
-                   flops=int(_require(m, "flops", int, f"models[{i}]")), params=int(m.get("params", 0)))
-        for i, m in enumerate(_require(raw, "models", list, "manifest")))
+    models = tuple(_parse_model(m, i) for i, m in enumerate(_require(raw, "models", list, "manifest")))
     if not models:
         raise BundleError(f"{manifest_path}: bundle has no models")
     split = None

@@ -308,7 +308,20 @@ def cmd_build_multiplexer(args: argparse.Namespace) -> int:
 def cmd_build_duo(args: argparse.Namespace) -> int:
     from adaptinf.toolchain.speculative_build import configure_and_report
 
-    return configure_and_report(args.bundle)
+    return configure_and_report(args.bundle, args.little)
+
+
+def cmd_build_little(args: argparse.Namespace) -> int:
+    from adaptinf.toolchain.little_models import LittleConfig, build_and_report
+
+    config = LittleConfig(width=args.width, resolutions=_int_list(args.resolutions), keep=args.keep,
+                          custom_floats=tuple(v for v in args.custom_floats.split(",") if v), epochs=args.epochs,
+                          n_explore=args.n_explore, seed=args.seed)
+    return build_and_report(args.bundle, config)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v)
 
 
 def cmd_build_mmnet(args: argparse.Namespace) -> int:
@@ -365,7 +378,20 @@ def main(argv: list[str] | None = None) -> int:
 
     duo = build.add_parser("duo", help="configure Dynamic Duo (thesis ch.6) on a pool bundle, in place")
     duo.add_argument("--bundle", required=True, type=Path, help="a bundle from `adaptinf build multiplexer`")
+    duo.add_argument("--little", help="this model speculates (default: the smallest E_pair in FLOPs)")
     duo.set_defaults(func=cmd_build_duo)
+    little = build.add_parser("little", help="train and derive small models (width, resolution, double-shot "
+                                             "pruning, custom floats) into a pool bundle, in place")
+    little.add_argument("--bundle", required=True, type=Path, help="a bundle from `adaptinf build multiplexer`")
+    little.add_argument("--width", type=int, default=16, help="glyph_resnet width of every small model")
+    little.add_argument("--resolutions", default="24,16", help="input resolutions below 32 to train (empty: none)")
+    little.add_argument("--keep", type=float, default=0.1, help="double shot keeps this share of weights (0: skip)")
+    little.add_argument("--custom-floats", default="exact,accurate",
+                        help="custom-float variants of the dense model: exact, accurate, approximate (empty: none)")
+    little.add_argument("--epochs", type=int, default=4)
+    little.add_argument("--n-explore", type=int, default=500, help="validation frames of the custom-float search")
+    little.add_argument("--seed", type=int, default=0)
+    little.set_defaults(func=cmd_build_little)
     mmnet = build.add_parser("mmnet", help="configure M&MNet (thesis ch.5) on a pool bundle, in place")
     mmnet.add_argument("--bundle", required=True, type=Path, help="a bundle from `adaptinf build multiplexer`")
     mmnet.set_defaults(func=cmd_build_mmnet)

@@ -92,6 +92,23 @@ def quantize(x: torch.Tensor, fmt: Format) -> torch.Tensor:
     return sign * q
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy in which every Conv2d registered directly before a BatchNorm2d (the conv, bn
+    order of the glyph models) is one conv with a bias, and the BatchNorm an Identity.
+    Deployment folds them anyway, so the weights to compress are the folded ones."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    named = list(folded.named_modules())
+    for (conv_name, conv), (bn_name, bn) in zip(named, named[1:]):
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            folded.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
+            folded.set_submodule(bn_name, nn.Identity())
+    return folded
+
+
 def layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 

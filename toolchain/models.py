@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -31,6 +32,21 @@ class Preprocess(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 3, 1, 2).to(torch.float32)
         return (x - self.mean) / self.std
+
+
+class Downsample(nn.Module):
+    """The resolution multiplier rho (thesis eq. 5.3) inside the graph: the frame is resized
+    to size x size, so every later feature map shrinks by rho while the bundle's input stays
+    the camera's frame. Bilinear (ONNX Resize); at rho = 1/2 it is a 2x2 mean."""
+
+    def __init__(self, size: int, frame: int):
+        super().__init__()
+        self.scale = size / frame
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # a constant scale (not a size) keeps the exported Resize's output shape inferable
+        return F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False,
+                             recompute_scale_factor=False)
 
 
 class StagedModel(nn.Module):
@@ -98,12 +114,17 @@ GLYPH_MEAN = (0.5, 0.5, 0.5)
 GLYPH_STD = (0.25, 0.25, 0.25)
 
 
-def glyph_resnet(num_classes: int = 16, width: int = 16) -> StagedModel:
-    """Residual CNN for 32x32 glyphs: stem, RB1..RB6, classifier."""
+def glyph_resnet(num_classes: int = 16, width: int = 16, resolution: int = 32) -> StagedModel:
+    """Residual CNN for 32x32 glyphs: stem, RB1..RB6, classifier. `width` is the width
+    multiplier's channel count; `resolution` < 32 resizes the frame first (Downsample)."""
+    if not 8 <= resolution <= 32:
+        raise ValueError(f"resolution must be in [8, 32] (the frame is 32x32), got {resolution}")
     w = width
     plan = [(w, w, 1), (w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2), (4 * w, 4 * w, 1), (4 * w, 4 * w, 1)]
     stages: OrderedDict[str, nn.Module] = OrderedDict()
     stages["preprocess"] = Preprocess(GLYPH_MEAN, GLYPH_STD)
+    if resolution < 32:
+        stages["downsample"] = Downsample(resolution, 32)
     stages["stem"] = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
     for i, (cin, cout, stride) in enumerate(plan, start=1):
         stages[f"RB{i}"] = BasicBlock(cin, cout, stride)

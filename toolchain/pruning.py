@@ -96,19 +96,32 @@ def snip_batch(labels: np.ndarray, size: int = 256, seed: int = 0) -> np.ndarray
     return np.random.default_rng(seed).choice(len(labels), min(size, len(labels)), replace=False)
 
 
+def snip_keep_counts(model: nn.Module, images: np.ndarray, labels: np.ndarray, keep: float,
+                     batch_size: int = 256, seed: int = 0) -> dict[str, int]:
+    """Step 1, on `model` at initialisation: SNIP's per-layer keep counts."""
+    batch = snip_batch(labels, batch_size, seed)
+    return layer_keep_counts(snip_masks(model, torch.from_numpy(images[batch]), torch.from_numpy(labels[batch]),
+                                        keep))
+
+
+def prune_trained(initial: nn.Module, trained: nn.Module, counts: dict[str, int], train_fn,
+                  metric: str = "weighted_movement") -> nn.Module:
+    """Steps 3-4: keep each layer's most important connections of `trained` (w_f, against the
+    initial w_i), then retrain it in place with the rest held at zero."""
+    apply_masks(trained, importance_masks(initial, trained, counts, metric))
+    train_fn(trained)
+    finalize(trained)
+    return trained
+
+
 def double_shot(model: nn.Module, images: np.ndarray, labels: np.ndarray, keep: float, train_fn,
                 metric: str = "weighted_movement", batch_size: int = 256, seed: int = 0) -> nn.Module:
     """Steps 1-4 on `model` (freshly initialised); train_fn(model) trains it in place."""
     torch.manual_seed(seed)
     initial = copy.deepcopy(model)
-    batch = snip_batch(labels, batch_size, seed)
-    counts = layer_keep_counts(snip_masks(model, torch.from_numpy(images[batch]),
-                                          torch.from_numpy(labels[batch]), keep))
+    counts = snip_keep_counts(model, images, labels, keep, batch_size, seed)
     train_fn(model)                                           # the dense network
-    apply_masks(model, importance_masks(initial, model, counts, metric))
-    train_fn(model)                                           # the sparse one, from w_f
-    finalize(model)
-    return model
+    return prune_trained(initial, model, counts, train_fn, metric)
 
 
 def snip(model: nn.Module, images: np.ndarray, labels: np.ndarray, keep: float, train_fn,

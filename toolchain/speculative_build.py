@@ -40,35 +40,45 @@ def _outputs(bundle, name: str, images: np.ndarray, labels: np.ndarray) -> Model
     return ModelOutputs.from_logits(name, run_batched(engine, images), labels, float(bundle.model(name).flops))
 
 
-def _histograms(model: ModelOutputs, big: ModelOutputs) -> dict:
+def confidence_histograms(model: ModelOutputs, big: ModelOutputs) -> dict:
     subsets = {"correct": model.right, "correctable": ~model.right & big.right,
                "uncorrectable": ~model.right & ~big.right}
     return {"bins": BINS.tolist(),
             **{k: np.histogram(model.confidence[m], BINS)[0].tolist() for k, m in subsets.items()}}
 
 
-def _pool(bundle_dir: Path):
-    """(bundle, manifest, the full model's and the cheaper pool models' validation outputs, classes)."""
+def pool_splits(bundle_dir: Path):
+    """(pool_train, val, test, classes) of a pool bundle, regenerated from its manifest's seed."""
     from adaptinf.toolchain.multiplexer_build import split4
 
-    bundle = load_bundle(bundle_dir)
-    manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
-    data = manifest.get("data", {})
+    data = json.loads((Path(bundle_dir) / "manifest.json").read_text()).get("data", {})
     if "n_pool_train" not in data:
         raise SystemExit(f"{bundle_dir}: not a pool bundle from `adaptinf build multiplexer` (no n_pool_train)")
-    _, _, val, _, classes = split4(data["n_pool_train"], data["seed"], data["n_val"])
+    train, _, val, test, classes = split4(data["n_pool_train"], data["seed"], data["n_val"])
+    return train, val, test, classes
+
+
+def candidates(bundle) -> list:
+    """The models that may speculate: the pool's and `build little`'s, cheaper than the full model."""
+    return [m for m in bundle.models if m.role in ("pool", "little") and m.flops < bundle.full_model.flops]
+
+
+def _pool(bundle_dir: Path):
+    """(bundle, manifest, the full model's and the candidates' validation outputs, classes)."""
+    bundle = load_bundle(bundle_dir)
+    manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
+    _, val, _, classes = pool_splits(bundle_dir)
     big = _outputs(bundle, bundle.full_model.name, val.images, val.labels)
-    littles = [_outputs(bundle, m.name, val.images, val.labels) for m in bundle.models
-               if m.role == "pool" and m.flops < bundle.full_model.flops]
+    littles = [_outputs(bundle, m.name, val.images, val.labels) for m in candidates(bundle)]
     if not littles:
         raise SystemExit(f"{bundle_dir}: no pool model cheaper than the full model {bundle.full_model.name!r}")
     return bundle, manifest, big, littles, classes
 
 
-def _write(bundle_dir: Path, manifest: dict) -> None:
+def rewrite_manifest(bundle_dir: Path, manifest: dict) -> None:
     manifest.pop("files", None)
     write_manifest(bundle_dir, manifest)
-    load_bundle(bundle_dir)          # the section must read back
+    load_bundle(bundle_dir)          # the new sections must read back
 
 
 def configure_mmnet(bundle_dir: Path) -> dict:
@@ -82,7 +92,7 @@ def configure_mmnet(bundle_dir: Path) -> dict:
                "recovery_rate": pair.recovery_rate, "accuracy": pair.accuracy, "target_accuracy": master.accuracy,
                "l_flops": pair.cost}
     manifest["mmnet"] = section
-    _write(bundle_dir, manifest)
+    rewrite_manifest(bundle_dir, manifest)
     return section
 
 
@@ -96,27 +106,34 @@ def configure_mmnet_and_report(bundle_dir: Path) -> int:
     return 0
 
 
-def configure(bundle_dir: Path) -> dict:
-    """Dynamic Duo."""
+def configure(bundle_dir: Path, little: str | None = None) -> dict:
+    """Dynamic Duo; `little` forces the little model (else: the smallest E_pair)."""
     bundle, manifest, big, littles, classes = _pool(bundle_dir)
-    pairs = [p for little in littles if (p := evaluate_pair(little, big, big.accuracy, len(classes))) is not None]
-    pair = min(pairs, key=lambda p: p.cost)
-    little = next(m for m in littles if m.name == pair.little)
-    relaxed = evaluate_pair(little, big, big.accuracy - POWER_SAVING_LOSS, len(classes))
+    if little is not None and little not in {m.name for m in littles}:
+        raise SystemExit(f"{bundle_dir}: {little!r} is not a candidate little model (cheaper than "
+                         f"{big.name}): {[m.name for m in littles]}")
+    pairs = [p for m in littles if (p := evaluate_pair(m, big, big.accuracy, len(classes))) is not None]
+    chosen = [p for p in pairs if p.little == little] if little else pairs
+    if not chosen:
+        raise SystemExit(f"{bundle_dir}: {little or 'no candidate'} reaches {big.name}'s validation accuracy "
+                         f"{big.accuracy:.2%} with any threshold")
+    pair = min(chosen, key=lambda p: p.cost)
+    chosen_little = next(m for m in littles if m.name == pair.little)
+    relaxed = evaluate_pair(chosen_little, big, big.accuracy - POWER_SAVING_LOSS, len(classes))
     section = {"little": pair.little, "big": big.name, "thresholds": pair.probe.thresholds.tolist(),
                "power_saving_thresholds": relaxed.probe.thresholds.tolist(), "target_accuracy": big.accuracy,
                "recovery_rate": pair.recovery_rate, "power_saving_recovery_rate": relaxed.recovery_rate,
                "accuracy": pair.accuracy, "power_saving_accuracy": relaxed.accuracy,
                "candidates": [{"little": p.little, "recovery_rate": p.recovery_rate, "e_pair_flops": p.cost}
                               for p in pairs],
-               "confidence": {m.name: _histograms(m, big) for m in [*littles, big]}}
+               "confidence": {m.name: confidence_histograms(m, big) for m in [*littles, big]}}
     manifest["dynamic_duo"] = section
-    _write(bundle_dir, manifest)
+    rewrite_manifest(bundle_dir, manifest)
     return section
 
 
-def configure_and_report(bundle_dir: Path) -> int:
-    s = configure(bundle_dir)
+def configure_and_report(bundle_dir: Path, little: str | None = None) -> int:
+    s = configure(bundle_dir, little)
     print(f"Dynamic Duo on {bundle_dir}: {s['little']} answers, {s['big']} recovers")
     for c in s["candidates"]:
         print(f"  candidate {c['little']:10} recovery {c['recovery_rate']:6.1%}  "

@@ -1,0 +1,149 @@
+"""`adaptinf build little` (toolchain/little_models.py): width, resolution, double-shot and
+custom-float small models stored in a pool bundle, and served by adaptinfd."""
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from adaptinf.bundle import BundleError, load_bundle, write_manifest
+from adaptinf.toolchain import custom_float as cf
+from adaptinf.toolchain.little_models import LittleConfig, build_littles, tensor_bytes
+from adaptinf.toolchain.models import glyph_resnet
+from adaptinf.toolchain.onnx_export import export_onnx
+from adaptinf.toolchain.onnx_flops import count_flops, weighted_layers
+
+pytestmark = pytest.mark.slow
+
+CONFIG = LittleConfig(width=8, resolutions=(16,), keep=0.2, custom_floats=("exact",), epochs=1, n_explore=48)
+
+
+@pytest.fixture(scope="module")
+def littles(mux_build, tmp_path_factory):
+    out = tmp_path_factory.mktemp("little") / "bundle"
+    shutil.copytree(mux_build[0], out)
+    entries = build_littles(out, CONFIG, progress=False)
+    return out, {e["name"]: e for e in entries}
+
+
+def test_the_resolution_multiplier_scales_conv_flops_by_rho_squared(tmp_path):
+    example = torch.zeros(1, 32, 32, 3, dtype=torch.uint8)
+    flops = {}
+    for r in (32, 16):
+        model = glyph_resnet(16, 8, r).eval()
+        export_onnx(model, example, tmp_path / f"r{r}.onnx", "image", "logits")
+        convs = [layer.flops for layer in weighted_layers(tmp_path / f"r{r}.onnx") if layer.op == "Conv"]
+        flops[r] = sum(convs)
+        frame = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+        onnx_out = ort.InferenceSession(str(tmp_path / f"r{r}.onnx")).run(None, {"image": frame})[0]
+        assert np.allclose(onnx_out, model(torch.from_numpy(frame)).detach().numpy(), atol=1e-4)
+    assert flops[16] / flops[32] == pytest.approx(0.25, rel=1e-6)    # eq. 5.3 with rho = 1/2
+    with pytest.raises(ValueError, match="resolution"):
+        glyph_resnet(16, 8, 40)
+
+
+def test_stored_size_takes_the_cheaper_of_dense_and_bitmap_plus_nonzeros():
+    weight = np.zeros(100, np.float32)
+    weight[:10] = 1.0
+    assert tensor_bytes(weight, 32) == (100 + 10 * 32) / 8
+    assert tensor_bytes(np.ones(100, np.float32), 8) == 100 * 8 / 8
+
+
+def test_build_little_adds_described_models_the_bundle_checks(littles):
+    out, entries = littles
+    bundle = load_bundle(out)
+    assert set(entries) == {"dense_w8", "res16_w8", "pruned80_w8", "cf_exact_w8"}
+    n_val = json.loads((out / "manifest.json").read_text())["data"]["n_val"]
+    for name, e in entries.items():
+        model = bundle.model(name)
+        assert model.role == "little" and model.size_bytes > 0 and model.activation_bytes > 0
+        assert sum(sum(model.confidence[k]) for k in ("correct", "correctable", "uncorrectable")) == n_val
+        assert model.derivation["method"] == e["derivation"]["method"]
+    dense, res, pruned, custom = (bundle.model(n) for n in ("dense_w8", "res16_w8", "pruned80_w8", "cf_exact_w8"))
+    assert res.flops < 0.3 * dense.flops and res.activation_bytes < 0.3 * dense.activation_bytes
+    # double shot keeps 20% of the weights: the sparse FLOPs and the stored size shrink with them
+    assert pruned.derivation["sparsity"] >= 0.79
+    # (per layer: SNIP keeps more of the early convs, whose weights are used at every pixel)
+    layers = weighted_layers(out / pruned.file)
+    assert pruned.flops == int(sum(layer.flops * np.count_nonzero(layer.weight) / layer.weight.size
+                                   for layer in layers))
+    assert pruned.flops < 0.5 * dense.flops == 0.5 * count_flops(out / pruned.file)
+    assert pruned.size_bytes < 0.35 * dense.size_bytes
+    # custom floats: the same FLOPs (computed in full precision), fewer stored bytes
+    assert custom.flops == dense.flops
+    assert custom.size_bytes < 0.8 * dense.size_bytes
+    assert custom.activation_bytes < dense.activation_bytes
+
+
+def test_custom_float_weights_in_the_graph_are_values_their_formats_hold(littles):
+    out, entries = littles
+    derivation = entries["cf_exact_w8"]["derivation"]
+    formats = [cf.Format(**f) for f in derivation["weights"].values()]
+
+    def representable(weight):
+        w = torch.from_numpy(weight.copy())
+        return any(torch.equal(cf.quantize(w, fmt), w) for fmt in formats)
+
+    custom = [layer.weight for layer in weighted_layers(out / entries["cf_exact_w8"]["file"])]
+    dense = [layer.weight for layer in weighted_layers(out / entries["dense_w8"]["file"])]
+    assert all(representable(w) for w in custom)
+    assert not all(representable(w) for w in dense)       # the check can tell the difference
+    # and each layer's input activation is rounded inside the graph
+    graph_ops = {node.op_type for node in __import__("onnx").load(str(out / entries["cf_exact_w8"]["file"])).graph.node}
+    assert {"Floor", "Round"} <= graph_ops
+
+
+def test_build_duo_can_be_told_which_little_speculates(littles, tmp_path):
+    from adaptinf.toolchain.speculative_build import configure
+
+    out = tmp_path / "bundle"
+    shutil.copytree(littles[0], out)
+    section = configure(out, little="cf_exact_w8")
+    assert section["little"] == "cf_exact_w8"
+    assert {"dense_w8", "res16_w8", "pruned80_w8", "cf_exact_w8", "pool_w8"} <= set(section["confidence"])
+    with pytest.raises(SystemExit, match="not a candidate"):
+        configure(out, little="no_such_model")
+
+
+def test_adaptinfd_serves_a_custom_float_little(littles, tmp_short):
+    from adaptinf.client import Client
+    from adaptinf.daemon.config import parse_config
+    from adaptinf.daemon.service import Daemon
+    from adaptinf.toolchain.speculative_build import configure
+
+    out = tmp_short / "bundle"
+    shutil.copytree(littles[0], out)
+    configure(out, little="cf_exact_w8")
+    frames = np.random.default_rng(3).integers(0, 256, (6, 1, 32, 32, 3), dtype=np.uint8)
+    session = ort.InferenceSession(str(out / littles[1]["cf_exact_w8"]["file"]))
+    daemon = Daemon(parse_config({"daemon": {"api_endpoint": f"ipc://{tmp_short}/a.sock", "bundle": str(out),
+                                             "state_dir": str(tmp_short), "warmup_runs": 1},
+                                  "policy": {"name": "dynamic-duo"}})).start()
+    try:
+        with Client(f"ipc://{tmp_short}/a.sock", timeout_s=10) as c:
+            results = [c.infer(f) for f in frames]
+    finally:
+        daemon.stop()
+    for frame, r in zip(frames, results):
+        assert r.served_by["little"] == "cf_exact_w8"
+        if not r.served_by["recovered"]:
+            assert r.label == int(session.run(None, {"image": frame})[0].argmax())
+
+
+def test_the_manifest_refuses_malformed_little_fields(littles, tmp_path):
+    out = tmp_path / "bundle"
+    shutil.copytree(littles[0], out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = next(m for m in manifest["models"] if m["name"] == "res16_w8")
+    for key, bad, message in (("size_bytes", -1, "size_bytes"),
+                              ("confidence", {"bins": [0, 1], "correct": [1, 2]}, "confidence")):
+        saved = entry[key]
+        entry[key] = bad
+        manifest.pop("files", None)
+        write_manifest(out, manifest)
+        with pytest.raises(BundleError, match=message):
+            load_bundle(out)
+        entry[key] = saved
