@@ -61,9 +61,11 @@ def test_search_finds_compressed_formats_and_the_variants_order_by_bits(digits_m
         weights, acts = cf.pick(explored, variant)
         assert set(weights) == set(acts) == {"0", "2"}
     exact, accurate, approximate = (cf.pick(explored, v) for v in ("exact", "accurate", "approximate"))
-    for kind in (0, 1):
+    for kind, name in ((0, "weights"), (1, "activations")):
         for layer in ("0", "2"):
-            assert approximate[kind][layer].bits <= accurate[kind][layer].bits
+            assert approximate[kind][layer].bits <= accurate[kind][layer].bits <= exact[kind][layer].bits
+            # exact: the most precise format explored for the tensor, whatever chance did to its score
+            assert exact[kind][layer].bits == max(e.fmt.bits for e in explored if (e.layer, e.kind) == (layer, name))
     counts = cf.input_counts(model, x[:1])
     w_ratio, a_ratio = cf.compression(model, *accurate, counts)
     assert w_ratio < 0.5 and a_ratio < 0.5                         # under 16 bits a number
