@@ -5,7 +5,8 @@ a single and with per-class thresholds, and throughput against the big model alo
     python -m adaptinf build multiplexer --out build/mux      # the pool (about 10 minutes)
     python bench/dynamic_duo.py --bundle build/mux            # about a minute
 
-Any bundle with a multiplexer section will do: its pool models are the candidates. Costs
+Any bundle with a multiplexer section will do: its pool models, and the small models of
+`adaptinf build little` if it has run, are the candidates. Costs
 are each model's latency measured here (onnxruntime, batch 1), so E_pair is L_pair. The
 probes are set on the validation split, to reach the big model's validation accuracy,
 and every figure is on the test split (both regenerated from the manifest's seed).
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{args.bundle} has no model pool: build one with `adaptinf build multiplexer`")
     data = json.loads((args.bundle / "manifest.json").read_text())["data"]
     _, _, val, test, classes = split4(data["n_pool_train"], data["seed"], data["n_test"])
-    engines = {n: open_engine(bundle.path(bundle.model(n).file), "onnxruntime") for n in bundle.multiplexer.pool}
+    names = [*bundle.multiplexer.pool, *(m.name for m in bundle.models if m.role == "little")]
+    engines = {n: open_engine(bundle.path(bundle.model(n).file), "onnxruntime") for n in names}
     cost = {n: statistics.median(time_engine(e, test.images[:1], 100)) / 1e3 for n, e in engines.items()}
     pool_val = [outputs(n, e, val.images, val.labels, cost[n]) for n, e in engines.items()]
     pool_test = {n: outputs(n, e, test.images, test.labels, cost[n]) for n, e in engines.items()}
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"pool ({len(test.labels)} test frames; latency measured here, batch 1):")
     for n in engines:
-        print(f"  {n:10} accuracy {pool_test[n].accuracy:7.2%}  {cost[n] * 1e3:7.3f} ms")
+        print(f"  {n:16} accuracy {pool_test[n].accuracy:7.2%}  {cost[n] * 1e3:7.3f} ms")
     print(f"target: {big_name}'s validation accuracy {target:.2%}\n")
     rows = {}
     for label, per_class, exhaustive in (("single threshold, exhaustive", False, True),

@@ -22,8 +22,9 @@ E_m, the little model's energy, two ways (there is no power sensor here):
   2 × activation_bytes). This is the memory traffic that SIEVE's custom floats and
   pruning shrink. The thesis puts the (de)compression cost under 5% and it is left out.
 The thesis reports 91%, 57% and 26% less energy than cloud-only for 3G, 4G and Wi-Fi.
---plot draws accuracy against recovery rate and the Pareto fronts of accuracy against
-modelled device energy for each uplink (each little's single threshold swept).
+--plot draws accuracy against recovery rate and against stored size, and the Pareto
+fronts of accuracy against device energy for each uplink, with modelled and with measured
+E_m (each little's single threshold swept; cloud-only and mobile-only are points).
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds = statistics.median(time_engine(engine, test.images[:1], 200)) / 1e3
         rows.append({"name": model.name, "method": model.derivation.get("method", "pool"),
                      "p_r": float(recovered.mean()), "accuracy": pair_accuracy(little_test, big_test, recovered),
+                     "little_accuracy": little_test.accuracy,
+                     "size_bytes": model.size_bytes or storage(bundle.path(model.file))[0],
                      "measured_j": seconds * args.compute_power_w,
                      "modelled_j": modelled_energy_j(model, bundle.path(model.file))})
         curves[model.name] = [(float((little_test.confidence < t).mean()),
@@ -106,48 +109,66 @@ def main(argv: list[str] | None = None) -> int:
                          f"{1 - (row['modelled_j'] + e_t * row['p_r']) / e_t:6.1%}")
         print(f"{row['name']:18} {row['method']:13} {row['p_r']:6.1%} {row['accuracy']:8.2%} "
               f"{row['measured_j'] * 1e3:7.3f} mJ {row['modelled_j'] * 1e3:7.4f} mJ   " + "   ".join(saved))
+    engine = open_engine(bundle.path(full.file), "onnxruntime")
+    mobile_measured_j = statistics.median(time_engine(engine, test.images[:1], 200)) / 1e3 * args.compute_power_w
+    print(f"{'mobile-only ' + full.name:32} {100:5d}% {big_test.accuracy:8.2%} {mobile_measured_j * 1e3:7.3f} mJ "
+          f"{mobile_j * 1e3:7.4f} mJ   " + "   ".join(
+              f"{r} {1 - mobile_measured_j / cloud_only_j(r, frame_bytes):6.1%} / "
+              f"{1 - mobile_j / cloud_only_j(r, frame_bytes):6.1%}" for r in RADIOS))
     if args.plot:
-        _plot(rows, curves, big_test.accuracy, mobile_j, frame_bytes, args.plot)
+        _plot(rows, curves, big_test.accuracy, {"modelled": mobile_j, "measured": mobile_measured_j}, frame_bytes,
+              args.plot)
         print(f"\nplot: {args.plot}")
     print(f"\nreproduce: python bench/speculative_energy.py --bundle {args.bundle}")
     return 0
 
 
-def _plot(rows: list[dict], curves: dict, big_accuracy: float, mobile_j: float, frame_bytes: int,
+def _plot(rows: list[dict], curves: dict, big_accuracy: float, mobile_j: dict, frame_bytes: int,
           path: Path) -> None:
+    """Top: accuracy vs recovery rate, then the modelled-energy Pareto fronts per uplink;
+    bottom: accuracy vs stored size, then the fronts with measured E_m."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    fig, axes = plt.subplots(1, 1 + len(RADIOS), figsize=(4.2 * (1 + len(RADIOS)), 3.8))
-    modelled = {row["name"]: row["modelled_j"] for row in rows}
+    fig, axes = plt.subplots(2, 1 + len(RADIOS), figsize=(4.2 * (1 + len(RADIOS)), 7.6))
+    colours = {name: f"C{i}" for i, name in enumerate(curves)}
     for name, curve in curves.items():
         rate, acc = np.array(curve).T
-        axes[0].plot(rate * 100, acc * 100, label=name)
-    axes[0].axhline(big_accuracy * 100, color="#888888", linestyle="--", linewidth=0.8)
-    axes[0].set_xlabel("recovery rate (%)")
-    axes[0].set_ylabel("test accuracy (%)")
-    axes[0].legend(fontsize=7)
-    for ax, radio in zip(axes[1:], RADIOS):
-        e_t = cloud_only_j(radio, frame_bytes)
-        points = []
-        for name, curve in curves.items():
-            energy = [(modelled[name] + e_t * rate) * 1e3 for rate, _ in curve]
-            ax.plot(energy, [a * 100 for _, a in curve], linewidth=0.8, alpha=0.6)
-            points += list(zip(energy, [a * 100 for _, a in curve]))
-        front, best = [], -1.0
-        for e, a in sorted(points):                      # Pareto: no cheaper point is as accurate
-            if a > best:
-                front.append((e, a))
-                best = a
-        ax.step(*zip(*front), where="post", color="black", linewidth=1.5, label="Pareto front")
-        ax.scatter([e_t * 1e3], [big_accuracy * 100], marker="s", color="#C44E52", label="cloud-only", zorder=3)
-        ax.scatter([mobile_j * 1e3], [big_accuracy * 100], marker="^", color="#55A868", label="mobile-only",
-                   zorder=3)
-        ax.set_xscale("log")
-        ax.set_xlabel(f"device energy per frame, mJ ({radio}, modelled)")
-        ax.legend(fontsize=7)
+        axes[0, 0].plot(rate * 100, acc * 100, label=name, color=colours[name])
+    axes[0, 0].axhline(big_accuracy * 100, color="#888888", linestyle="--", linewidth=0.8)
+    axes[0, 0].set_xlabel("recovery rate (%)")
+    axes[0, 0].set_ylabel("test accuracy (%)")
+    axes[0, 0].legend(fontsize=7)
+    for row in rows:
+        axes[1, 0].scatter(row["size_bytes"] / 1e3, row["little_accuracy"] * 100, color=colours[row["name"]])
+        axes[1, 0].annotate(row["name"], (row["size_bytes"] / 1e3, row["little_accuracy"] * 100), fontsize=7)
+    axes[1, 0].set_xlabel("weights as stored (kB)")
+    axes[1, 0].set_ylabel("little model alone, test accuracy (%)")
+    for line, kind in enumerate(("modelled", "measured")):
+        e_m = {row["name"]: row[f"{kind}_j"] for row in rows}
+        for ax, radio in zip(axes[line, 1:], RADIOS):
+            e_t = cloud_only_j(radio, frame_bytes)
+            points = [(e_t * 1e3, big_accuracy * 100), (mobile_j[kind] * 1e3, big_accuracy * 100)]
+            for name, curve in curves.items():
+                energy = [(e_m[name] + e_t * rate) * 1e3 for rate, _ in curve]
+                ax.plot(energy, [a * 100 for _, a in curve], linewidth=0.8, alpha=0.7, color=colours[name])
+                points += list(zip(energy, [a * 100 for _, a in curve]))
+            front, best = [], -1.0
+            for e, a in sorted(points):                      # Pareto: no cheaper point is as accurate
+                if a > best:
+                    front.append((e, a))
+                    best = a
+            ax.step(*zip(*front), where="post", color="black", linewidth=1.5, label="Pareto front")
+            ax.scatter([e_t * 1e3], [big_accuracy * 100], marker="s", color="#C44E52", label="cloud-only", zorder=3)
+            ax.scatter([mobile_j[kind] * 1e3], [big_accuracy * 100], marker="^", color="#55A868",
+                       label="mobile-only", zorder=3)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(f"device energy per frame, mJ ({radio}, {kind} E_m)")
+            ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

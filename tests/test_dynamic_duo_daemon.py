@@ -179,7 +179,7 @@ def test_sieve_speculation_history_over_real_sockets(duo, tmp_short):
             assert second.served_by["answered_by"] == "big:cloud" and "little" not in second.served_by
 
 
-def test_energy_bench_follows_e_m_plus_e_t_p_r(duo, capsys):
+def test_energy_bench_covers_every_little_and_draws_the_fronts(duo, capsys, tmp_path):
     import importlib.util
     from pathlib import Path
 
@@ -187,8 +187,13 @@ def test_energy_bench_follows_e_m_plus_e_t_p_r(duo, capsys):
     spec = importlib.util.spec_from_file_location("speculative_energy", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    assert bench.main(["--bundle", str(duo[0])]) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line[:4] in ("3g  ", "4g  ", "wifi")]
-    assert [r[0] for r in rows] == ["3g", "4g", "wifi"]
-    e_t = [float(r[3]) for r in rows]
-    assert e_t[0] > e_t[1] > e_t[2]           # the slower the uplink, the dearer the upload (Table III)
+    assert bench.main(["--bundle", str(duo[0]), "--plot", str(tmp_path / "fronts.png")]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "fronts.png").stat().st_size > 10_000
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("pool_w8")}
+    assert "pool_w8" in rows and "mobile-only" in out
+    # the slower the uplink, the dearer the upload (Table III)
+    assert bench.cloud_only_j("3g", 3072) > bench.cloud_only_j("4g", 3072) > bench.cloud_only_j("wifi", 3072)
+    bundle = load_bundle(duo[0])
+    small, large = bundle.model("pool_w8"), bundle.model("pool_w16")
+    assert bench.modelled_energy_j(small, duo[0] / small.file) < bench.modelled_energy_j(large, duo[0] / large.file)

@@ -136,7 +136,7 @@ def configure_and_report(bundle_dir: Path, little: str | None = None) -> int:
     s = configure(bundle_dir, little)
     print(f"Dynamic Duo on {bundle_dir}: {s['little']} answers, {s['big']} recovers")
     for c in s["candidates"]:
-        print(f"  candidate {c['little']:10} recovery {c['recovery_rate']:6.1%}  "
+        print(f"  candidate {c['little']:16} recovery {c['recovery_rate']:6.1%}  "
               f"E_pair {c['e_pair_flops'] / 1e6:8.2f} MFLOPs")
     print(f"normal:       recovery {s['recovery_rate']:6.1%}, validation accuracy {s['accuracy']:.2%} "
           f"(target: {s['big']} at {s['target_accuracy']:.2%})")
