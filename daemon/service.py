@@ -35,7 +35,7 @@ from adaptinf.drivers.ina226 import SensorError
 from adaptinf.drivers.power_sources import PowerSource, open_power_source
 from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.telemetry import TelemetryTracker
-from adaptinf.daemon.warmup import measure_profile
+from adaptinf.daemon.warmup import measure_profile, time_share
 from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
 from adaptinf.policies.fixed import FixedPolicy
 from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
@@ -117,15 +117,15 @@ class Daemon:
             duo = self.bundle.dynamic_duo
             little = self.bundle.model(duo.little)
             self.policies["dynamic-duo"] = DynamicDuoPolicy(
-                int(np.prod(self.bundle.input.shape)), self.bundle.full_model.flops, little.flops,
+                int(np.prod(self.bundle.input.shape)), self._time_share([self.models.little]),
                 duo.recovery_rate, duo.power_saving_recovery_rate, little.accuracy, duo.target_accuracy)
             self.policies["sieve"] = SievePolicy(self.policies["dynamic-duo"],
                                                  SpeculationHistory(cfg.policy.history_ms / 1e3))
         if self.bundle.mmnet is not None:
             spec = self.bundle.mmnet
             self.policies["mmnet"] = MmNetPolicy(
-                int(np.prod(self.bundle.input.shape)), self.bundle.full_model.flops,
-                tuple(self.bundle.model(m).flops for m in spec.minions), spec.recovery_rate, spec.target_accuracy)
+                int(np.prod(self.bundle.input.shape)), self._time_share(self.models.minions), spec.recovery_rate,
+                spec.target_accuracy)
         if cfg.policy.name not in self.policies:
             raise StartupError(f"[policy] name = {cfg.policy.name!r} is not available with bundle "
                                f"{self.bundle.name!r} (it has no {cfg.policy.name} section); "
@@ -276,6 +276,11 @@ class Daemon:
         policies = {name: McuPlacementPolicy(name, cost, self.mcu.system.input_dim, self.mcu_classes,
                                              self.config.device.compute_power_w) for name in MCU_POLICIES}
         return FcExecutor(self.mcu, policies, self.mcu_classes, self.stats)
+
+    def _time_share(self, engines: list) -> float:
+        """The engines' summed device time over the full model's, measured here and now."""
+        runs = max(3, self.config.daemon.warmup_runs // 2)
+        return time_share(self.models.full, engines, self.bundle.input, runs)
 
     def _load_or_measure_profile(self) -> Profile:
         cfg = self.config

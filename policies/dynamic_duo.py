@@ -143,16 +143,18 @@ class DynamicDuoPolicy:
     Modes (thesis 4.3.2): mission-critical skips the little model and sends every frame
     to the big one, in the cloud when it is up; power-saving uses the relaxed thresholds
     and the energy goal; private recovers on the device only. The little model's time is
-    the profiled full model's scaled by FLOPs (the profile measures only the full model).
+    the profiled full model's times `little_share`: the two models' time ratio, which
+    adaptinfd measures on the device at start-up (FLOPs mislead: onnxruntime runs a pruned
+    model at its dense cost, and a custom-float one slower than float32).
     """
 
     name = "dynamic-duo"
 
-    def __init__(self, frame_bytes: int, full_flops: int, little_flops: int, recovery_rate: float,
+    def __init__(self, frame_bytes: int, little_share: float, recovery_rate: float,
                  power_saving_recovery_rate: float, little_accuracy: float | None = None,
                  target_accuracy: float | None = None):
         self.frame_bytes = frame_bytes
-        self.little_share = little_flops / full_flops
+        self.little_share = little_share
         self.recovery_rate = {False: recovery_rate, True: power_saving_recovery_rate}
         self.little_accuracy = little_accuracy
         self.target_accuracy = target_accuracy

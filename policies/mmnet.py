@@ -63,10 +63,11 @@ class MmNetPolicy:
 
     name = "mmnet"
 
-    def __init__(self, frame_bytes: int, full_flops: int, minion_flops: tuple[int, int], recovery_rate: float,
+    def __init__(self, frame_bytes: int, minion_share: float, recovery_rate: float,
                  target_accuracy: float | None = None):
+        """minion_share: both Minions' device time over the Master's (measured at start-up)."""
         self.frame_bytes = frame_bytes
-        self.minion_share = sum(minion_flops) / full_flops
+        self.minion_share = minion_share
         self.recovery_rate = recovery_rate
         self.target_accuracy = target_accuracy
 

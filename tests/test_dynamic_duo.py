@@ -87,7 +87,7 @@ def test_duo_policy_places_recovery_and_honours_the_modes(mode, cloud_up, expect
     from adaptinf.policies.dynamic_duo import DynamicDuoPolicy
     from adaptinf.policies.plan import FrameContext, Telemetry
 
-    policy = DynamicDuoPolicy(3072, full_flops=200, little_flops=50, recovery_rate=0.4,
+    policy = DynamicDuoPolicy(3072, little_share=0.25, recovery_rate=0.4,
                               power_saving_recovery_rate=0.2)
     telemetry = Telemetry(uplink_bps=20e6, rtt_s=0.005, radio="wifi", cloud_up=cloud_up)
     plan = policy.plan(FrameContext(mode=mode), telemetry, _profile(device_ms=40.0, cloud_ms=2.0))
@@ -101,7 +101,7 @@ def test_power_saving_plans_with_the_relaxed_recovery_rate_for_energy():
     from adaptinf.policies.dynamic_duo import DynamicDuoPolicy
     from adaptinf.policies.plan import FrameContext, Telemetry
 
-    policy = DynamicDuoPolicy(3072, 200, 50, recovery_rate=0.4, power_saving_recovery_rate=0.2)
+    policy = DynamicDuoPolicy(3072, 0.25, recovery_rate=0.4, power_saving_recovery_rate=0.2)
     telemetry = Telemetry(uplink_bps=20e6, rtt_s=0.005, radio="wifi", cloud_up=False)
     plan = policy.plan(FrameContext(mode="power-saving"), telemetry, _profile(40.0, 2.0))
     assert plan.goal == "energy"

@@ -25,7 +25,7 @@ def test_history_rule_2_goes_straight_to_the_server_after_a_disagreeing_recovery
 
 
 def sieve(p_r=0.4):
-    return SievePolicy(DynamicDuoPolicy(3072, full_flops=200, little_flops=50, recovery_rate=p_r,
+    return SievePolicy(DynamicDuoPolicy(3072, little_share=0.25, recovery_rate=p_r,
                                         power_saving_recovery_rate=p_r / 2))
 
 
