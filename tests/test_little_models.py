@@ -18,15 +18,29 @@ from adaptinf.toolchain.onnx_flops import count_flops, weighted_layers
 
 pytestmark = pytest.mark.slow
 
-CONFIG = LittleConfig(width=8, resolutions=(16,), keep=0.2, custom_floats=("exact",), epochs=1, n_explore=48)
-
-
 @pytest.fixture(scope="module")
 def littles(mux_build, tmp_path_factory):
+    """`adaptinf build little` on a copy of the tiny pool, through the CLI."""
+    from adaptinf.cli import main
+
     out = tmp_path_factory.mktemp("little") / "bundle"
     shutil.copytree(mux_build[0], out)
-    entries = build_littles(out, CONFIG, progress=False)
-    return out, {e["name"]: e for e in entries}
+    assert main(["build", "little", "--bundle", str(out), "--width", "8", "--resolutions", "16", "--keep", "0.2",
+                 "--custom-floats", "exact", "--epochs", "1", "--n-explore", "48"]) == 0
+    models = json.loads((out / "manifest.json").read_text())["models"]
+    return out, {m["name"]: m for m in models if m["role"] == "little"}
+
+
+def test_a_second_build_replaces_the_small_models_and_records_its_config(littles, tmp_path):
+    out = tmp_path / "bundle"
+    shutil.copytree(littles[0], out)
+    config = LittleConfig(width=8, resolutions=(), keep=0.0, custom_floats=(), epochs=1)
+    assert [e["name"] for e in build_littles(out, config, progress=False)] == ["dense_w8"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    names = [m["name"] for m in manifest["models"]]
+    assert names.count("dense_w8") == 1 and "res16_w8" in names     # replaced, others kept
+    assert manifest["data"]["little_config"]["keep"] == 0.0
+    load_bundle(out)
 
 
 def test_the_resolution_multiplier_scales_conv_flops_by_rho_squared(tmp_path):
