@@ -59,6 +59,10 @@ class LittleConfig:
     seed: int = 0
 
 
+def _key(weight: np.ndarray) -> bytes:
+    return np.asarray(weight, np.float32).tobytes()
+
+
 def tensor_bytes(weight: np.ndarray, bits: int) -> float:
     """Dense, or a non-zero bitmap plus the non-zeros: whichever is smaller."""
     dense = weight.size * bits
@@ -75,16 +79,13 @@ def storage(path: Path, weight_formats: dict[bytes, cf.Format] | None = None,
     weight_formats = weight_formats or {}
     layers = weighted_layers(path)
     size = 0.0
-    layer_weights = set()
-    for layer in layers:
-        if layer.weight is None:
-            continue
-        fmt = weight_formats.get(layer.weight.astype(np.float32).tobytes())
-        size += tensor_bytes(layer.weight, fmt.bits if fmt else 32)
-        layer_weights.add(layer.weight.astype(np.float32).tobytes())
+    layer_weights = {_key(layer.weight) for layer in layers if layer.weight is not None}
+    for key in layer_weights:
+        fmt = weight_formats.get(key)
+        size += tensor_bytes(np.frombuffer(key, np.float32), fmt.bits if fmt else 32)
     for init in onnx.load(str(path)).graph.initializer:
         array = onnx.numpy_helper.to_array(init)
-        if array.astype(np.float32).tobytes() not in layer_weights:
+        if _key(array) not in layer_weights:
             size += array.nbytes
     acts = activation_formats or [None] * len(layers)
     activation_bits = sum(layer.input_numel * (fmt.bits if fmt else 32) for layer, fmt in zip(layers, acts))
@@ -115,11 +116,13 @@ class _Builder:
         example = torch.zeros(1, *model.input_shape, dtype=torch.uint8)
         with cf.Compressed(model, weight_formats or {}, activation_formats or {}):
             export_onnx(model, example, path, self.bundle.input.name, "logits")
-            by_bytes = {m.weight.data.numpy().astype(np.float32).tobytes(): weight_formats[n]
-                        for n, m in cf.layers(model) if weight_formats and n in weight_formats}
+            # the graph holds each layer's weight as it is while tracing: its bytes name the layer
+            layer_of = {_key(m.weight.data.numpy()): n for n, m in cf.layers(model)}
+        by_bytes = {key: weight_formats[n] for key, n in layer_of.items() if n in (weight_formats or {})}
         acts = None
         if activation_formats:
-            acts = [activation_formats.get(self._layer_of(model, layer.weight)) for layer in weighted_layers(path)]
+            acts = [activation_formats.get(layer_of.get(_key(layer.weight))) if layer.weight is not None else None
+                    for layer in weighted_layers(path)]
         size, activation_bytes = storage(path, by_bytes, acts)
         engine = open_engine(path, "onnxruntime")
         test = ModelOutputs.from_logits(name, run_batched(engine, self.test.images), self.test.labels, 0.0)
@@ -129,15 +132,6 @@ class _Builder:
             "flops": count_flops(path, sparse=sparse), "params": int(sum(p.numel() for p in model.parameters())),
             "size_bytes": size, "activation_bytes": activation_bytes, "derivation": derivation,
             "confidence": confidence_histograms(val, self.big_val)})
-
-    @staticmethod
-    def _layer_of(model: torch.nn.Module, weight: np.ndarray | None) -> str | None:
-        """The conv/linear layer of `model` whose (possibly rounded) weight has this shape and
-        the nearest values: maps ONNX graph order back to module names."""
-        if weight is None:
-            return None
-        candidates = [(n, m) for n, m in cf.layers(model) if tuple(m.weight.shape) == weight.shape]
-        return min(candidates, key=lambda nm: float(np.abs(nm[1].weight.detach().numpy() - weight).max()))[0]
 
 
 def build_littles(bundle_dir: Path, config: LittleConfig = LittleConfig(), progress: bool = True) -> list[dict]:
