@@ -314,9 +314,12 @@ def cmd_build_duo(args: argparse.Namespace) -> int:
 def cmd_build_little(args: argparse.Namespace) -> int:
     from adaptinf.toolchain.little_models import LittleConfig, build_and_report
 
-    config = LittleConfig(width=args.width, resolutions=_int_list(args.resolutions), keep=args.keep,
-                          custom_floats=tuple(v for v in args.custom_floats.split(",") if v), epochs=args.epochs,
-                          n_explore=args.n_explore, seed=args.seed)
+    try:
+        config = LittleConfig(width=args.width, resolutions=_int_list(args.resolutions), keep=args.keep,
+                              custom_floats=tuple(v for v in args.custom_floats.split(",") if v), epochs=args.epochs,
+                              n_explore=args.n_explore, seed=args.seed)
+    except ValueError as exc:
+        raise SystemExit(f"adaptinf build little: {exc}") from None
     return build_and_report(args.bundle, config)
 
 

@@ -59,6 +59,13 @@ def test_the_resolution_multiplier_scales_conv_flops_by_rho_squared(tmp_path):
         glyph_resnet(16, 8, 40)
 
 
+@pytest.mark.parametrize("bad, message", [({"width": 4}, "width"), ({"resolutions": (32,)}, "resolutions"),
+                                          ({"keep": 1.0}, "keep"), ({"custom_floats": ("exactish",)}, "variants")])
+def test_a_bad_little_config_is_refused_before_any_training(bad, message):
+    with pytest.raises(ValueError, match=message):
+        LittleConfig(**bad)
+
+
 def test_stored_size_takes_the_cheaper_of_dense_and_bitmap_plus_nonzeros():
     weight = np.zeros(100, np.float32)
     weight[:10] = 1.0

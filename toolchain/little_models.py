@@ -58,6 +58,22 @@ class LittleConfig:
     n_explore: int = 500                     # validation frames the custom-float search measures on
     seed: int = 0
 
+    def __post_init__(self):
+        from adaptinf.toolchain.multiplexer import MIN_WIDTH
+
+        if self.width < MIN_WIDTH:
+            raise ValueError(f"width must be >= {MIN_WIDTH} (narrower glyph_resnets hang oneDNN's weight-gradient "
+                             f"kernel on 2 threads), got {self.width}")
+        if not all(8 <= r < 32 for r in self.resolutions):
+            raise ValueError(f"resolutions must be in [8, 32) (the frame is 32x32), got {list(self.resolutions)}")
+        if not 0.0 <= self.keep < 1.0:
+            raise ValueError(f"keep must be in [0, 1) (0: no pruned model), got {self.keep}")
+        unknown = set(self.custom_floats) - {"exact", "accurate", "approximate"}
+        if unknown:
+            raise ValueError(f"unknown custom-float variants {sorted(unknown)}; known: exact, accurate, approximate")
+        if self.epochs < 1 or self.n_explore < 1:
+            raise ValueError("epochs and n_explore must be >= 1")
+
 
 def _key(weight: np.ndarray) -> bytes:
     return np.asarray(weight, np.float32).tobytes()
