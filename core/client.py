@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,10 @@ class ApiFailure(Exception):
 
 class ApiTimeout(TimeoutError):
     pass
+
+
+# numpy's dtype.name is computed in Python on every call; the API's dtypes, looked up
+_DTYPE_NAMES = {np.dtype(name): name for name in api.TENSOR_DTYPES}
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Client:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(self.endpoint)
+        self._rcvtimeo_ms = None
         return sock
 
     def close(self) -> None:
@@ -80,13 +86,22 @@ class Client:
         req_id = self._prefix + str(next(self._ids))
         self._sock.send_multipart(api.encode_request(op, req_id, body, buffers), copy=False)
         timeout_ms = int(1000 * (self.timeout_s if timeout_s is None else timeout_s))
+        deadline = time.monotonic() + timeout_ms / 1e3
         while True:
-            if not self._sock.poll(timeout_ms):
+            # a blocking receive with the socket's own timeout: one wake-up, where a poll
+            # before the receive costs a second one on every request
+            left_ms = max(1, int((deadline - time.monotonic()) * 1e3))
+            if left_ms != self._rcvtimeo_ms:
+                self._sock.setsockopt(zmq.RCVTIMEO, left_ms)
+                self._rcvtimeo_ms = left_ms
+            try:
+                reply = self._sock.recv_multipart()
+            except zmq.Again:
                 # Drop the socket: its late reply must not answer the next request.
                 self._sock.close(0)
                 self._sock = self._open()
-                raise ApiTimeout(f"no reply to {op} within {timeout_ms} ms from {self.endpoint}")
-            header, frames = api.decode_reply(self._sock.recv_multipart())
+                raise ApiTimeout(f"no reply to {op} within {timeout_ms} ms from {self.endpoint}") from None
+            header, frames = api.decode_reply(reply)
             if header.get("id") == req_id:
                 break  # anything else is a stale reply to an earlier, timed-out request
         if raise_on_error and not header.get("ok"):
@@ -116,7 +131,7 @@ class Client:
               priority: int | None = None, mode: str | None = None, policy: str | None = None,
               goal: str | None = None, timeout_s: float | None = None) -> InferResult:
         frame = np.ascontiguousarray(frame)
-        body: dict = {"tensor": {"dtype": frame.dtype.name, "shape": list(frame.shape)}}
+        body: dict = {"tensor": {"dtype": _DTYPE_NAMES.get(frame.dtype) or frame.dtype.name, "shape": list(frame.shape)}}
         for key, value in (("model", model), ("deadline_ms", deadline_ms), ("priority", priority),
                            ("mode", mode), ("policy", policy), ("goal", goal)):
             if value is not None:

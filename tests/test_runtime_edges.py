@@ -92,3 +92,39 @@ def test_a_retried_upload_is_computed_once_and_answered_once(bundle, tmp_short, 
     assert worker.counters["requests"] - before["requests"] == 1  # computed once
     assert (worker.counters["absorbed"] + worker.counters["replayed"]
             - before["absorbed"] - before["replayed"]) >= 1
+
+
+def test_client_drops_a_late_reply_and_skips_stale_ones(tmp_short):
+    """A reply after the timeout never answers the next request; a stale id in between is skipped."""
+    import threading
+
+    import msgpack
+    import zmq
+
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.bind(f"ipc://{tmp_short}/r.sock")
+
+    def serve():
+        for n in range(2):
+            peer, header = router.recv_multipart()
+            req_id = msgpack.unpackb(header)["id"]
+            reply = lambda i: [peer, msgpack.packb({"v": [1, 0], "id": i, "ok": True, "code": "OK"})]  # noqa: E731
+            if n == 0:
+                time.sleep(0.4)                       # past the client's timeout
+                router.send_multipart(reply(req_id))
+            else:
+                router.send_multipart(reply("stale"))
+                router.send_multipart(reply(req_id))
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        with Client(f"ipc://{tmp_short}/r.sock", timeout_s=0.2) as c:
+            with pytest.raises(ApiTimeout):
+                c.health()
+            time.sleep(0.3)                           # the late reply has been sent by now
+            header = c.health()
+            assert header["id"].endswith("-2")        # the second request's own answer
+        server.join(2)
+    finally:
+        router.close(0)
