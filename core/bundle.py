@@ -24,7 +24,9 @@ manifest.json, version 1:
    "dynamic_duo": {"little": <model>, "big": <the bundle's full model>, "thresholds": [one per class],
                    "power_saving_thresholds": [one per class], "target_accuracy", "recovery_rate",
                    "power_saving_recovery_rate", "confidence": {model: {"bins", "correct",
-                   "correctable", "uncorrectable"}}}
+                   "correctable", "uncorrectable"}},
+                   optional "alternatives": [{"little", "thresholds", "power_saving_thresholds",
+                                              "recovery_rate", "power_saving_recovery_rate"}]}
                   (optional: thesis ch.6, added by `adaptinf build duo`),
    "mmnet": {"minions": [<model>, <model>], "master": <the bundle's full model>,
              "thresholds": [t_1, t_2], "recovery_rate", "accuracy", "target_accuracy"}
@@ -130,6 +132,17 @@ class MultiplexerSpec:
 
 
 @dataclass(frozen=True)
+class SpeculativeModel:
+    """One little model with its own probes: SIEVE's selector picks among these per frame."""
+
+    little: str
+    thresholds: tuple[float, ...]
+    power_saving_thresholds: tuple[float, ...]
+    recovery_rate: float
+    power_saving_recovery_rate: float
+
+
+@dataclass(frozen=True)
 class DynamicDuoSpec:
     """Thesis ch.6: `little` answers; below its class's threshold, `big` recovers."""
 
@@ -140,6 +153,17 @@ class DynamicDuoSpec:
     target_accuracy: float
     recovery_rate: float                  # on validation, with `thresholds`
     power_saving_recovery_rate: float     # with `power_saving_thresholds`
+    alternatives: tuple[SpeculativeModel, ...] = ()   # every little that reaches the target, this one included
+
+    def speculative(self, name: str | None) -> SpeculativeModel:
+        """The probes of little model `name` (None: the duo's own little)."""
+        if name is None or name == self.little:
+            return SpeculativeModel(self.little, self.thresholds, self.power_saving_thresholds, self.recovery_rate,
+                                    self.power_saving_recovery_rate)
+        for alternative in self.alternatives:
+            if alternative.little == name:
+                return alternative
+        raise KeyError(f"no speculative model {name!r} in the dynamic_duo section")
 
 
 @dataclass(frozen=True)
@@ -328,8 +352,7 @@ def _parse_multiplexer(raw: dict, models: tuple[ModelEntry, ...], full: str) -> 
     return spec
 
 
-def _parse_dynamic_duo(raw: dict, models: tuple[ModelEntry, ...], full: str, num_classes: int) -> DynamicDuoSpec:
-    where = "dynamic_duo"
+def _parse_speculative(raw: dict, num_classes: int, where: str) -> SpeculativeModel:
     thresholds = {}
     for key in ("thresholds", "power_saving_thresholds"):
         values = _require(raw, key, list, where)
@@ -337,13 +360,25 @@ def _parse_dynamic_duo(raw: dict, models: tuple[ModelEntry, ...], full: str, num
                                                  and 0.0 <= v <= 1.0 for v in values):
             raise BundleError(f"manifest: {where}.{key} must be {num_classes} numbers in [0, 1], one per class")
         thresholds[key] = tuple(float(v) for v in values)
-    spec = DynamicDuoSpec(little=_require(raw, "little", str, where), big=_require(raw, "big", str, where),
+    return SpeculativeModel(little=_require(raw, "little", str, where),
+                            recovery_rate=float(_require(raw, "recovery_rate", (int, float), where)),
+                            power_saving_recovery_rate=float(_require(raw, "power_saving_recovery_rate",
+                                                                      (int, float), where)), **thresholds)
+
+
+def _parse_dynamic_duo(raw: dict, models: tuple[ModelEntry, ...], full: str, num_classes: int) -> DynamicDuoSpec:
+    where = "dynamic_duo"
+    own = _parse_speculative(raw, num_classes, where)
+    alternatives = tuple(_parse_speculative(a, num_classes, f"{where}.alternatives[{i}]")
+                         for i, a in enumerate(raw.get("alternatives") or ()))
+    spec = DynamicDuoSpec(little=own.little, big=_require(raw, "big", str, where),
+                          thresholds=own.thresholds, power_saving_thresholds=own.power_saving_thresholds,
                           target_accuracy=float(_require(raw, "target_accuracy", (int, float), where)),
-                          recovery_rate=float(_require(raw, "recovery_rate", (int, float), where)),
-                          power_saving_recovery_rate=float(_require(raw, "power_saving_recovery_rate", (int, float),
-                                                                    where)), **thresholds)
-    if spec.little not in {m.name for m in models}:
-        raise BundleError(f"manifest: {where}.little {spec.little!r} is not one of the bundle's models")
+                          recovery_rate=own.recovery_rate, power_saving_recovery_rate=own.power_saving_recovery_rate,
+                          alternatives=alternatives)
+    for name in (spec.little, *(a.little for a in alternatives)):
+        if name not in {m.name for m in models}:
+            raise BundleError(f"manifest: {where} names little model {name!r}, which is not one of the bundle's models")
     if spec.big != full:
         # recovery runs the full model, on the device or in the cloud worker
         raise BundleError(f"manifest: {where}.big {spec.big!r} is not the bundle's full model {full!r}")

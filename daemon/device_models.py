@@ -32,6 +32,7 @@ class DeviceModels:
     pair: MultiplexerPairModels | None = None
     little: Engine | None = None         # Dynamic Duo's little model
     minions: tuple[Engine, Engine] | None = None   # M&MNet's
+    littles: dict[str, Engine] | None = None   # every speculative model by name, the little included (SIEVE)
 
     @classmethod
     def load(cls, bundle: Bundle, backend: str, plan_cache: str, slowdown: float = 1.0) -> "DeviceModels":
@@ -44,10 +45,15 @@ class DeviceModels:
         if bundle.multiplexer is not None:
             mux, small = bundle.model(bundle.multiplexer.pair.model), bundle.model(bundle.multiplexer.pair.device)
             pair = MultiplexerPairModels(engine(mux.file), engine(small.file), small.flops, mux.flops)
-        little = engine(bundle.model(bundle.dynamic_duo.little).file) if bundle.dynamic_duo else None
+        littles = None
+        if bundle.dynamic_duo:
+            duo = bundle.dynamic_duo
+            names = dict.fromkeys([duo.little, *(a.little for a in duo.alternatives)])
+            littles = {name: engine(bundle.model(name).file) for name in names}
         minions = tuple(engine(bundle.model(m).file) for m in bundle.mmnet.minions) if bundle.mmnet else None
         return cls(engine(bundle.full_model.file), {p.name: engine(p.head) for p in points},
-                   {p.name: engine(p.tail) for p in points}, pair, little, minions)
+                   {p.name: engine(p.tail) for p in points}, pair,
+                   littles[bundle.dynamic_duo.little] if littles else None, minions, littles)
 
     @property
     def backend(self) -> str:

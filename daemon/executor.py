@@ -244,13 +244,14 @@ class Executor:
             served["history"] = advice
         if advice == sieve.DIRECT_TO_CLOUD and plan.chosen.name == "cloud":
             return self._recover(job, plan, profile, stages, served)
-        thresholds = duo.power_saving_thresholds if plan.mode == "power-saving" else duo.thresholds
-        little = self._device(self.models.little, job.frame, None, stages)
+        spec = duo.speculative(plan.chosen.model)        # SIEVE may have picked another little
+        thresholds = spec.power_saving_thresholds if plan.mode == "power-saving" else spec.thresholds
+        little = self._device(self.models.littles[spec.little], job.frame, None, stages)
         probs = softmax(little.reshape(-1).astype(np.float32))
         predicted = int(probs.argmax())
         detect = advice != sieve.TRUST_LITTLE and plan.chosen.name != "detector-off"
         recover = detect and bool(probs[predicted] < thresholds[predicted])
-        served.update(little=duo.little, little_confidence=float(probs[predicted]),
+        served.update(little=spec.little, little_confidence=float(probs[predicted]),
                       threshold=float(thresholds[predicted]), recovered=recover, detector=detect)
         if not recover:
             if history is not None and detect:

@@ -119,8 +119,12 @@ class Daemon:
             self.policies["dynamic-duo"] = DynamicDuoPolicy(
                 int(np.prod(self.bundle.input.shape)), self._time_share([self.models.little]),
                 duo.recovery_rate, duo.power_saving_recovery_rate, little.accuracy, duo.target_accuracy)
+            alternatives = {a.little: DynamicDuoPolicy(
+                int(np.prod(self.bundle.input.shape)), self._time_share([self.models.littles[a.little]]),
+                a.recovery_rate, a.power_saving_recovery_rate, self.bundle.model(a.little).accuracy,
+                duo.target_accuracy) for a in duo.alternatives if a.little != duo.little}
             self.policies["sieve"] = SievePolicy(self.policies["dynamic-duo"],
-                                                 SpeculationHistory(cfg.policy.history_ms / 1e3))
+                                                 SpeculationHistory(cfg.policy.history_ms / 1e3), alternatives)
         if self.bundle.mmnet is not None:
             spec = self.bundle.mmnet
             self.policies["mmnet"] = MmNetPolicy(

@@ -42,6 +42,7 @@ class Candidate:
     latency_s: float
     energy_j: float    # device energy: compute + uplink radio
     accuracy: float | None
+    model: str | None = None   # the speculative model, where a policy chooses among several (SIEVE)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,12 @@ full model, in the cloud. The misspeculation detector is the duo's per-class pro
   everything on the device, recovering with the full model there; power-saving uses
   the relaxed probe and plans for energy.
 
-SIEVE's custom floating-point compression of the speculative CNN (4.4.1) is not built.
+- CNN selector over several speculative CNNs (4.5: SIEVE keeps exact, accurate and
+  approximate CNNs "for different wireless connection speeds"): given the other littles
+  of the bundle's section, each with its own probe and P_r, the frame speculates with
+  the one whose L_m + L_t × P_r (E likewise) is lowest under the live link.
+The speculative CNNs themselves, custom-float ones included, come from `adaptinf build
+little` (toolchain/little_models.py).
 """
 
 from __future__ import annotations
@@ -62,9 +67,10 @@ class SievePolicy:
 
     name = "sieve"
 
-    def __init__(self, duo_policy, history: SpeculationHistory | None = None):
+    def __init__(self, duo_policy, history: SpeculationHistory | None = None, alternatives: dict | None = None):
         self.duo = duo_policy          # DynamicDuoPolicy: the same models, probe and costs
         self.history = history or SpeculationHistory()
+        self.alternatives = alternatives or {}   # other speculative CNNs' DynamicDuoPolicy, by model name
 
     def plan(self, frame, telemetry, profile, explain: bool = False):
         from adaptinf.policies.plan import Plan
@@ -80,7 +86,11 @@ class SievePolicy:
             return Plan(off, duo_plan.goal, frame.mode, self.name, (off,))
         from adaptinf.policies.fixed import fixed
 
-        original = fixed(CLOUD_ONLY).plan(frame, telemetry, profile).chosen   # L_t, E_t
         key = (lambda c: c.energy_j) if duo_plan.goal == "energy" else (lambda c: c.latency_s)
+        for name, policy in self.alternatives.items():       # the cheapest speculative CNN on this link
+            alternative = next(c for c in policy.plan(frame, telemetry, profile).candidates if c.name == "cloud")
+            if key(alternative) < key(speculate):
+                speculate = replace(alternative, model=name)
+        original = fixed(CLOUD_ONLY).plan(frame, telemetry, profile).chosen   # L_t, E_t
         chosen = min((speculate, original), key=key)
         return Plan(chosen, duo_plan.goal, frame.mode, self.name, (speculate, original))

@@ -168,3 +168,62 @@ def test_the_manifest_refuses_malformed_little_fields(littles, tmp_path):
         with pytest.raises(BundleError, match=message):
             load_bundle(out)
         entry[key] = saved
+
+
+def test_sieve_in_adaptinfd_speculates_with_the_little_cheapest_on_the_link(littles, tmp_short):
+    """The section's own little recovers every frame (P_r 1) and res16_w8 none (P_r 0): over a
+    3G uplink SIEVE's selector must speculate with res16_w8, and the daemon must run it."""
+    from adaptinf.client import Client
+    from adaptinf.daemon.config import parse_config
+    from adaptinf.daemon.service import Daemon
+    from adaptinf.rig.link_shaper import LINK_PROFILES, LinkShaper
+    from adaptinf.rig.processes import spawn_cloud
+    from adaptinf.toolchain.speculative_build import configure
+
+    out = tmp_short / "bundle"
+    shutil.copytree(littles[0], out)
+    configure(out, little="dense_w8")
+    manifest = json.loads((out / "manifest.json").read_text())
+    duo, classes = manifest["dynamic_duo"], len(manifest["classes"])
+    duo.update(thresholds=[1.0] * classes, recovery_rate=1.0)
+    duo["alternatives"] = [{"little": "res16_w8", "thresholds": [0.0] * classes,
+                            "power_saving_thresholds": [0.0] * classes, "recovery_rate": 0.0,
+                            "power_saving_recovery_rate": 0.0}]
+    manifest.pop("files")
+    write_manifest(out, manifest)
+    assert load_bundle(out).dynamic_duo.speculative("res16_w8").recovery_rate == 0.0
+
+    frames = np.random.default_rng(5).integers(0, 256, (6, 1, 32, 32, 3), dtype=np.uint8)
+    session = ort.InferenceSession(str(out / littles[1]["res16_w8"]["file"]))
+    cloud = spawn_cloud(out)
+    host, port = cloud.endpoint.removeprefix("tcp://").rsplit(":", 1)
+    shaper = LinkShaper((host, int(port)), LINK_PROFILES["3g"]).start()
+    daemon = Daemon(parse_config({"daemon": {"api_endpoint": f"ipc://{tmp_short}/a.sock", "bundle": str(out),
+                                             "state_dir": str(tmp_short), "warmup_runs": 2},
+                                  "cloud": {"endpoint": shaper.endpoint, "timeout_ms": 3000.0},
+                                  "policy": {"name": "sieve"}})).start()
+    try:
+        with Client(f"ipc://{tmp_short}/a.sock", timeout_s=10) as c:
+            results = [c.infer(f) for f in frames]
+    finally:
+        daemon.stop()
+        shaper.stop()
+        cloud.stop()
+    for frame, r in zip(frames, results):
+        assert r.served_by["little"] == "res16_w8" and not r.served_by["recovered"]
+        assert r.label == int(session.run(None, {"image": frame})[0].argmax())
+
+
+def test_the_manifest_refuses_an_alternative_little_it_does_not_have(littles, tmp_path):
+    from adaptinf.toolchain.speculative_build import configure
+
+    out = tmp_path / "bundle"
+    shutil.copytree(littles[0], out)
+    section = configure(out)
+    assert {a["little"] for a in section["alternatives"]} == {c["little"] for c in section["candidates"]}
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["dynamic_duo"]["alternatives"][0]["little"] = "no_such_model"
+    manifest.pop("files")
+    write_manifest(out, manifest)
+    with pytest.raises(BundleError, match="no_such_model"):
+        load_bundle(out)

@@ -54,3 +54,18 @@ def test_a_loaded_server_turns_the_detector_off():
 def test_sieve_modes(mode, expected):
     plan = sieve().plan(FrameContext(mode=mode), telemetry(uplink_bps=1.1e6), _profile(40.0, 2.0))
     assert (plan.chosen.kind, plan.chosen.name) == expected and plan.policy == "sieve"
+
+
+def test_the_cnn_selector_picks_the_speculative_cnn_cheapest_on_this_link():
+    # on 3G, L_t = 3072 B / 1.1 Mbit/s + 5 + 2 ms = 29.3 ms; the bundle's own little: 10 + 0.4 L_t = 21.7 ms
+    fast = DynamicDuoPolicy(3072, little_share=0.05, recovery_rate=0.6, power_saving_recovery_rate=0.3)
+    sloppy = DynamicDuoPolicy(3072, little_share=0.2, recovery_rate=0.9, power_saving_recovery_rate=0.5)
+    policy = SievePolicy(sieve().duo, alternatives={"fast": fast, "sloppy": sloppy})
+    plan = policy.plan(FrameContext(), telemetry(uplink_bps=1.1e6), _profile(40.0, 2.0))
+    l_t = 3072 * 8 / 1.1e6 + 0.005 + 0.002
+    assert plan.chosen.model == "fast"                       # 2 + 0.6 L_t = 19.6 ms beats 21.7 and 34.4
+    assert plan.chosen.latency_s == pytest.approx(0.002 + 0.6 * l_t)
+    # without the fast one, the bundle's own little (model None) beats the sloppy one
+    plan = SievePolicy(sieve().duo, alternatives={"sloppy": sloppy}).plan(
+        FrameContext(), telemetry(uplink_bps=1.1e6), _profile(40.0, 2.0))
+    assert plan.chosen.kind == "speculate" and plan.chosen.model is None

@@ -118,14 +118,20 @@ def configure(bundle_dir: Path, little: str | None = None) -> dict:
         raise SystemExit(f"{bundle_dir}: {little or 'no candidate'} reaches {big.name}'s validation accuracy "
                          f"{big.accuracy:.2%} with any threshold")
     pair = min(chosen, key=lambda p: p.cost)
-    chosen_little = next(m for m in littles if m.name == pair.little)
-    relaxed = evaluate_pair(chosen_little, big, big.accuracy - POWER_SAVING_LOSS, len(classes))
+    relaxed_pairs = {p.little: evaluate_pair(next(m for m in littles if m.name == p.little), big,
+                                             big.accuracy - POWER_SAVING_LOSS, len(classes)) for p in pairs}
+    relaxed = relaxed_pairs[pair.little]
     section = {"little": pair.little, "big": big.name, "thresholds": pair.probe.thresholds.tolist(),
                "power_saving_thresholds": relaxed.probe.thresholds.tolist(), "target_accuracy": big.accuracy,
                "recovery_rate": pair.recovery_rate, "power_saving_recovery_rate": relaxed.recovery_rate,
                "accuracy": pair.accuracy, "power_saving_accuracy": relaxed.accuracy,
                "candidates": [{"little": p.little, "recovery_rate": p.recovery_rate, "e_pair_flops": p.cost}
                               for p in pairs],
+               # every little that reaches the target, with its probes: SIEVE's selector picks per frame
+               "alternatives": [{"little": p.little, "thresholds": p.probe.thresholds.tolist(),
+                                 "power_saving_thresholds": relaxed_pairs[p.little].probe.thresholds.tolist(),
+                                 "recovery_rate": p.recovery_rate,
+                                 "power_saving_recovery_rate": relaxed_pairs[p.little].recovery_rate} for p in pairs],
                "confidence": {m.name: confidence_histograms(m, big) for m in [*littles, big]}}
     manifest["dynamic_duo"] = section
     rewrite_manifest(bundle_dir, manifest)
