@@ -129,10 +129,26 @@ def test_build_duo_can_be_told_which_little_speculates(littles, tmp_path):
         configure(out, little="no_such_model")
 
 
-def test_adaptinfd_serves_a_custom_float_little(littles, tmp_short):
+def _serve(bundle_dir, tmp, frames, policy, cloud_endpoint=None) -> list:
+    """Every frame through a real adaptinfd on `bundle_dir` under `policy`."""
     from adaptinf.client import Client
     from adaptinf.daemon.config import parse_config
     from adaptinf.daemon.service import Daemon
+
+    raw = {"daemon": {"api_endpoint": f"ipc://{tmp}/a.sock", "bundle": str(bundle_dir), "state_dir": str(tmp),
+                      "warmup_runs": 2},
+           "policy": {"name": policy}}
+    if cloud_endpoint:
+        raw["cloud"] = {"endpoint": cloud_endpoint, "timeout_ms": 3000.0}
+    daemon = Daemon(parse_config(raw)).start()
+    try:
+        with Client(f"ipc://{tmp}/a.sock", timeout_s=10) as c:
+            return [c.infer(f) for f in frames]
+    finally:
+        daemon.stop()
+
+
+def test_adaptinfd_serves_a_custom_float_little(littles, tmp_short):
     from adaptinf.toolchain.speculative_build import configure
 
     out = tmp_short / "bundle"
@@ -140,14 +156,7 @@ def test_adaptinfd_serves_a_custom_float_little(littles, tmp_short):
     configure(out, little="cf_exact_w8")
     frames = np.random.default_rng(3).integers(0, 256, (6, 1, 32, 32, 3), dtype=np.uint8)
     session = ort.InferenceSession(str(out / littles[1]["cf_exact_w8"]["file"]))
-    daemon = Daemon(parse_config({"daemon": {"api_endpoint": f"ipc://{tmp_short}/a.sock", "bundle": str(out),
-                                             "state_dir": str(tmp_short), "warmup_runs": 1},
-                                  "policy": {"name": "dynamic-duo"}})).start()
-    try:
-        with Client(f"ipc://{tmp_short}/a.sock", timeout_s=10) as c:
-            results = [c.infer(f) for f in frames]
-    finally:
-        daemon.stop()
+    results = _serve(out, tmp_short, frames, "dynamic-duo")
     for frame, r in zip(frames, results):
         assert r.served_by["little"] == "cf_exact_w8"
         if not r.served_by["recovered"]:
@@ -173,9 +182,6 @@ def test_the_manifest_refuses_malformed_little_fields(littles, tmp_path):
 def test_sieve_in_adaptinfd_speculates_with_the_little_cheapest_on_the_link(littles, tmp_short):
     """The section's own little recovers every frame (P_r 1) and res16_w8 none (P_r 0): over a
     3G uplink SIEVE's selector must speculate with res16_w8, and the daemon must run it."""
-    from adaptinf.client import Client
-    from adaptinf.daemon.config import parse_config
-    from adaptinf.daemon.service import Daemon
     from adaptinf.rig.link_shaper import LINK_PROFILES, LinkShaper
     from adaptinf.rig.processes import spawn_cloud
     from adaptinf.toolchain.speculative_build import configure
@@ -198,15 +204,9 @@ def test_sieve_in_adaptinfd_speculates_with_the_little_cheapest_on_the_link(litt
     cloud = spawn_cloud(out)
     host, port = cloud.endpoint.removeprefix("tcp://").rsplit(":", 1)
     shaper = LinkShaper((host, int(port)), LINK_PROFILES["3g"]).start()
-    daemon = Daemon(parse_config({"daemon": {"api_endpoint": f"ipc://{tmp_short}/a.sock", "bundle": str(out),
-                                             "state_dir": str(tmp_short), "warmup_runs": 2},
-                                  "cloud": {"endpoint": shaper.endpoint, "timeout_ms": 3000.0},
-                                  "policy": {"name": "sieve"}})).start()
     try:
-        with Client(f"ipc://{tmp_short}/a.sock", timeout_s=10) as c:
-            results = [c.infer(f) for f in frames]
+        results = _serve(out, tmp_short, frames, "sieve", shaper.endpoint)
     finally:
-        daemon.stop()
         shaper.stop()
         cloud.stop()
     for frame, r in zip(frames, results):
