@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: set up, then run the whole suite (about a minute on 2 cores).
+# The test command: set up, then run the whole suite (about 4 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
