@@ -49,8 +49,14 @@ PJ_PER_MAC = 3.7 + 0.9        # fp32 multiply + add, 45 nm (Horowitz, ISSCC 2014
 PJ_PER_DRAM_BYTE = 640 / 4    # a 32-bit DRAM access, 45 nm (same table)
 
 
+def stored_bytes(model, path: Path) -> tuple[int, int]:
+    """(weights, activations per frame) as stored: from the manifest, or counted on the graph
+    for a model `adaptinf build little` did not describe."""
+    return (model.size_bytes, model.activation_bytes) if model.size_bytes else storage(path)
+
+
 def modelled_energy_j(model, path: Path) -> float:
-    size, activations = (model.size_bytes, model.activation_bytes) if model.size_bytes else storage(path)
+    size, activations = stored_bytes(model, path)
     return (model.flops / 2 * PJ_PER_MAC + (size + 2 * activations) * PJ_PER_DRAM_BYTE) * 1e-12
 
 
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"name": model.name, "method": model.derivation.get("method", "pool"),
                      "p_r": float(recovered.mean()), "accuracy": pair_accuracy(little_test, big_test, recovered),
                      "little_accuracy": little_test.accuracy,
-                     "size_bytes": model.size_bytes or storage(bundle.path(model.file))[0],
+                     "size_bytes": stored_bytes(model, bundle.path(model.file))[0],
                      "measured_j": seconds * args.compute_power_w,
                      "modelled_j": modelled_energy_j(model, bundle.path(model.file))})
         curves[model.name] = [(float((little_test.confidence < t).mean()),

@@ -144,22 +144,24 @@ class SpeculativeModel:
 
 @dataclass(frozen=True)
 class DynamicDuoSpec:
-    """Thesis ch.6: `little` answers; below its class's threshold, `big` recovers."""
+    """Thesis ch.6: `own.little` answers; below its class's threshold, `big` recovers."""
 
-    little: str
+    own: SpeculativeModel                 # the little `adaptinf build duo` chose, with its probes
     big: str
-    thresholds: tuple[float, ...]
-    power_saving_thresholds: tuple[float, ...]
     target_accuracy: float
-    recovery_rate: float                  # on validation, with `thresholds`
-    power_saving_recovery_rate: float     # with `power_saving_thresholds`
     alternatives: tuple[SpeculativeModel, ...] = ()   # every little that reaches the target, this one included
+
+    # the chosen little's fields, as the policies and the executor read them
+    little = property(lambda self: self.own.little)
+    thresholds = property(lambda self: self.own.thresholds)
+    power_saving_thresholds = property(lambda self: self.own.power_saving_thresholds)
+    recovery_rate = property(lambda self: self.own.recovery_rate)                  # on validation
+    power_saving_recovery_rate = property(lambda self: self.own.power_saving_recovery_rate)
 
     def speculative(self, name: str | None) -> SpeculativeModel:
         """The probes of little model `name` (None: the duo's own little)."""
         if name is None or name == self.little:
-            return SpeculativeModel(self.little, self.thresholds, self.power_saving_thresholds, self.recovery_rate,
-                                    self.power_saving_recovery_rate)
+            return self.own
         for alternative in self.alternatives:
             if alternative.little == name:
                 return alternative
@@ -371,10 +373,8 @@ def _parse_dynamic_duo(raw: dict, models: tuple[ModelEntry, ...], full: str, num
     own = _parse_speculative(raw, num_classes, where)
     alternatives = tuple(_parse_speculative(a, num_classes, f"{where}.alternatives[{i}]")
                          for i, a in enumerate(raw.get("alternatives") or ()))
-    spec = DynamicDuoSpec(little=own.little, big=_require(raw, "big", str, where),
-                          thresholds=own.thresholds, power_saving_thresholds=own.power_saving_thresholds,
+    spec = DynamicDuoSpec(own=own, big=_require(raw, "big", str, where),
                           target_accuracy=float(_require(raw, "target_accuracy", (int, float), where)),
-                          recovery_rate=own.recovery_rate, power_saving_recovery_rate=own.power_saving_recovery_rate,
                           alternatives=alternatives)
     for name in (spec.little, *(a.little for a in alternatives)):
         if name not in {m.name for m in models}:

@@ -30,9 +30,8 @@ class DeviceModels:
     heads: dict[str, Engine]
     tails: dict[str, Engine]
     pair: MultiplexerPairModels | None = None
-    little: Engine | None = None         # Dynamic Duo's little model
+    littles: dict[str, Engine] | None = None   # Dynamic Duo's little and SIEVE's alternatives, by name
     minions: tuple[Engine, Engine] | None = None   # M&MNet's
-    littles: dict[str, Engine] | None = None   # every speculative model by name, the little included (SIEVE)
 
     @classmethod
     def load(cls, bundle: Bundle, backend: str, plan_cache: str, slowdown: float = 1.0) -> "DeviceModels":
@@ -52,8 +51,7 @@ class DeviceModels:
             littles = {name: engine(bundle.model(name).file) for name in names}
         minions = tuple(engine(bundle.model(m).file) for m in bundle.mmnet.minions) if bundle.mmnet else None
         return cls(engine(bundle.full_model.file), {p.name: engine(p.head) for p in points},
-                   {p.name: engine(p.tail) for p in points}, pair,
-                   littles[bundle.dynamic_duo.little] if littles else None, minions, littles)
+                   {p.name: engine(p.tail) for p in points}, pair, littles, minions)
 
     @property
     def backend(self) -> str:

@@ -35,7 +35,7 @@ from adaptinf.drivers.ina226 import SensorError
 from adaptinf.drivers.power_sources import PowerSource, open_power_source
 from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.telemetry import TelemetryTracker
-from adaptinf.daemon.warmup import measure_profile, time_share
+from adaptinf.daemon.warmup import measure_profile, median_ms
 from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
 from adaptinf.policies.fixed import FixedPolicy
 from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
@@ -82,6 +82,7 @@ class Daemon:
         self.metrics: MetricsServer | None = None
         self.mcu: McuRuntime | None = None
         self.fc: FcExecutor | None = None
+        self._full_ms: float | None = None   # the full model's time here: the speculative models' yardstick
 
     # ---- life cycle ---------------------------------------------------------------
     def start(self) -> "Daemon":
@@ -115,16 +116,14 @@ class Daemon:
                 self.models.pair.multiplexer_flops, small.accuracy)
         if self.bundle.dynamic_duo is not None:
             duo = self.bundle.dynamic_duo
-            little = self.bundle.model(duo.little)
-            self.policies["dynamic-duo"] = DynamicDuoPolicy(
-                int(np.prod(self.bundle.input.shape)), self._time_share([self.models.little]),
-                duo.recovery_rate, duo.power_saving_recovery_rate, little.accuracy, duo.target_accuracy)
-            alternatives = {a.little: DynamicDuoPolicy(
-                int(np.prod(self.bundle.input.shape)), self._time_share([self.models.littles[a.little]]),
-                a.recovery_rate, a.power_saving_recovery_rate, self.bundle.model(a.little).accuracy,
-                duo.target_accuracy) for a in duo.alternatives if a.little != duo.little}
+            speculative = {s.little: DynamicDuoPolicy(
+                int(np.prod(self.bundle.input.shape)), self._time_share([self.models.littles[s.little]]),
+                s.recovery_rate, s.power_saving_recovery_rate, self.bundle.model(s.little).accuracy,
+                duo.target_accuracy)
+                for s in (duo.own, *(a for a in duo.alternatives if a.little != duo.little))}
+            self.policies["dynamic-duo"] = speculative.pop(duo.little)     # the rest: SIEVE's alternatives
             self.policies["sieve"] = SievePolicy(self.policies["dynamic-duo"],
-                                                 SpeculationHistory(cfg.policy.history_ms / 1e3), alternatives)
+                                                 SpeculationHistory(cfg.policy.history_ms / 1e3), speculative)
         if self.bundle.mmnet is not None:
             spec = self.bundle.mmnet
             self.policies["mmnet"] = MmNetPolicy(
@@ -282,9 +281,12 @@ class Daemon:
         return FcExecutor(self.mcu, policies, self.mcu_classes, self.stats)
 
     def _time_share(self, engines: list) -> float:
-        """The engines' summed device time over the full model's, measured here and now."""
+        """The engines' summed device time over the full model's, measured here (the full
+        model once per start)."""
         runs = max(3, self.config.daemon.warmup_runs // 2)
-        return time_share(self.models.full, engines, self.bundle.input, runs)
+        if self._full_ms is None:
+            self._full_ms = median_ms(self.models.full, self.bundle.input, runs)
+        return sum(median_ms(e, self.bundle.input, runs) for e in engines) / self._full_ms
 
     def _load_or_measure_profile(self) -> Profile:
         cfg = self.config

@@ -26,12 +26,11 @@ from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, LinkProfile, PartitionProf
 LINK_PROBES = 3
 
 
-def time_share(full, engines: list, spec, runs: int) -> float:
-    """Summed median time of `engines` over the full model's, on one frame (the speculative
+def median_ms(engine, spec, runs: int) -> float:
+    """One engine's median time on a frame of the bundle's input spec (the speculative
     policies' little models and Minions: the profile times only the full model)."""
     frame = (np.random.default_rng(0).random(spec.shape) * 255).astype(spec.dtype)
-    full_ms = statistics.median(measure.time_engine(full, frame, runs, warmup=1))
-    return sum(statistics.median(measure.time_engine(e, frame, runs, warmup=1)) for e in engines) / full_ms
+    return statistics.median(measure.time_engine(engine, frame, runs, warmup=1))
 
 
 def measure_profile(bundle: Bundle, models: DeviceModels, link: CloudLink | None, estimator: LinkEstimator,
