@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job: set up, then run the end-to-end demo (3G, 4G, Wi-Fi; under 2 minutes).
+# The main job: set up (scripts/setup.sh, into .venv), then run the end-to-end demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-python3 -m adaptinf demo "$@"
+exec "${ADAPTINF_VENV:-.venv}/bin/python" -m adaptinf demo "$@"

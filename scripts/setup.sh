@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Set-up on a fresh machine: adaptinf and everything it needs, from the package
-# registries only. torch is pinned (2.13.0, the CPU build) through the "build" extra:
-# an unpinned torch would pull a multi-GB CUDA build.
+# registries only, into the project's own virtualenv (.venv, git-ignored). Nothing
+# is installed into whichever interpreter happens to be first on PATH, so a package
+# installed there by hand can never stand in for a missing declaration.
+#
+# torch is pinned (2.13.0, the CPU build) through the "build" extra: an unpinned
+# torch would pull a multi-GB CUDA build.
+#
+#   ADAPTINF_VENV   where the virtualenv lives (default: .venv in the checkout)
+#   ADAPTINF_FRESH=1  delete that virtualenv first and build it from nothing (CI does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+VENV=${ADAPTINF_VENV:-.venv}
+
 # The MCU firmware's toolchain and its emulator (Debian): arm-none-eabi-gcc with newlib, QEMU.
 if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null; then
     SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
@@ -11,4 +20,12 @@ if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/d
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
         make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm >/dev/null
 fi
-python3 -m pip install --quiet --disable-pip-version-check -e ".[build,calib,test]"
+
+if [ "${ADAPTINF_FRESH:-0}" = 1 ]; then
+    rm -rf "$VENV"
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[build,calib,demo,test]"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: set up, then run the whole suite (about 4 minutes on 2 cores).
+# The test command: set up (scripts/setup.sh, into .venv), then run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-python3 -m pytest -q "$@"
+exec "${ADAPTINF_VENV:-.venv}/bin/python" -m pytest -q "$@"
