@@ -424,25 +424,42 @@ def _verify_files(bundle: Bundle, files: dict) -> None:
 
 
 def _verify_input_spec(bundle: Bundle) -> None:
-    """The models that take the frame must declare the manifest's input name, dtype and shape."""
-    import onnx
-    from onnx.helper import tensor_dtype_to_np_dtype
+    """The models that take the frame must declare the manifest's input name, dtype and shape.
+
+    Read through onnxruntime's own input metadata, so a device install needs no `onnx`
+    package; a file onnxruntime cannot load is refused here, by name, not at first use.
+    """
+    import onnxruntime as ort
 
     takers = [m.file for m in bundle.models] + [p.head for p in (bundle.split.points if bundle.split else ())]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # metadata only: load fast
+    options.log_severity_level = 3
     for name in takers:
-        graph = onnx.load(str(bundle.root / name), load_external_data=False).graph
-        inputs = [i for i in graph.input if i.name not in {init.name for init in graph.initializer}]
+        try:
+            session = ort.InferenceSession(str(bundle.root / name), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf / RuntimeException types
+            raise BundleError(f"{bundle.root}: {name} is not a model onnxruntime can load "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        inputs = session.get_inputs()
         if len(inputs) != 1:
             raise BundleError(f"{bundle.root}: {name} has {len(inputs)} inputs, expected 1")
         value = inputs[0]
-        dtype = str(tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
-        dims = [d.dim_value if d.dim_value > 0 else None for d in value.type.tensor_type.shape.dim]
+        dtype = ONNX_TYPE_TO_DTYPE.get(value.type, value.type)
+        dims = [d if isinstance(d, int) and d > 0 else None for d in value.shape]
         expected = list(bundle.input.shape)
         shape_ok = len(dims) == len(expected) and all(d is None or d == e for d, e in zip(dims, expected))
         if value.name != bundle.input.name or dtype != bundle.input.dtype or not shape_ok:
             raise BundleError(
                 f"{bundle.root}: {name} takes {value.name}:{dtype}{dims} but the manifest's input spec is "
                 f"{bundle.input.name}:{bundle.input.dtype}{expected}")
+
+
+# onnxruntime's tensor type names -> numpy's
+ONNX_TYPE_TO_DTYPE = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+                      "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int32)": "int32",
+                      "tensor(int64)": "int64", "tensor(uint16)": "uint16", "tensor(int16)": "int16",
+                      "tensor(bool)": "bool"}
 
 
 def write_manifest(root: Path, manifest: dict) -> str:

@@ -7,10 +7,15 @@ Example: systemd/adaptinfd.toml (installed as /etc/adaptinf/adaptinfd.toml).
 
 from __future__ import annotations
 
-import tomllib
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # JetPack 6's Python 3.10: the same parser, as the backport
+    import tomli as tomllib
 
 from adaptinf.api_protocol import DEFAULT_MAX_MESSAGE_BYTES
 from adaptinf.policies.plan import GOALS, MODES
@@ -163,9 +168,13 @@ def parse_config(raw: dict) -> Config:
 def load_config(path: Path | str) -> Config:
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc})") from None
+    except OSError as exc:  # a directory, no permission, an I/O error: refused like a syntax error
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     try:
