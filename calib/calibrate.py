@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from adaptinf.bundle import Bundle
-from adaptinf.calib import measure
+from adaptinf.calib import COMPONENTS, measure
 from adaptinf.calib.layer_features import graph_features
 from adaptinf.calib.regression import fit
 from adaptinf.daemon.cloud_link import CloudLink
@@ -27,8 +27,6 @@ from adaptinf.daemon.link_estimator import LinkEstimator
 from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, LinkProfile, ModelProfile, PartitionProfile, Profile, \
     save_profile
-
-COMPONENTS = ("device", "cloud", "link", "confidence", "mcu")
 
 
 @dataclass

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from adaptinf import __version__
 from adaptinf.bundle import BundleError, load_bundle
-from adaptinf.calib.calibrate import COMPONENTS, Rig, calibrate
-from adaptinf.calib.report import write_report
 from adaptinf.daemon.cloud_link import CloudLink
 from adaptinf.daemon.config import ConfigError, load_config
 from adaptinf.daemon.device_models import DeviceModels
@@ -26,6 +25,8 @@ from adaptinf.daemon.link_estimator import LinkEstimator
 from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.drivers.ina226 import SensorError
 from adaptinf.drivers.power_sources import open_power_source
+from adaptinf.calib import COMPONENTS
+from adaptinf.extras import run_needing_extra
 
 LINK_WAIT_S = 5.0
 VALIDATION_SEED_OFFSET = 10_000   # held-out glyphs: a seed the bundle's training never used
@@ -47,7 +48,9 @@ def validation_frames(bundle, n: int, data: Path | None) -> tuple[np.ndarray, np
     return None
 
 
-def build_rig(config_path: Path) -> tuple[Rig, object]:
+def build_rig(config_path: Path) -> tuple["Rig", object]:
+    from adaptinf.calib.calibrate import Rig
+
     cfg = load_config(config_path)
     bundle = load_bundle(cfg.daemon.bundle)
     models = DeviceModels.load(bundle, cfg.device.engine, cfg.device.plan_cache, cfg.device.emulate_slowdown)
@@ -86,7 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="validation .npz with 'images' and 'labels'")
     parser.add_argument("--mcu-port", default=None, help="the MCU: /dev/adaptinf-stm32, or socket://host:port (QEMU)")
     parser.add_argument("--dsnn", type=Path, default=None, help="dsNNs to measure on the MCU (adaptinf build dsnn)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
+    return run_needing_extra("adaptinf-calib", "calib", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    # the plots (matplotlib), the layer regression (onnx, scipy): the 'calib' extra
+    from adaptinf.calib.calibrate import calibrate
+    from adaptinf.calib.report import write_report
+
     components = tuple(c.strip() for c in args.only.split(",") if c.strip())
     try:
         rig, cfg = build_rig(args.config)

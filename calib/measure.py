@@ -24,10 +24,10 @@ from tqdm import tqdm
 from adaptinf.bundle import Bundle
 from adaptinf.daemon.cloud_link import PROBE_BYTES, CloudError, CloudLink
 from adaptinf.daemon.device_models import DeviceModels
-from adaptinf.daemon.executor import softmax
 from adaptinf.daemon.link_estimator import LinkEstimator
 from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.engines import Engine
+from adaptinf.policies.confidence import probabilities
 from adaptinf.profile import MOBILE_ONLY
 from adaptinf.upload_quant import dequantize, quantize
 
@@ -123,7 +123,7 @@ def measure_confidence(bundle: Bundle, models: DeviceModels, images: np.ndarray,
     out = {}
     for name, run in tqdm(partitions.items(), desc="confidence", unit="partition", disable=not progress):
         logits = np.concatenate([run(images[i:i + BATCH]) for i in range(0, len(labels), BATCH)])
-        probs = np.stack([softmax(row.astype(np.float32)) for row in logits])
+        probs = probabilities(logits)
         confidence = probs.max(axis=1)
         correct = probs.argmax(axis=1) == labels
         out[name] = {"accuracy": float(correct.mean()), "frames": int(len(labels)), "bin_edges": edges.tolist(),

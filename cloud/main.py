@@ -6,7 +6,9 @@ import argparse
 import logging
 import sys
 
+from adaptinf import __version__
 from adaptinf.bundle import BundleError, load_bundle
+from adaptinf.extras import run_needing_extra
 from adaptinf.cloud.worker import CloudWorker
 from adaptinf.daemon import logging_setup
 from adaptinf.engines import EngineError
@@ -24,8 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allowed-devices", default=None, help="directory of allowed <device-id>.key files")
     parser.add_argument("--triton", default=None, metavar="HOST:PORT",
                         help="gateway mode: run inference on this Triton server (gRPC), see adaptinf export triton")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     logging_setup.configure("INFO", "adaptinf-cloud")
+    if args.triton:  # the gateway's client library is the 'triton' extra
+        return run_needing_extra("adaptinf-cloud --triton", "triton", lambda: _serve(args))
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
     try:
         bundle = load_bundle(args.bundle)
     except BundleError as exc:

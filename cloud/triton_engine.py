@@ -21,10 +21,7 @@ class TritonEngine:
 
     def __init__(self, url: str, model: str, input_name: str, input_dtype: str, sample_dims: list[int],
                  classes: int, client_timeout_s: float = 2.0, priority: int = 0):
-        try:
-            import tritonclient.grpc as grpcclient
-        except ImportError as exc:
-            raise EngineError("the Triton gateway needs the tritonclient[grpc] package") from exc
+        import tritonclient.grpc as grpcclient  # the 'triton' extra; adaptinf-cloud names it when missing
         self._grpc = grpcclient
         self._client = grpcclient.InferenceServerClient(url=url)
         try:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from adaptinf import __version__
+from adaptinf.extras import run_needing_extra
+
 UNITS = {"": 1.0, "bit": 1.0, "bps": 1.0, "k": 1e3, "kbit": 1e3, "kbps": 1e3, "m": 1e6, "mbit": 1e6,
          "mbps": 1e6, "g": 1e9, "gbit": 1e9, "gbps": 1e9}
 
@@ -341,6 +344,7 @@ def cmd_mcu_selftest(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adaptinf", description="adaptive edge-cloud inference runtime")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     build = sub.add_parser("build", help="build a model bundle").add_subparsers(dest="kind", required=True)
@@ -476,8 +480,25 @@ def main(argv: list[str] | None = None) -> int:
 
         return sim_main(argv[1:])
     if argv[:1] == ["demo"]:
-        from adaptinf.demo import main as demo_main
-
-        return demo_main(argv[1:])
+        return run_needing_extra("adaptinf demo", "demo", lambda: _demo_main(argv[1:]))
     args = parser.parse_args(argv)
-    return args.func(args)
+    extra = _extra_for(args)
+    if extra is None:
+        return args.func(args)
+    program = " ".join(["adaptinf", args.command] + ([args.kind] if getattr(args, "kind", None) else []))
+    return run_needing_extra(program, extra, lambda: args.func(args))
+
+
+def _demo_main(argv: list[str]) -> int:
+    from adaptinf.demo import main as demo_main
+
+    return demo_main(argv)
+
+
+def _extra_for(args: argparse.Namespace) -> str | None:
+    """The extra a command needs beyond the device install, if any."""
+    if args.command == "build" or (args.command == "mcu" and args.action == "selftest"):
+        return "build"
+    if args.command == "export":
+        return "tensorrt" if args.tensorrt else None
+    return None

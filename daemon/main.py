@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 
+from adaptinf import __version__
 from adaptinf.bundle import BundleError
 from adaptinf.daemon.config import ConfigError, load_config
 from adaptinf.daemon.service import Daemon, StartupError
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adaptinfd", description="adaptinf per-frame inference daemon")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="TOML config (default %(default)s)")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     logging_setup.configure(args.log_level, "adaptinfd")
 
