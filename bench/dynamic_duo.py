@@ -29,13 +29,9 @@ from adaptinf.bundle import load_bundle
 from adaptinf.calib.measure import time_engine
 from adaptinf.engines import open_engine
 from adaptinf.engines.base import run_batched
+from adaptinf.policies.confidence import probabilities
 from adaptinf.policies.dynamic_duo import ModelOutputs, pair_accuracy, select_pair
 from adaptinf.toolchain.multiplexer_build import split4
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 def outputs(name: str, engine, images: np.ndarray, labels: np.ndarray, cost: float) -> ModelOutputs:
@@ -49,7 +45,7 @@ def throughput(little, big, probe, images: np.ndarray, rounds: int) -> tuple[flo
         start = time.perf_counter()
         for i in range(len(images)):
             frame = images[i:i + 1]
-            p = softmax(little.run(frame))
+            p = probabilities(little.run(frame))
             if probe.recover(p.max(1), p.argmax(1))[0]:
                 big.run(frame)
         pair_s.append(time.perf_counter() - start)

@@ -24,6 +24,7 @@ from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.policies import multiplexer as multiplexer_policy
 from adaptinf.policies import mmnet, sieve
+from adaptinf.policies.confidence import probabilities
 from adaptinf.policies.plan import FrameContext, Plan, Telemetry
 from adaptinf.policies.radio_power import uplink_power_w
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile
@@ -66,12 +67,6 @@ class FrameResult:
     energy_j: float = 0.0
     energy_source: str = "model"
     energy_idle_j: float | None = None   # the idle baseline's share of energy_j (sensor only)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max())
-    e /= e.sum()
-    return e
 
 
 class Executor:
@@ -123,14 +118,14 @@ class Executor:
                   "mode": plan.mode, "fallback": False, "predicted_ms": chosen.latency_s * 1e3}
         logits, upload_bytes = self._run(job, plan, profile, stages, served)
         stages["total"] = self._clock() - job.received
-        probs = softmax(logits.reshape(-1).astype(np.float32))
+        probs = probabilities(logits.reshape(-1))
         label = int(probs.argmax())
         energy, source, idle = self._energy(run_start, stages, upload_bytes, telemetry)
         served["upload_bytes"] = upload_bytes
         placement = "fallback" if served["fallback"] else (
             f"split:{chosen.name}" if chosen.kind == "split" else chosen.kind)
         self.stats.record_frame(plan.policy, placement, stages)
-        return FrameResult("OK", label=label, confidence=float(probs[label]), scores=probs,
+        return FrameResult("OK", label=label, confidence=float(probs[label]), scores=probs.astype(np.float32),
                            served_by=served, stages_s=stages, energy_j=energy, energy_source=source,
                            energy_idle_j=idle)
 
@@ -247,7 +242,7 @@ class Executor:
         spec = duo.speculative(plan.chosen.model)        # SIEVE may have picked another little
         thresholds = spec.power_saving_thresholds if plan.mode == "power-saving" else spec.thresholds
         little = self._device(self.models.littles[spec.little], job.frame, None, stages)
-        probs = softmax(little.reshape(-1).astype(np.float32))
+        probs = probabilities(little.reshape(-1))
         predicted = int(probs.argmax())
         detect = advice != sieve.TRUST_LITTLE and plan.chosen.name != "detector-off"
         recover = detect and bool(probs[predicted] < thresholds[predicted])
@@ -271,7 +266,7 @@ class Executor:
         start = self._clock()
         logits = [minion.run(job.frame) for minion in self.models.minions]
         stages["device"] = self._clock() - start
-        probs = [softmax(z.reshape(-1).astype(np.float32)) for z in logits]
+        probs = [probabilities(z.reshape(-1)) for z in logits]
         predicted = [int(p.argmax()) for p in probs]
         confidence = [float(p[c]) for p, c in zip(probs, predicted)]
         recover = bool(mmnet.recover(confidence[0], predicted[0], confidence[1], predicted[1], *spec.thresholds))

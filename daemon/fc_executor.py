@@ -12,7 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from adaptinf.daemon.executor import FrameResult, Job, softmax
+from adaptinf.daemon.executor import FrameResult, Job
+from adaptinf.policies.confidence import probabilities
 from adaptinf.daemon.mcu_runtime import McuRuntime
 from adaptinf.daemon.stats import Stats
 from adaptinf.drivers.mcu import McuError
@@ -73,5 +74,5 @@ class FcExecutor:
     def _scores(self, logits: np.ndarray, net: int) -> np.ndarray:
         """The chosen net's softmax spread over all classes (a dsNN may know only some)."""
         scores = np.zeros(self.classes, np.float32)
-        scores[list(self.runtime.system.labels[net])] = softmax(np.asarray(logits, np.float32))
+        scores[list(self.runtime.system.labels[net])] = probabilities(np.asarray(logits, np.float32))
         return scores

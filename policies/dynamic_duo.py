@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaptinf.policies.confidence import probabilities
+
 STEPS = 100   # threshold grid: confidences are softmax maxima in [1/C, 1]
 
 
@@ -44,8 +46,7 @@ class ModelOutputs:
 
     @classmethod
     def from_logits(cls, name: str, logits: np.ndarray, labels: np.ndarray, cost: float) -> "ModelOutputs":
-        z = logits - logits.max(1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        p = probabilities(logits)
         return cls(name, p.max(1), p.argmax(1), p.argmax(1) == labels, cost)
 
 

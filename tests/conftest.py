@@ -85,3 +85,16 @@ def mcu_rig():
 
 
 mcu = pytest.fixture(scope="module", name="mcu")(mcu_rig)
+
+
+def served_probabilities(model_path, frames) -> "np.ndarray":
+    """Each frame's class probabilities exactly as adaptinfd computes them: its onnxruntime
+    engine (one thread, batch 1) and the one probability function its policies decide with,
+    so a threshold placed on an observed confidence falls on the same side in the test."""
+    import numpy as np
+
+    from adaptinf.engines.onnxruntime_engine import OnnxRuntimeEngine
+    from adaptinf.policies.confidence import probabilities
+
+    engine = OnnxRuntimeEngine(model_path)
+    return np.stack([probabilities(engine.run(f).reshape(-1)) for f in frames])

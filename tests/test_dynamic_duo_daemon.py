@@ -11,7 +11,6 @@ import shutil
 import signal
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from adaptinf.bundle import load_bundle, write_manifest
@@ -21,15 +20,11 @@ from adaptinf.daemon.service import Daemon
 from adaptinf.rig.link_shaper import LINK_PROFILES, LinkShaper
 from adaptinf.rig.processes import spawn_cloud
 from adaptinf.toolchain.speculative_build import configure
+from conftest import served_probabilities
 
 pytestmark = pytest.mark.slow
 
 N = 12
-
-
-def softmax(z):
-    e = np.exp(z - z.max())
-    return e / e.sum()
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +38,7 @@ def duo(mux_build, tmp_path_factory):
     bundle = load_bundle(out)
 
     def probs(name):
-        session = ort.InferenceSession(str(out / bundle.model(name).file), providers=["CPUExecutionProvider"])
-        return np.stack([softmax(session.run(None, {"image": f})[0].reshape(-1).astype(np.float64)) for f in frames])
+        return served_probabilities(out / bundle.model(name).file, frames)
 
     little, big = probs(section["little"]), probs(section["big"])
     threshold = float(np.median(little.max(1)))

@@ -4,12 +4,12 @@ the policy in adaptinfd on a tiny pool of three glyph models."""
 import json
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from adaptinf.policies import mmnet
 from adaptinf.policies.dynamic_duo import ModelOutputs
 from adaptinf.policies.plan import FrameContext, Telemetry
+from conftest import served_probabilities
 from test_dynamic_duo import _profile
 
 
@@ -69,10 +69,7 @@ FRAMES = _frames()
 
 
 def _probs(bundle_dir, name):
-    s = ort.InferenceSession(str(bundle_dir / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-    z = np.stack([s.run(None, {"image": f})[0].reshape(-1).astype(np.float64) for f in FRAMES])
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+    return served_probabilities(bundle_dir / f"{name}.onnx", FRAMES)
 
 
 @pytest.fixture(scope="module")
