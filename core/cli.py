@@ -146,13 +146,15 @@ def render_status(status: dict, stats: dict) -> str:
         f"{status['uptime_s']:.0f} s  mode {status['mode']}  policy {status['policy']} (goal {status['goal']})",
         f"link      {link['state']:<10} uplink {_fmt(link['uplink_bps'], 1e-6, ' Mbit/s', 2)} "
         f"± {_fmt(link['uplink_bps_std'], 1e-6, '', 2)}  RTT {_fmt(link['rtt_ms'], unit=' ms')} "
-        f"± {_fmt(link['rtt_ms_std'])}  radio {link['radio']}",
+        f"± {_fmt(link['rtt_ms_std'])}  radio {link['radio']}  measured "
+        f"{_fmt(link.get('uplink_age_s'), unit=' s ago')}  uplink queue {_fmt(link.get('uplink_backlog_ms'), unit=' ms')}",
         f"cloud     {cloud['state']:<10} queue {cloud['queue_depth']}  service {_fmt(cloud['service_ms'], unit=' ms', digits=2)}"
         f"  slowdown {cloud['slowdown']:.2f}  retries {cloud['retries']}  reconnects {cloud['reconnects']}"
         f"  late replies dropped {cloud['late_replies_dropped']}",
         f"power     {sensor}",
         f"device    {device['backend']}  slowdown {device['slowdown']:.2f}  queued {device['queue_depth']}"
-        f"  busy workers {device['busy_workers']}",
+        f"  busy workers {device['busy_workers']}  at the device {device.get('frames_at_device', 0)}"
+        f" (wait {_fmt(device.get('device_wait_ms'), unit=' ms')})",
         f"latency   p50 {_fmt(lat.get('p50_ms'), unit=' ms')}  p95 {_fmt(lat.get('p95_ms'), unit=' ms')}"
         f"  p99 {_fmt(lat.get('p99_ms'), unit=' ms')}",
         f"frames    {placements or 'none yet'}",

@@ -36,8 +36,14 @@ HEARTBEAT_LIVENESS = 4          # intervals of silence before the link is declar
 RECONNECT_MIN_S = 0.1
 RECONNECT_MAX_S = 5.0
 RETRY_MIN_S = 0.25              # resend an unanswered request after max(this, 4 * SRTT)
-PROBE_INTERVAL_S = 2.0          # idle time before a bandwidth probe
+# Idle probes: sized to take PROBE_TRANSFER_S at the estimated uplink (so the transfer is
+# visible over RTT jitter) and spaced so they use at most PROBE_SHARE of it; before any
+# estimate, PROBE_BYTES every PROBE_INTERVAL_S.
+PROBE_INTERVAL_S = 2.0
 PROBE_BYTES = 16 * 1024
+PROBE_SHARE = 0.02
+PROBE_TRANSFER_S = 0.025
+PROBE_MIN_BYTES, PROBE_MAX_BYTES = 1200, 256 * 1024   # one packet at the least: probes stay frequent on a slow link
 EXPIRED_MEMORY = 4096           # rids of expired calls remembered, to count their late replies
 
 
@@ -135,7 +141,7 @@ class CloudLink:
         self.reconnects = 0
         self.late_replies = 0
         self._in_flight = 0
-        self._expired: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self._expired: OrderedDict[tuple[int, int], _Pending] = OrderedDict()
         self.thread_error: BaseException | None = None
 
     # ---- used by other threads ---------------------------------------------------
@@ -231,6 +237,8 @@ class CloudLink:
             except zmq.Again:
                 return  # not connected yet (IMMEDIATE): the retry timer resends
             t = self._clock()
+            if p.upload_bytes:
+                self.estimator.sent(p.upload_bytes, t)
             if p.attempts == 0:
                 p.first_sent = t
             else:
@@ -271,7 +279,7 @@ class CloudLink:
                 if now >= p.deadline or p.call.abandoned:
                     del pending[rid]
                     if p.kind == "call":
-                        self._expired[rid] = None
+                        self._expired[rid] = p    # its late reply still measures the uplink
                         while len(self._expired) > EXPIRED_MEMORY:
                             self._expired.popitem(last=False)
                     p.call._finish(error=CloudError("DEADLINE_EXCEEDED", "no cloud reply before the deadline"))
@@ -292,9 +300,10 @@ class CloudLink:
                 self._heartbeat(pending, send, now)
             elif now - last_send > HEARTBEAT_INTERVAL_S:
                 self._heartbeat(pending, send, now)
-            if (self.state == "up" and now - last_upload > PROBE_INTERVAL_S
-                    and not any(p.kind == "call" for p in pending.values())):
-                self._probe(pending, send, now)
+            probe_bytes, probe_every_s = self._probe_plan()
+            if (self.state == "up" and now - last_upload > probe_every_s
+                    and not any(p.kind in ("call", "probe") for p in pending.values())):
+                self._probe(pending, send, now, probe_bytes)
                 last_upload = now
         sock.close(0)
         for p in pending.values():
@@ -309,11 +318,20 @@ class CloudLink:
         send(p)
         p.attempts = max(p.attempts, 1)  # pings are never retried: the next one replaces them
 
-    def _probe(self, pending: dict, send: Callable[[_Pending], None], now: float) -> None:
+    def _probe_plan(self) -> tuple[int, float]:
+        """(bytes, seconds between probes): PROBE_TRANSFER_S of the estimated uplink, at most
+        PROBE_SHARE of it on average."""
+        bps = self.estimator.estimate().uplink_bps
+        if not bps:
+            return PROBE_BYTES, PROBE_INTERVAL_S
+        size = int(min(max(bps * PROBE_TRANSFER_S / 8, PROBE_MIN_BYTES), PROBE_MAX_BYTES))
+        return size, size * 8 / (PROBE_SHARE * bps)
+
+    def _probe(self, pending: dict, send: Callable[[_Pending], None], now: float, size: int = PROBE_BYTES) -> None:
         rid = self.next_rid()
-        p = _Pending(CloudCall(rid), [protocol.pack({"op": "probe", "rid": list(rid)}), bytes(PROBE_BYTES)],
-                     now + 10.0, PROBE_BYTES, kind="probe",
-                     on_reply=lambda header, rtt: self.estimator.observe_upload(PROBE_BYTES, rtt, 0.0))
+        p = _Pending(CloudCall(rid), [protocol.pack({"op": "probe", "rid": list(rid)}), bytes(size)],
+                     now + 10.0, size, kind="probe",
+                     on_reply=lambda header, rtt: self.estimator.observe_upload(size, rtt, 0.0))
         pending[rid] = p
         send(p)
         p.attempts = max(p.attempts, 1)
@@ -332,16 +350,22 @@ class CloudLink:
         rid = tuple(header["rid"])
         p = pending.pop(rid, None)
         if p is None or p.call.abandoned:
-            if p is not None or self._expired.pop(rid, False) is None:
+            late = p or self._expired.pop(rid, None)
+            if late is not None:
                 self.late_replies += 1  # answered by fallback already: drop, never deliver twice
+                self._observe_upload(late, header, now)
             return
         round_trip = now - p.last_sent
         if p.on_reply is not None:
             if p.attempts <= 1:  # Karn: a retried request's round trip is ambiguous
                 p.on_reply(header, round_trip)
             return
-        if p.upload_bytes and p.attempts <= 1 and header.get("ok"):
-            self.estimator.observe_upload(p.upload_bytes, round_trip,
-                                          float(header.get("compute_s", 0.0)) + float(header.get("queue_s", 0.0)))
+        self._observe_upload(p, header, now)
         if not p.call._finish(CloudReply(header, frames[1] if len(frames) > 1 else None, round_trip)):
             self.late_replies += 1
+
+    def _observe_upload(self, p: _Pending, header: dict, now: float) -> None:
+        """A reply, on time or late, times its upload (Karn: not a retried one's)."""
+        if p.upload_bytes and p.attempts <= 1 and header.get("ok"):
+            service = float(header.get("compute_s", 0.0)) + float(header.get("queue_s", 0.0))
+            self.estimator.observe_upload(p.upload_bytes, now - p.last_sent, service, now)

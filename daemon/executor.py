@@ -19,6 +19,7 @@ from adaptinf.bundle import Bundle
 from adaptinf.cloud import protocol as cloud_protocol
 from adaptinf.daemon.cloud_link import CloudError, CloudLink
 from adaptinf.daemon.device_models import DeviceModels
+from adaptinf.daemon.device_queue import DeviceQueue
 from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.telemetry import TelemetryTracker
@@ -73,7 +74,7 @@ class Executor:
     def __init__(self, bundle: Bundle, models: DeviceModels, policies: dict, profile_ref: Callable[[], Profile],
                  link: CloudLink | None, telemetry: TelemetryTracker, stats: Stats, compute_power_w: float,
                  cloud_timeout_s: float, power: PowerMonitor | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, device: DeviceQueue | None = None):
         self.bundle = bundle
         self.models = models
         self.policies = policies
@@ -85,6 +86,7 @@ class Executor:
         self.cloud_timeout_s = cloud_timeout_s
         self.power = power
         self._clock = clock
+        self.device = device or DeviceQueue(clock)
 
     def execute(self, job: Job) -> FrameResult:
         planned = job.planned or self.plan(job)
@@ -115,7 +117,8 @@ class Executor:
         stages = {"queue": run_start - job.received - planned.plan_s, "plan": planned.plan_s}
         chosen = plan.chosen
         served = {"placement": chosen.kind, "partition": chosen.name, "policy": plan.policy, "goal": plan.goal,
-                  "mode": plan.mode, "fallback": False, "predicted_ms": chosen.latency_s * 1e3}
+                  "mode": plan.mode, "fallback": False, "predicted_ms": chosen.latency_s * 1e3,
+                  "est_uplink_bps": telemetry.uplink_bps}
         logits, upload_bytes = self._run(job, plan, profile, stages, served)
         stages["total"] = self._clock() - job.received
         probs = probabilities(logits.reshape(-1))
@@ -167,7 +170,8 @@ class Executor:
         header = {"op": "infer", "target": chosen.name, "scale": q.scale, "zero_point": q.zero_point,
                   "tensor": {"dtype": "uint8", "shape": list(q.data.shape)}}
         logits = self._cloud(job, header, q.data, chosen.name, profile, stages, served,
-                             fallback=lambda: self.models.tails[chosen.name].run(dequantize(*q)))
+                             fallback=lambda: self._on_device(self.models.tails[chosen.name], dequantize(*q),
+                                                              stages, "fallback"))
         return logits, q.data.nbytes
 
     def _duplicate(self, job: Job, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
@@ -209,9 +213,7 @@ class Executor:
         cloud side falls back to the small model like any cloud step. served_by gets w, the side
         and both sides' predicted cost (eq. 11, eq. 12)."""
         pair = self.models.pair
-        start = self._clock()
-        w = np.asarray(pair.multiplexer.run(job.frame), dtype=np.float64).reshape(-1)
-        stages["mux"] = self._clock() - start
+        w = np.asarray(self._on_device(pair.multiplexer, job.frame, stages, "mux"), dtype=np.float64).reshape(-1)
         wants_cloud = bool(multiplexer_policy.to_cloud(w, self.bundle.multiplexer.pair.threshold)[0])
         sides = {c.name: c for c in plan.candidates}
         served.update(w=[round(float(v), 4) for v in w], wants="cloud" if wants_cloud else "device",
@@ -263,9 +265,7 @@ class Executor:
         """M&MNet (thesis ch.5): both Minions run on the device; when both are confident and agree
         their answer stands, else the Master (the full model) recovers where the plan put it."""
         spec = self.bundle.mmnet
-        start = self._clock()
-        logits = [minion.run(job.frame) for minion in self.models.minions]
-        stages["device"] = self._clock() - start
+        logits = [self._on_device(minion, job.frame, stages, "device") for minion in self.models.minions]
         probs = [probabilities(z.reshape(-1)) for z in logits]
         predicted = [int(p.argmax()) for p in probs]
         confidence = [float(p[c]) for p, c in zip(probs, predicted)]
@@ -284,9 +284,7 @@ class Executor:
             answer = self._full_in_cloud(job, profile, stages, served, self.models.full)
             served["answered_by"] = "big:device" if served["fallback"] else "big:cloud"
             return answer
-        start = self._clock()
-        logits = self.models.full.run(job.frame)
-        stages["recovery"] = self._clock() - start
+        logits = self._on_device(self.models.full, job.frame, stages, "recovery")
         served["answered_by"] = "big:device"
         return logits, 0
 
@@ -297,13 +295,27 @@ class Executor:
         header = {"op": "infer", "target": cloud_protocol.FULL_TARGET,
                   "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
         logits = self._cloud(job, header, payload, CLOUD_ONLY, profile, stages, served,
-                             fallback=lambda: fallback_engine.run(job.frame))
+                             fallback=lambda: self._on_device(fallback_engine, job.frame, stages, "fallback"))
         return logits, payload.nbytes
 
+    def _on_device(self, engine, x: np.ndarray, stages: dict, stage: str) -> np.ndarray:
+        """One engine run in the device's turn: the wait for it adds to the frame's device_wait,
+        the run itself to `stage`."""
+        with self.device.slot() as waited:
+            start = self._clock()
+            out = engine.run(x)
+            elapsed = self._clock() - start
+        stages["device_wait"] = stages.get("device_wait", 0.0) + waited
+        stages[stage] = stages.get(stage, 0.0) + elapsed
+        return out
+
     def _device(self, engine, x: np.ndarray, profiled_ms: float | None, stages: dict) -> np.ndarray:
-        start = self._clock()
-        out = engine.run(x)
-        end = self._clock()
+        predicted = profiled_ms / 1e3 * self.telemetry.device_slowdown if profiled_ms is not None else 0.0
+        with self.device.slot(predicted) as waited:
+            start = self._clock()
+            out = engine.run(x)
+            end = self._clock()
+        stages["device_wait"] = stages.get("device_wait", 0.0) + waited
         stages["device"] = end - start
         if self.power is not None:
             self.power.energy_between(start, end, computing=True)  # measured PM for the planner
@@ -342,15 +354,11 @@ class Executor:
         served["fallback"] = True
         served["fallback_reason"] = reason
         self.stats.count("fallbacks")
-        begin = self._clock()
-        out = fallback()
-        stages["fallback"] = self._clock() - begin
-        return out
+        return fallback()
 
     def _fallback_estimate(self, partition: str, profile: Profile) -> float:
-        """Device time to finish the frame locally: the tail, or the full model for cloud-only."""
+        """Time to finish the frame locally: the device's queue, then the tail, or the full
+        model for cloud-only."""
         mobile = profile.partition(MOBILE_ONLY).device_ms / 1e3
-        if partition == CLOUD_ONLY:
-            return mobile * self.telemetry.device_slowdown
-        head = profile.partition(partition).device_ms / 1e3
-        return max(mobile - head, 0.0) * self.telemetry.device_slowdown
+        head = 0.0 if partition == CLOUD_ONLY else profile.partition(partition).device_ms / 1e3
+        return self.device.backlog_s() + max(mobile - head, 0.0) * self.telemetry.device_slowdown

@@ -1,23 +1,39 @@
 """Uplink bandwidth and RTT, measured from real transfers, never configured.
 
 RTT comes from heartbeat round trips (small messages), smoothed as TCP does
-(RFC 6298: SRTT gain 1/8, RTTVAR gain 1/4). Uplink bandwidth comes from every
-upload whose size makes its transfer time visible (inference uploads and idle
-probes): sample = bits / (round trip - cloud service time - base RTT), where base
-RTT is the smallest recent heartbeat RTT; smoothed the same way, with its variation.
+(RFC 6298: SRTT gain 1/8, RTTVAR gain 1/4); the base RTT is the smallest recent one.
+
+Uplink bandwidth comes from every upload whose size makes its transfer time visible
+(inference uploads, late replies included, and idle probes). The uplink is a FIFO, so
+an upload sent while an earlier one is still crossing starts only when that one is
+done: its transfer time runs from max(its send time, the previous upload's finish),
+where an upload "finishes" at its reply time less the cloud's service time and the
+base RTT. The estimate is the throughput of the newest samples, those within WINDOW_S
+of the newest and at most WINDOW_SAMPLES of them: after a step in capacity the old
+samples are gone within WINDOW_SAMPLES uploads or WINDOW_S, so the estimate follows a
+cellular link that moves five-fold within seconds (docs/demo.md measures it).
+
+The uplink's queue is modelled too: every upload handed to the link occupies it for
+bytes * 8 / estimate after whatever is still ahead of it, so the planner can see that
+a frame sent now waits behind earlier ones (`uplink_backlog_s`).
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 RTT_GAIN = 1 / 8
 VAR_GAIN = 1 / 4
 MIN_UPLOAD_BYTES = 1024       # smaller uploads are dominated by RTT jitter
 MIN_TRANSFER_S = 2e-4         # transfers faster than this are clamped: a lower bound on bandwidth
 BASE_RTT_WINDOW = 16
+WINDOW_S = 1.0                # bandwidth samples older than this (vs the newest) are dropped
+WINDOW_SAMPLES = 4
 
 
 @dataclass(frozen=True)
@@ -28,18 +44,29 @@ class LinkEstimate:
     rtt_s_std: float
     rtt_samples: int
     bandwidth_samples: int
+    uplink_age_s: float | None = None     # since the newest bandwidth sample; None: never measured
+
+
+@dataclass(frozen=True)
+class _Sample:
+    done: float          # when its last byte left the uplink (sender's clock)
+    bits: float
+    transfer_s: float
+    observed_at: float   # when its reply arrived
 
 
 class LinkEstimator:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._srtt: float | None = None
         self._rttvar = 0.0
         self._recent_rtts: deque[float] = deque(maxlen=BASE_RTT_WINDOW)
-        self._bw: float | None = None
-        self._bwvar = 0.0
+        self._samples: deque[_Sample] = deque(maxlen=WINDOW_SAMPLES)
+        self._prev_done = -math.inf
         self._rtt_n = 0
         self._bw_n = 0
+        self._uplink_free_at = -math.inf
 
     def observe_rtt(self, rtt_s: float) -> None:
         if rtt_s <= 0:
@@ -53,25 +80,56 @@ class LinkEstimator:
                 self._rttvar += VAR_GAIN * (abs(self._srtt - rtt_s) - self._rttvar)
                 self._srtt += RTT_GAIN * (rtt_s - self._srtt)
 
-    def observe_upload(self, upload_bytes: int, round_trip_s: float, cloud_service_s: float) -> None:
-        """An upload of upload_bytes answered round_trip_s after it was sent."""
+    def observe_upload(self, upload_bytes: int, round_trip_s: float, cloud_service_s: float,
+                       now: float | None = None) -> None:
+        """An upload of upload_bytes answered round_trip_s after it was sent (at `now`)."""
         if upload_bytes < MIN_UPLOAD_BYTES:
             return
+        now = self._clock() if now is None else now
         with self._lock:
             base = min(self._recent_rtts) if self._recent_rtts else 0.0
+            sent = now - round_trip_s
+            done = now - cloud_service_s - base
+            # FIFO: it could not start crossing before the upload ahead of it had finished
+            started = max(sent, self._prev_done) if self._prev_done < done else sent
+            self._prev_done = max(self._prev_done, done)
             # Too fast to time (loopback, LAN): count it as a lower bound, not as nothing.
-            transfer = max(round_trip_s - cloud_service_s - base, MIN_TRANSFER_S)
-            sample = upload_bytes * 8.0 / transfer
+            transfer = max(done - started, MIN_TRANSFER_S)
+            self._samples.append(_Sample(done, upload_bytes * 8.0, transfer, now))
             self._bw_n += 1
-            if self._bw is None:
-                self._bw, self._bwvar = sample, sample / 2
-            else:
-                self._bwvar += VAR_GAIN * (abs(self._bw - sample) - self._bwvar)
-                self._bw += RTT_GAIN * 2 * (sample - self._bw)  # gain 1/4: bandwidth moves faster than RTT
+            if self._uplink_free_at > now + transfer:   # a reply proves the queue ahead of it is gone
+                self._uplink_free_at = now
+
+    def sent(self, upload_bytes: int, now: float | None = None) -> None:
+        """An upload was handed to the uplink: it occupies it after what is already queued."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            bps = self._bandwidth_locked()[0]
+            if bps:
+                self._uplink_free_at = max(now, self._uplink_free_at) + upload_bytes * 8.0 / bps
+
+    def uplink_backlog_s(self, now: float | None = None) -> float:
+        """How long an upload handed over now waits behind earlier ones (the modelled queue)."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            return max(0.0, self._uplink_free_at - now)
+
+    def _bandwidth_locked(self) -> tuple[float | None, float]:
+        if not self._samples:
+            return None, 0.0
+        newest = self._samples[-1].done
+        window = [s for s in self._samples if newest - s.done <= WINDOW_S] or [self._samples[-1]]
+        bps = sum(s.bits for s in window) / sum(s.transfer_s for s in window)
+        rates = [s.bits / s.transfer_s for s in window]
+        std = (sum((r - bps) ** 2 for r in rates) / len(rates)) ** 0.5
+        return bps, std
 
     def estimate(self) -> LinkEstimate:
         with self._lock:
-            return LinkEstimate(self._bw, self._bwvar, self._srtt, self._rttvar, self._rtt_n, self._bw_n)
+            bps, std = self._bandwidth_locked()
+            age = self._clock() - self._samples[-1].observed_at if self._samples else None
+            return LinkEstimate(bps, std, self._srtt, self._rttvar, self._rtt_n, self._bw_n,
+                                None if age is None else max(0.0, age))
 
     def base_rtt_s(self) -> float | None:
         with self._lock:

@@ -24,6 +24,7 @@ from adaptinf.daemon.api_server import ApiServer
 from adaptinf.daemon.cloud_link import CloudLink
 from adaptinf.daemon.config import MCU_POLICIES, POLICIES, Config
 from adaptinf.daemon.device_models import DeviceModels
+from adaptinf.daemon.device_queue import DeviceQueue
 from adaptinf.daemon.executor import Executor, FrameResult, Job, Planned
 from adaptinf.daemon.fc_executor import FcExecutor
 from adaptinf.daemon.mcu_runtime import McuRuntime
@@ -134,10 +135,11 @@ class Daemon:
                                f"{self.bundle.name!r} (it has no {cfg.policy.name} section); "
                                f"available: {list(self.policies)}")
         self.power = self._open_power()
-        self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio, self.power)
+        self.device = DeviceQueue()
+        self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio, self.power, self.device)
         self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,
                                  self.telemetry, self.stats, cfg.device.compute_power_w, cfg.cloud.timeout_ms / 1e3,
-                                 self.power)
+                                 self.power, device=self.device)
         if cfg.mcu.port:
             self.fc = self._start_mcu()
         results = f"inproc://adaptinfd-results-{id(self)}"
@@ -364,6 +366,7 @@ class Daemon:
                      "rtt_ms": est.rtt_s * 1e3 if est.rtt_s is not None else None,
                      "rtt_ms_std": est.rtt_s_std * 1e3, "samples": {"rtt": est.rtt_samples,
                                                                      "bandwidth": est.bandwidth_samples},
+                     "uplink_age_s": est.uplink_age_s, "uplink_backlog_ms": t.uplink_backlog_s * 1e3,
                      "radio": self.config.cloud.radio},
             "power": self._power_status(),
             "cloud": {"state": link.state if link else "none", "queue_depth": link.queue_depth if link else 0,
@@ -372,7 +375,8 @@ class Daemon:
                       "late_replies_dropped": link.late_replies if link else 0,
                       "in_flight": link.in_flight if link else 0},
             "device": {"backend": self.models.backend, "slowdown": t.device_slowdown,
-                       "queue_depth": self.pool.depth(), "busy_workers": self.pool.busy},
+                       "queue_depth": self.pool.depth(), "busy_workers": self.pool.busy,
+                       "frames_at_device": self.device.depth(), "device_wait_ms": t.device_queue_s * 1e3},
             "latency": self.stats.latency_percentiles(),
             "mcu": dict(self.mcu.status(), model=self.config.mcu.name) if self.mcu else None}
 

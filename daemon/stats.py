@@ -8,7 +8,7 @@ from collections import Counter, defaultdict, deque
 
 import numpy as np
 
-STAGES = ("queue", "plan", "mux", "device", "recovery", "network", "cloud", "fallback", "mcu", "host", "total")
+STAGES = ("queue", "plan", "device_wait", "mux", "device", "recovery", "network", "cloud", "fallback", "mcu", "host", "total")
 LATENCY_WINDOW = 2048
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from adaptinf.daemon.cloud_link import CloudLink
+from adaptinf.daemon.device_queue import DeviceQueue
 from adaptinf.daemon.link_estimator import LinkEstimator
 from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.policies.plan import Telemetry
@@ -17,11 +18,12 @@ class TelemetryTracker:
     """K_mobile and K_cloud of Algorithm 1, from measured vs profiled times."""
 
     def __init__(self, estimator: LinkEstimator, link: CloudLink | None, radio: str,
-                 power: PowerMonitor | None = None):
+                 power: PowerMonitor | None = None, device: DeviceQueue | None = None):
         self.estimator = estimator
         self.power = power
         self.link = link
         self.radio = radio
+        self.device = device
         self._lock = threading.Lock()
         self.device_slowdown = 1.0
         self.cloud_slowdown = 1.0
@@ -46,4 +48,6 @@ class TelemetryTracker:
         power = self.power.active_power_w if self.power is not None and self.power.healthy else None
         return Telemetry(uplink_bps=uplink, rtt_s=rtt, radio=self.radio, cloud_up=bool(link and link.up),
                          cloud_slowdown=self.cloud_slowdown, cloud_queue_s=queue_s,
-                         device_slowdown=self.device_slowdown, device_power_w=power)
+                         device_slowdown=self.device_slowdown, device_power_w=power,
+                         device_queue_s=self.device.backlog_s() if self.device is not None else 0.0,
+                         uplink_backlog_s=self.estimator.uplink_backlog_s() if link is not None else 0.0)

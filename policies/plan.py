@@ -19,6 +19,8 @@ class Telemetry:
     cloud_slowdown: float = 1.0   # K_cloud: measured / profiled cloud service time
     cloud_queue_s: float = 0.0    # expected wait in the cloud's queue
     device_slowdown: float = 1.0  # K_mobile: measured / profiled device time
+    device_queue_s: float = 0.0   # predicted wait for the device (one frame at a time)
+    uplink_backlog_s: float = 0.0  # predicted wait behind uploads already on the uplink
     device_power_w: float | None = None  # measured power while computing (sensor); None: the profile's
 
 

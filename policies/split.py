@@ -1,12 +1,15 @@
 """Split-point selection: paper 004 Algorithm 1, selection phase (lines 35-41).
 
 For every partition j (each split point, plus mobile-only and cloud-only):
-  TM_j = device_ms_j * K_mobile              device compute (head + reduction unit)
-  TU_j = F_j / NB                            upload of the quantised reduced tensor
+  TM_j = Q_dev + device_ms_j * K_mobile      device compute (head + reduction unit), after
+                                             the device's queue Q_dev (one frame at a time)
+  TU_j = Q_up + F_j / NB                     upload of the quantised reduced tensor, after
+                                             the uploads already on the link (Q_up)
   TC_j = cloud_ms_j * K_cloud + queue wait   restoration + tail on the cloud
   latency_j = TM_j + TU_j + RTT + TC_j       (RTT added: the paper's TU has no round trip)
   energy_j  = TM_j * PM_j + TU_j * PU        PU = alpha_u * t_u + beta (Table III)
-and return argmin latency or argmin energy. NB and RTT are the live link estimate,
+and return argmin latency or argmin energy (the queues count for latency, not for energy,
+which is spent only while computing or transmitting). NB and RTT are the live link estimate,
 K_cloud and the queue wait come from the load the cloud reports, K_mobile from the
 device's measured vs profiled time, and PM from the power sensor when there is one.
 
@@ -47,12 +50,14 @@ class CostModel:
         _, kind, device_s, power_w, cloud_s, upload_bits, _, _ = row
         if t.device_power_w is not None:  # a sensor measured it: plan with that, not the profile's
             power_w = t.device_power_w
-        tm = device_s * t.device_slowdown
+        compute = device_s * t.device_slowdown
+        tm = compute + (t.device_queue_s if device_s > 0 else 0.0)
         if kind == "device":
-            return tm, 0.0, 0.0, 0.0, tm, tm * power_w
-        tu = upload_bits / t.uplink_bps
+            return tm, 0.0, 0.0, 0.0, tm, compute * power_w
+        send = upload_bits / t.uplink_bps
+        tu = send + t.uplink_backlog_s
         tc = cloud_s * t.cloud_slowdown + t.cloud_queue_s
-        return tm, tu, t.rtt_s, tc, tm + tu + t.rtt_s + tc, tm * power_w + tu * radio_w
+        return tm, tu, t.rtt_s, tc, tm + tu + t.rtt_s + tc, compute * power_w + send * radio_w
 
     def _candidate(self, row: tuple, t: Telemetry, radio_w: float) -> Candidate:
         return Candidate(row[0], row[1], *self._terms(row, t, radio_w), row[6])

@@ -1,15 +1,22 @@
-"""A shaping TCP proxy on loopback: a link of given uplink rate and round-trip time.
+"""A shaping TCP proxy on loopback: a link of given uplink capacity and round-trip time.
 
-The device connects to the proxy instead of the cloud. Each direction is a queue
-drained at the link's rate (serialisation delay = bytes * 8 / rate) and delivered
-one-way-delay later, like a real bottleneck link with a FIFO buffer. Rates, delay
-and a stall switch can change while traffic flows (tests move the uplink from Wi-Fi
-to 3G; "stall" black-holes both directions without closing anything, like a dead
-radio). Used where the test lacks the rights for netns + tc, which shape in the
-kernel instead.
+The device connects to the proxy instead of the cloud. Each direction is a FIFO
+bottleneck followed by a one-way delay of RTT/2, like a real bottleneck link with a
+buffer. The bottleneck is either a fixed rate (serialisation delay = bytes * 8 / rate)
+or a recorded uplink trace replayed exactly as Mahimahi's mm-link does: one 1500-byte
+delivery opportunity per trace line, opportunities that find the queue empty are lost,
+and the trace repeats at its end (rig/uplink_trace.py). The bottleneck belongs to the
+link, not to a connection, so a reconnect does not get a fresh one.
 
-Profiles: paper 004 Table III's uplinks; the RTTs are this project's assumption
-(the paper gives none).
+Rates, delay, the trace and a stall switch can change while traffic flows (tests move
+the uplink from Wi-Fi to 3G; "stall" black-holes both directions without closing
+anything, like a dead radio). `restart()` empties both queues (what is queued is
+delivered at once, so no TCP stream breaks) and restarts the trace clock, so one run
+never inherits another's backlog. Used where the test lacks the rights for netns + tc,
+which shape in the kernel instead.
+
+Profiles: paper 004 Table III's uplinks; the RTTs are this project's assumption (the
+paper gives none). Trace links use TRACE_RTT_S.
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+from adaptinf.rig.uplink_trace import PACKET_BYTES, UplinkTrace
+
 CHUNK = 16 * 1024
+TRACE_RTT_S = 0.040
+TRACE_DOWNLINK_BPS = 20e6     # the traces are uplink only; replies are small
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class LinkProfile:
     uplink_bps: float
     downlink_bps: float
     rtt_s: float
+    uplink_trace: UplinkTrace | None = None   # replayed instead of uplink_bps when given
 
 
 LINK_PROFILES = {
@@ -38,19 +50,68 @@ LINK_PROFILES = {
 }
 
 
+def trace_profile(trace: UplinkTrace, rtt_s: float = TRACE_RTT_S) -> LinkProfile:
+    return LinkProfile(trace.name, trace.mean_bps, TRACE_DOWNLINK_BPS, rtt_s, trace)
+
+
+class FixedRateBottleneck:
+    """Bytes leave at a constant rate, in arrival order."""
+
+    def __init__(self, bps: float):
+        self.bps = bps
+        self._free_at = 0.0
+
+    def restart(self, now: float) -> None:
+        self._free_at = now
+
+    def schedule(self, now: float, nbytes: int) -> list[tuple[float, int]]:
+        self._free_at = max(now, self._free_at) + nbytes * 8.0 / self.bps
+        return [(self._free_at, nbytes)]
+
+
+class TraceBottleneck:
+    """Bytes leave at the trace's delivery opportunities, 1500 bytes each, in arrival order."""
+
+    def __init__(self, trace: UplinkTrace, now: float):
+        self.trace = trace
+        self.restart(now)
+
+    def restart(self, now: float) -> None:
+        self.t0 = now            # trace time 0 (the run's START)
+        self._k = 0              # next opportunity with room, and the bytes it already carries
+        self._used = 0
+
+    def schedule(self, now: float, nbytes: int) -> list[tuple[float, int]]:
+        """(departure time, bytes) pieces, one per opportunity used."""
+        first = self.trace.first_at_or_after(now - self.t0)
+        if self._k < first:     # the queue was empty: those opportunities went unused
+            self._k, self._used = first, 0
+        pieces = []
+        while nbytes > 0:
+            take = min(PACKET_BYTES - self._used, nbytes)
+            pieces.append((self.t0 + self.trace.opportunity_s(self._k), take))
+            nbytes -= take
+            self._used += take
+            if self._used == PACKET_BYTES:
+                self._k, self._used = self._k + 1, 0
+        return pieces
+
+
+def bottleneck_for(profile: LinkProfile, uplink: bool, now: float):
+    if uplink and profile.uplink_trace is not None:
+        return TraceBottleneck(profile.uplink_trace, now)
+    return FixedRateBottleneck(profile.uplink_bps if uplink else profile.downlink_bps)
+
+
 class _Direction:
-    """One direction of one connection: rate-limited, delayed, in-order delivery."""
+    """One direction of one connection: through the link's bottleneck, delayed, in order."""
 
     def __init__(self, shaper: "LinkShaper", src: socket.socket, dst: socket.socket, uplink: bool):
         self.shaper, self.src, self.dst, self.uplink = shaper, src, dst, uplink
-        self._free_at = 0.0          # when the bottleneck finishes serialising what it has
         self._queue: list[tuple[float, int, bytes]] = []
         self._seq = 0
         self._cv = threading.Condition()
         self.closed = False
-
-    def rate(self) -> float:
-        return self.shaper.profile.uplink_bps if self.uplink else self.shaper.profile.downlink_bps
 
     def reader(self) -> None:
         try:
@@ -59,18 +120,30 @@ class _Direction:
                 if not data:
                     break
                 self.shaper.count(self.uplink, data)
-                now = time.monotonic()
-                self._free_at = max(now, self._free_at) + len(data) * 8.0 / self.rate()
-                deliver = self._free_at + self.shaper.profile.rtt_s / 2
+                pieces = self.shaper.schedule(self.uplink, time.monotonic(), len(data))
+                delay = self.shaper.profile.rtt_s / 2
                 with self._cv:
-                    heapq.heappush(self._queue, (deliver, self._seq, data))
-                    self._seq += 1
+                    offset = 0
+                    for departs, size in pieces:
+                        heapq.heappush(self._queue, (departs + delay, self._seq, data[offset:offset + size]))
+                        self._seq += 1
+                        offset += size
                     self._cv.notify()
         except OSError:
             pass
         with self._cv:
             self.closed = True
             self._cv.notify()
+
+    def flush(self) -> None:
+        """Everything queued becomes deliverable now, still in order."""
+        with self._cv:
+            self._queue = [(0.0, seq, data) for _, seq, data in sorted(self._queue, key=lambda e: e[1])]
+            self._cv.notify()
+
+    def queued(self) -> int:
+        with self._cv:
+            return len(self._queue)
 
     def writer(self) -> None:
         try:
@@ -86,6 +159,9 @@ class _Direction:
                         self._cv.wait(min(max(wait, 0.0), 0.01) if not self.shaper.stalled else 0.05)
                         continue
                     heapq.heappop(self._queue)
+                    # everything else already due goes out in the same write
+                    while self._queue and self._queue[0][0] <= time.monotonic():
+                        data += heapq.heappop(self._queue)[2]
                 self.dst.sendall(data)
         except OSError:
             pass
@@ -103,6 +179,10 @@ class LinkShaper:
         # every uplink byte, kept for tests that check what left the device (privacy)
         self.uplink_capture = bytearray() if capture_uplink else None
         self.profile = profile
+        self._bottleneck_lock = threading.Lock()
+        self._bottlenecks = {True: bottleneck_for(profile, True, time.monotonic()),
+                             False: bottleneck_for(profile, False, time.monotonic())}
+        self._directions: list[_Direction] = []
         self.stalled = False
         self.bytes_up = self.bytes_down = 0     # what crossed the link, counted at the socket
         self._count_lock = threading.Lock()
@@ -129,8 +209,29 @@ class LinkShaper:
             else:
                 self.bytes_down += len(data)
 
+    def schedule(self, uplink: bool, now: float, nbytes: int) -> list[tuple[float, int]]:
+        with self._bottleneck_lock:
+            return self._bottlenecks[uplink].schedule(now, nbytes)
+
     def set_profile(self, profile: LinkProfile) -> None:
-        self.profile = profile
+        now = time.monotonic()
+        with self._bottleneck_lock:
+            self.profile = profile
+            self._bottlenecks = {True: bottleneck_for(profile, True, now), False: bottleneck_for(profile, False, now)}
+
+    def restart(self, timeout_s: float = 5.0) -> float:
+        """Empty both directions' queues, then restart the bottlenecks (trace time 0 = now).
+        Returns that instant (time.monotonic()), the run's START."""
+        for d in list(self._directions):
+            d.flush()
+        deadline = time.monotonic() + timeout_s
+        while any(d.queued() for d in self._directions) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        now = time.monotonic()
+        with self._bottleneck_lock:
+            for b in self._bottlenecks.values():
+                b.restart(now)
+        return now
 
     def stall(self, on: bool = True) -> None:
         self.stalled = on
@@ -166,5 +267,6 @@ class LinkShaper:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sockets += [client, server]
             for d in (_Direction(self, client, server, uplink=True), _Direction(self, server, client, uplink=False)):
+                self._directions = [x for x in self._directions if not x.closed] + [d]
                 threading.Thread(target=d.reader, daemon=True).start()
                 threading.Thread(target=d.writer, daemon=True).start()

@@ -98,3 +98,12 @@ def served_probabilities(model_path, frames) -> "np.ndarray":
 
     engine = OnnxRuntimeEngine(model_path)
     return np.stack([probabilities(engine.run(f).reshape(-1)) for f in frames])
+
+
+@pytest.fixture(scope="session")
+def shared_traces():
+    """The recorded uplink traces beside the checkout (shared/traces: test data, not product)."""
+    root = Path(__file__).resolve().parents[2] / "shared" / "traces"
+    if not (root / "TMobile-UMTS-driving.up").exists():
+        pytest.skip(f"no recorded traces at {root}")
+    return root

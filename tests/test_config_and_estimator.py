@@ -28,12 +28,22 @@ def test_bad_toml_is_reported_with_the_file(tmp_path):
         load_config(tmp_path / "b.toml")
 
 
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
 def test_estimator_converges_on_bandwidth_and_rtt():
-    est = LinkEstimator()
+    clock = FakeClock()
+    est = LinkEstimator(clock)
     for _ in range(40):
         est.observe_rtt(0.020)
     # 3072 B at 1.1 Mbit/s takes 22.34 ms on the wire, plus 20 ms RTT and 1 ms of cloud service
     for _ in range(40):
+        clock.now += 0.1
         est.observe_upload(3072, 3072 * 8 / 1.1e6 + 0.020 + 0.001, 0.001)
     e = est.estimate()
     assert e.rtt_s == pytest.approx(0.020, rel=1e-3)
@@ -44,10 +54,59 @@ def test_estimator_converges_on_bandwidth_and_rtt():
 
 
 def test_estimator_tracks_a_slower_link_and_reports_variation():
-    est = LinkEstimator()
+    clock = FakeClock()
+    est = LinkEstimator(clock)
     est.observe_rtt(0.01)
     for bps in [18.88e6] * 20 + [1.1e6] * 30:
+        clock.now += 0.2
         est.observe_upload(16384, 16384 * 8 / bps + 0.01, 0.0)
     e = est.estimate()
     assert e.uplink_bps == pytest.approx(1.1e6, rel=0.05)
-    assert e.uplink_bps_std > 0
+    for bps in (1.0e6, 1.2e6):                 # variation within the window is reported
+        clock.now += 0.2
+        est.observe_upload(16384, 16384 * 8 / bps + 0.01, 0.0)
+    assert est.estimate().uplink_bps_std > 0
+
+
+def test_back_to_back_uploads_are_timed_from_when_the_link_took_them():
+    """Two uploads sent together over a FIFO link: the second waits for the first. Timing it
+    from its own send would halve the bandwidth it measures."""
+    clock, bps, rtt, nbytes = FakeClock(), 2e6, 0.04, 5000
+    est = LinkEstimator(clock)
+    est.observe_rtt(rtt)
+    sent = clock.now
+    for k in (1, 2):
+        clock.now = sent + k * nbytes * 8 / bps + rtt
+        est.observe_upload(nbytes, clock.now - sent, 0.0)
+    assert est.estimate().uplink_bps == pytest.approx(bps, rel=1e-6)
+
+
+@pytest.mark.parametrize("ratio", [4.0, 0.25, 6.0])
+def test_after_a_4x_step_the_estimate_is_within_30_percent_within_5_uploads(ratio):
+    clock, rtt, nbytes = FakeClock(), 0.04, 3000
+    est = LinkEstimator(clock)
+    est.observe_rtt(rtt)
+    old = 1e6
+    for _ in range(10):                         # one upload per 100 ms frame
+        clock.now += 0.1
+        est.observe_upload(nbytes, nbytes * 8 / old + rtt, 0.0)
+    new = old * ratio
+    for k in range(1, 6):
+        clock.now += 0.1
+        est.observe_upload(nbytes, nbytes * 8 / new + rtt, 0.0)
+    assert abs(est.estimate().uplink_bps - new) / new <= 0.30
+
+
+def test_the_estimate_reports_its_age_and_the_uplink_queue():
+    clock = FakeClock()
+    est = LinkEstimator(clock)
+    assert est.estimate().uplink_age_s is None
+    est.observe_rtt(0.02)
+    est.observe_upload(10_000, 10_000 * 8 / 1e6 + 0.02, 0.0)
+    clock.now += 2.5
+    assert est.estimate().uplink_age_s == pytest.approx(2.5, abs=1e-6)
+    est.sent(50_000)                            # 0.4 s at 1 Mbit/s
+    est.sent(25_000)                            # queued behind it: 0.6 s in all
+    assert est.uplink_backlog_s() == pytest.approx(0.6, rel=1e-6)
+    clock.now += 0.5
+    assert est.uplink_backlog_s() == pytest.approx(0.1, rel=1e-6)

@@ -68,3 +68,42 @@ def test_emulated_slowdown_keeps_real_answers(bundle, glyph_frames):
     assert "emulated" in slow.backend
     with pytest.raises(ValueError):
         EmulatedSlowdown(base, 0.5)
+
+
+class _SteppingEngine:
+    """An engine double on a fake clock: each run takes the next of `durations` seconds."""
+
+    backend = "test"
+
+    def __init__(self, clock, durations):
+        from adaptinf.engines.base import TensorSpec
+
+        self.inputs = (TensorSpec("x", "uint8", (1, 2)),)
+        self.outputs = (TensorSpec("y", "float32", (1, 2)),)
+        self.clock, self.durations = clock, list(durations)
+
+    def run(self, x):
+        self.clock.now += self.durations.pop(0)
+        return np.zeros((1, 2), np.float32)
+
+
+def test_emulated_slowdown_is_factor_times_the_typical_time_not_each_runs():
+    class Clock:
+        now = 0.0
+
+    clock, slept = Clock(), []
+
+    def sleep(s):
+        slept.append(s)
+        clock.now += s
+
+    # calibration: one warm-up (ignored), then seven runs with median 1 ms
+    engine = _SteppingEngine(clock, [0.05] + [0.001] * 5 + [0.004, 0.0002] + [0.001, 0.003, 0.2])
+    slow = EmulatedSlowdown(engine, 100.0, clock=lambda: clock.now, sleep=sleep)
+    assert slow.emulated_s == pytest.approx(0.1)
+    for expected_sleep in (0.099, 0.097):    # a 3 ms host stall costs 3 ms, not 300 ms
+        start = clock.now
+        slow.run(np.zeros((1, 2), np.uint8))
+        assert clock.now - start == pytest.approx(0.1) and slept[-1] == pytest.approx(expected_sleep)
+    slow.run(np.zeros((1, 2), np.uint8))     # a run slower than the emulated time is not slowed further
+    assert len(slept) == 2
