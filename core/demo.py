@@ -1,21 +1,32 @@
-"""`adaptinf demo`: the whole system on one machine, under paper 004's three uplinks.
+"""`adaptinf demo`: the mission on one machine: 224x224 frames over changing uplinks, where
+the per-frame planner picks split points and follows the link.
 
-For each link profile (3G, 4G, Wi-Fi: 1.1, 5.85, 18.88 Mbit/s up) it starts a real
-cloud worker process behind a shaping proxy, a real adaptinfd process on the demo
-bundle (its warm-up measures the shaped link), and streams the same glyph frames
-through the local API under four policies: adaptive split for latency, adaptive
-split for energy, mobile-only and cloud-only. It prints, per profile and policy,
-the partitions chosen, mean and p95 latency, device energy, bytes uploaded and
-accuracy.
+For each link (paper 004's fixed 3G / 4G / Wi-Fi uplinks, and recorded cellular
+traces replayed as Mahimahi does), it starts a shaping link in front of a real cloud
+worker process, and a real adaptinfd process on the bundle (its warm-up measures the
+device, the cloud and the link before the trace clock starts). Then the same frames
+arrive open loop at --fps, as a camera's do, under every policy: adaptive for latency,
+adaptive for energy, and every static partition (mobile-only, cloud-only, each split
+point). Every run restarts the trace at its START on an empty link.
 
-The device and the cloud share this CPU, so the daemon emulates a device
-`--slowdown` times slower than the host ([device].emulate_slowdown): the paper's
-Jetson TX2 is about 30x slower than its GTX 1080 Ti server.
+Per link and policy it prints latency (mean, p50, p95, p99), deadline misses, device
+energy, bytes up, accuracy, fallbacks and the partitions chosen, beside the
+perfect-knowledge bound (rig/oracle.py). --json writes every frame so anyone can
+recompute every figure; --plot draws the trace, the adaptive picks and latency CDFs.
+
+The device and the cloud share this CPU, so the daemon emulates one device whose full
+model takes --device-ms ([device].emulate_slowdown, set from a measurement here); it
+runs one frame at a time, as a device with one GPU does.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import math
+import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -25,115 +36,344 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from adaptinf.bundle import load_bundle
+from adaptinf import __version__
+from adaptinf.bundle import Bundle, BundleError, load_bundle
 from adaptinf.client import Client
-from adaptinf.rig.link_shaper import LINK_PROFILES, LinkShaper
+from adaptinf.profile import load_profile
+from adaptinf.rig.link_shaper import LINK_PROFILES, LinkProfile, LinkShaper, trace_profile
+from adaptinf.rig.open_loop import stream
+from adaptinf.rig.oracle import perfect_knowledge
 from adaptinf.rig.processes import spawn_cloud, spawn_daemon, write_daemon_config
+from adaptinf.rig.uplink_trace import TraceError, parse_trace_spec
 
-DEMO_BUNDLE = Path(__file__).resolve().parent.parent / "bundles" / "glyphnet"
-RUNS = (("adaptive (latency)", "split", "latency"), ("adaptive (energy)", "split", "energy"),
-        ("mobile-only", "mobile-only", "latency"), ("cloud-only", "cloud-only", "latency"))
+BUNDLES = Path(__file__).resolve().parent.parent / "bundles"
+DEMO_BUNDLE = BUNDLES / "glyphnet224"
+ADAPTIVE = (("adaptive-latency", "latency"), ("adaptive-energy", "energy"))
+COMPUTE_POWER_W = 5.0
+JSON_VERSION = 1
 
 
 @dataclass
-class RunSummary:
-    link: str
-    policy: str
-    partitions: Counter
-    latencies_ms: list
-    energy_j: list
-    upload_bytes: list
-    correct: int
-    fallbacks: int
-
-    def row(self) -> str:
-        lat = np.asarray(self.latencies_ms)
-        chosen = ", ".join(f"{name} {count}" for name, count in self.partitions.most_common(3))
-        return (f"{self.link:6} {self.policy:19} {np.mean(lat):8.1f} {np.percentile(lat, 95):8.1f} "
-                f"{np.mean(self.energy_j) * 1e3:9.2f} {np.mean(self.upload_bytes):8.0f} "
-                f"{self.correct / len(lat):6.1%} {self.fallbacks:5d}  {chosen}")
+class Link:
+    name: str
+    profile: LinkProfile
+    radio: str          # the uplink power model (paper 004 Table III) for device energy
+    spec: str | None    # the trace spec, for trace links
 
 
-HEADER = (f"{'link':6} {'policy':19} {'mean ms':>8} {'p95 ms':>8} {'energy mJ':>9} {'upload B':>8} "
+def parse_links(names: str, traces: list[str], rtt_ms: float) -> list[Link]:
+    links = []
+    for name in (n.strip().lower() for n in names.split(",") if n.strip()):
+        if name == "none":
+            continue
+        if name not in LINK_PROFILES:
+            raise ValueError(f"--links: unknown link {name!r}; choose from {', '.join(LINK_PROFILES)} or none")
+        links.append(Link(LINK_PROFILES[name].name, LINK_PROFILES[name], name, None))
+    for spec in traces:
+        trace = parse_trace_spec(spec)
+        radio = min(LINK_PROFILES, key=lambda r: abs(math.log(LINK_PROFILES[r].uplink_bps / trace.mean_bps)))
+        links.append(Link(trace.name, trace_profile(trace, rtt_ms / 1e3), radio, spec))
+    if not links:
+        raise ValueError("no link to run: give --links and/or --uplink-trace")
+    return links
+
+
+def demo_frames(bundle: Bundle, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n held-out glyph frames at the bundle's input size: a seed no build or calibration used."""
+    from adaptinf.toolchain.glyphs import make_glyphs
+    from adaptinf.toolchain.split_builder import TEST_SEED_OFFSET
+
+    size = bundle.input.shape[1]
+    g = make_glyphs(n, seed=int(bundle.data.get("seed", 0)) + TEST_SEED_OFFSET, size=size)
+    return g.images[:, None], g.labels
+
+
+def host_full_model_ms(bundle: Bundle, runs: int = 30) -> float:
+    """The full model's median time on this host, one thread, as the daemon's engine runs it."""
+    from adaptinf.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    engine = OnnxRuntimeEngine(bundle.path(bundle.full_model.file))
+    frame = np.zeros(bundle.input.shape, bundle.input.dtype)
+    times = []
+    for _ in range(runs + 3):
+        start = time.perf_counter()
+        engine.run(frame)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[3:]) * 1e3
+
+
+# ---- running ------------------------------------------------------------------------
+def run_link(link: Link, bundle_dir: Path, cloud_endpoint: str, tmp: Path, args, images, labels,
+             slowdown: float, out) -> dict:
+    host, port = cloud_endpoint.rsplit("//", 1)[1].rsplit(":", 1)
+    shaper = LinkShaper((host, int(port)), link.profile).start()
+    slug = "".join(c if c.isalnum() else "-" for c in link.name.lower())[:40]
+    api = f"ipc://{tmp}/api-{slug}.sock"
+    state = tmp / slug
+    config = write_daemon_config(
+        tmp / f"adaptinfd-{slug}.toml",
+        daemon={"api_endpoint": api, "bundle": str(bundle_dir), "state_dir": str(state), "workers": 16,
+                "queue_size": 256, "warmup_runs": 7, "inline_max_ms": 0.0},
+        device={"emulate_slowdown": float(slowdown), "compute_power_w": COMPUTE_POWER_W},
+        cloud={"endpoint": shaper.endpoint, "radio": link.radio, "device_id": f"demo-{slug}",
+               "timeout_ms": float(args.deadline_ms)},
+        power={"source": "none"})
+    trace = link.profile.uplink_trace
+    what = (f"trace {trace.name}, mean {trace.mean_bps / 1e6:.2f} Mbit/s" if trace else
+            f"uplink {link.profile.uplink_bps / 1e6:.2f} Mbit/s")
+    out(f"\n{link.name}: {what}, RTT {link.profile.rtt_s * 1e3:.0f} ms; starting adaptinfd "
+        "(warm-up measures device, cloud and link)...")
+    daemon = spawn_daemon(config)
+    try:
+        with Client(api, timeout_s=10) as client:
+            status = client.status()
+            partitions = client.models()[0]["partitions"]
+        est = status["link"]
+        out(f"  measured: uplink {(est['uplink_bps'] or 0) / 1e6:.2f} Mbit/s, RTT {est['rtt_ms'] or 0:.1f} ms; "
+            f"partitions {', '.join(partitions)}")
+        profile = load_profile(state / "profile.json")
+        policies = [(name, "split", goal) for name, goal in ADAPTIVE] + [(p, p, "latency") for p in partitions]
+        runs = []
+        n = len(images)
+        for label, policy, goal in policies:
+            start = shaper.restart() + 0.05     # empty link, trace at START; the first frame just after
+            bar = tqdm(total=n, desc=f"  {label}", unit="frame", leave=False)
+            result = stream(api, images, args.fps, lambda i: {"policy": policy, "goal": goal,
+                                                               "deadline_ms": float(args.deadline_ms)},
+                            start, drain_s=max(10.0, 4 * args.deadline_ms / 1e3), progress=lambda i: bar.update())
+            bar.close()
+            runs.append({"policy": label, "frames": [_frame_record(f, start, labels, args.deadline_ms)
+                                                     for f in result.frames],
+                         "unanswered": result.unanswered, "duplicated": result.duplicated})
+    finally:
+        daemon.stop()
+        shaper.stop()
+    sources = trace.sources if trace else ()
+    return {"name": link.name, "radio": link.radio,
+            "trace": ({"path": " + ".join(s.path for s in sources), "spec": link.spec,
+                       "sha256": sources[0].sha256 if len(sources) == 1 else
+                       hashlib.sha256("".join(s.sha256 for s in sources).encode()).hexdigest(),
+                       "start_s": sources[0].start_s, "end_s": sources[-1].end_s if len(sources) == 1 else None,
+                       "parts": [vars(s) for s in sources]} if trace else None),
+            "uplink_bps": None if trace else link.profile.uplink_bps,
+            "rtt_ms": link.profile.rtt_s * 1e3, "profile": json.loads((state / "profile.json").read_text()),
+            "runs": runs}
+
+
+def _frame_record(f, start: float, labels: np.ndarray, deadline_ms: float) -> dict:
+    h = f.header or {}
+    ok = h.get("ok", False)
+    served = h.get("served_by", {}) if ok else {}
+    latency_ms = f.latency_s * 1e3 if f.latency_s is not None else None
+    return {"i": f.i, "t_s": round(f.scheduled_at - start, 6), "partition": served.get("partition"),
+            "latency_ms": latency_ms, "energy_j": h.get("energy_j", 0.0) if ok else 0.0,
+            "upload_bytes": served.get("upload_bytes", 0), "code": h.get("code", "NO_REPLY"),
+            "correct": bool(ok and h.get("label") == int(labels[f.i])), "fallback": bool(served.get("fallback")),
+            "deadline_missed": bool(not ok or latency_ms is None or latency_ms > deadline_ms),
+            "est_uplink_bps": served.get("est_uplink_bps"), "answers": f.answers}
+
+
+# ---- summaries ------------------------------------------------------------------------
+def summarise(run: dict) -> dict:
+    frames = run["frames"]
+    lat = np.array([f["latency_ms"] if f["latency_ms"] is not None else np.nan for f in frames])
+    answered = lat[~np.isnan(lat)]
+    energy = np.array([f["energy_j"] for f in frames])
+    return {"mean_ms": float(answered.mean()) if len(answered) else float("nan"),
+            "p50_ms": float(np.percentile(answered, 50)) if len(answered) else float("nan"),
+            "p95_ms": float(np.percentile(answered, 95)) if len(answered) else float("nan"),
+            "p99_ms": float(np.percentile(answered, 99)) if len(answered) else float("nan"),
+            "misses": sum(f["deadline_missed"] for f in frames), "energy_mj": float(energy.mean() * 1e3),
+            "upload_b": float(np.mean([f["upload_bytes"] for f in frames])),
+            "accuracy": float(np.mean([f["correct"] for f in frames])), "fallbacks": sum(f["fallback"] for f in frames),
+            "partitions": Counter(f["partition"] or f["code"] for f in frames), "frames": len(frames),
+            "unanswered": sum(f["answers"] == 0 for f in frames), "duplicated": sum(f["answers"] > 1 for f in frames)}
+
+
+def bound_for(link: dict, link_profile: LinkProfile, frames: list[dict]) -> dict:
+    from adaptinf.profile import parse_profile
+
+    profile = parse_profile(link["profile"])
+    bound = perfect_knowledge(profile, link_profile, link["radio"], np.array([f["t_s"] for f in frames]))
+    return {"mean_ms": float(np.mean([b.latency_s for b in bound]) * 1e3),
+            "energy_mj": float(np.mean([b.energy_j for b in bound]) * 1e3),
+            "latency_partitions": Counter(b.latency_partition for b in bound),
+            "energy_partitions": Counter(b.energy_partition for b in bound)}
+
+
+HEADER = (f"{'policy':17} {'mean ms':>8} {'p50':>7} {'p95':>7} {'p99':>7} {'miss':>5} {'mJ':>7} {'up B':>7} "
           f"{'acc':>6} {'fallb':>5}  partitions chosen")
 
 
-def frames_for_demo(n: int, seed: int = 2024) -> tuple[np.ndarray, np.ndarray]:
-    """The same n glyph frames for every run (the glyph renderer needs Pillow: a build dependency)."""
-    from adaptinf.toolchain.glyphs import make_glyphs
-
-    g = make_glyphs(n, seed=seed)
-    return g.images, g.labels
-
-
-def run_demo(bundle_dir: Path, frames: int, slowdown: float, links: list[str], out=print) -> list[RunSummary]:
-    load_bundle(bundle_dir)  # refuse a broken bundle before starting any process
-    images, labels = frames_for_demo(frames)
-    summaries = []
-    with tempfile.TemporaryDirectory(prefix="adaptinf-demo-") as tmp:
-        cloud = spawn_cloud(bundle_dir)
-        host, port = cloud.endpoint.rsplit("//", 1)[1].rsplit(":", 1)
-        try:
-            for link_name in links:
-                profile = LINK_PROFILES[link_name]
-                shaper = LinkShaper((host, int(port)), profile).start()
-                api = f"ipc://{tmp}/api-{link_name}.sock"
-                config = write_daemon_config(
-                    Path(tmp) / f"adaptinfd-{link_name}.toml",
-                    daemon={"api_endpoint": api, "bundle": str(bundle_dir), "state_dir": f"{tmp}/{link_name}"},
-                    device={"emulate_slowdown": float(slowdown), "compute_power_w": 5.0},
-                    cloud={"endpoint": shaper.endpoint, "radio": link_name, "device_id": f"demo-{link_name}"})
-                out(f"\n{profile.name}: uplink {profile.uplink_bps / 1e6:.2f} Mbit/s, RTT {profile.rtt_s * 1e3:.0f} ms "
-                    f"(shaped); starting adaptinfd (warm-up measures device, cloud and link)...")
-                daemon = spawn_daemon(config)
-                try:
-                    with Client(api, timeout_s=10) as client:
-                        link = client.status()["link"]
-                        out(f"  measured: uplink {link['uplink_bps'] / 1e6:.2f} Mbit/s, RTT {link['rtt_ms']:.1f} ms")
-                        for label, policy, goal in RUNS:
-                            summaries.append(_stream(client, profile.name, label, policy, goal, images, labels))
-                finally:
-                    daemon.stop()
-                    shaper.stop()
-        finally:
-            cloud.stop()
-    return summaries
+def report(links: list[dict], link_profiles: list[LinkProfile], deadline_ms: float, out=print) -> list[dict]:
+    """The table per link; returns per link the figures the goals are judged on."""
+    verdicts = []
+    for link, lp in zip(links, link_profiles):
+        rows = {run["policy"]: summarise(run) for run in link["runs"]}
+        bound = bound_for(link, lp, link["runs"][0]["frames"])
+        out(f"\n{link['name']} (RTT {link['rtt_ms']:.0f} ms, deadline {deadline_ms:.0f} ms)")
+        out(HEADER)
+        for policy, s in rows.items():
+            chosen = ", ".join(f"{name} {count}" for name, count in s["partitions"].most_common(3))
+            out(f"{policy:17} {s['mean_ms']:8.1f} {s['p50_ms']:7.1f} {s['p95_ms']:7.1f} {s['p99_ms']:7.1f} "
+                f"{s['misses']:5d} {s['energy_mj']:7.2f} {s['upload_b']:7.0f} {s['accuracy']:6.1%} "
+                f"{s['fallbacks']:5d}  {chosen}")
+        static = {p: s for p, s in rows.items() if not p.startswith("adaptive")}
+        best_lat = min(static, key=lambda p: static[p]["mean_ms"])
+        best_energy = min(static, key=lambda p: static[p]["energy_mj"])
+        a_lat, a_energy = rows["adaptive-latency"], rows["adaptive-energy"]
+        picks = ", ".join(f"{n} {c}" for n, c in bound["latency_partitions"].most_common(3))
+        out(f"{'bound':17} {bound['mean_ms']:8.1f} {'':31} {bound['energy_mj']:7.2f}  (perfect knowledge; "
+            f"latency picks {picks})")
+        split_share = sum(c for name, c in a_lat["partitions"].items() if name not in
+                          ("mobile-only", "cloud-only") and name in static) / max(a_lat["frames"], 1)
+        v = {"link": link["name"], "best_static_latency": best_lat, "S_ms": static[best_lat]["mean_ms"],
+             "A_ms": a_lat["mean_ms"], "B_ms": bound["mean_ms"],
+             "best_static_energy": best_energy, "S_mj": static[best_energy]["energy_mj"],
+             "A_mj": a_energy["energy_mj"], "B_mj": bound["energy_mj"], "split_share": split_share,
+             "unanswered": sum(s["unanswered"] for s in rows.values()),
+             "duplicated": sum(s["duplicated"] for s in rows.values())}
+        v["gain_bound"] = (v["S_ms"] - v["B_ms"]) / v["S_ms"]
+        v["gain_achieved"] = (v["S_ms"] - v["A_ms"]) / (v["S_ms"] - v["B_ms"]) if v["S_ms"] != v["B_ms"] else float("nan")
+        out(f"adaptive (latency) / best static ({best_lat}) = {v['A_ms'] / v['S_ms']:.3f}; / bound = "
+            f"{v['A_ms'] / v['B_ms']:.3f}.  adaptive (energy) / best static ({best_energy}) = "
+            f"{v['A_mj'] / v['S_mj']:.3f}; / bound = {v['A_mj'] / v['B_mj']:.3f}.  split points served "
+            f"{split_share:.0%} of adaptive (latency)'s frames; frames unanswered {v['unanswered']}, "
+            f"answered twice {v['duplicated']}")
+        verdicts.append(v)
+    return verdicts
 
 
-def _stream(client: Client, link: str, label: str, policy: str, goal: str, images: np.ndarray,
-            labels: np.ndarray) -> RunSummary:
-    s = RunSummary(link, label, Counter(), [], [], [], 0, 0)
-    for i in tqdm(range(len(labels)), desc=f"  {label}", unit="frame", leave=False):
-        r = client.infer(images[i:i + 1], policy=policy, goal=goal)
-        s.partitions[r.served_by["partition"]] += 1
-        s.latencies_ms.append(r.latency_ms["total"])
-        s.energy_j.append(r.energy_j)
-        s.upload_bytes.append(r.served_by.get("upload_bytes", 0))
-        s.correct += int(r.label == labels[i])
-        s.fallbacks += int(r.served_by.get("fallback", False))
-    return s
+# ---- plot -----------------------------------------------------------------------------
+def plot(links: list[dict], link_profiles: list[LinkProfile], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(links)
+    fig, axes = plt.subplots(n, 2, figsize=(15, 3.6 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [2.2, 1]})
+    for row, (link, lp) in enumerate(zip(links, link_profiles)):
+        ax, cdf = axes[row]
+        adaptive = next(r for r in link["runs"] if r["policy"] == "adaptive-latency")["frames"]
+        t = np.array([f["t_s"] for f in adaptive])
+        if lp.uplink_trace is not None:
+            edges, cap = lp.uplink_trace.capacity_bps(0.5)
+            keep = edges <= t.max() + 1
+            ax.step(edges[keep], cap[keep] / 1e6, where="post", color="0.6", label="capacity (trace)")
+        else:
+            ax.axhline(lp.uplink_bps / 1e6, color="0.6", label="capacity (fixed)")
+        est = [f["est_uplink_bps"] for f in adaptive]
+        ax.plot(t, [e / 1e6 if e else np.nan for e in est], color="tab:blue", lw=1, label="daemon's estimate")
+        ax.set_ylabel("uplink Mbit/s")
+        ax.set_xlabel("seconds from the trace's START")
+        ax.set_title(f"{link['name']}: adaptive (latency), each frame's partition and latency")
+        lat_ax = ax.twinx()
+        names = sorted({f["partition"] or f["code"] for f in adaptive})
+        colours = plt.get_cmap("tab10")
+        for k, name in enumerate(names):
+            pts = [(f["t_s"], f["latency_ms"]) for f in adaptive if (f["partition"] or f["code"]) == name
+                   and f["latency_ms"] is not None]
+            if pts:
+                lat_ax.scatter(*zip(*pts), s=9, color=colours(k % 10), label=name, zorder=3)
+        lat_ax.set_ylabel("latency ms")
+        handles = ax.get_legend_handles_labels()[0] + lat_ax.get_legend_handles_labels()[0]
+        ax.legend(handles, [h.get_label() for h in handles], loc="upper right", fontsize=7, ncol=2)
+        for run in link["runs"]:
+            lat = np.sort([f["latency_ms"] for f in run["frames"] if f["latency_ms"] is not None])
+            if len(lat):
+                adaptive_run = run["policy"].startswith("adaptive")
+                cdf.plot(lat, np.arange(1, len(lat) + 1) / len(lat), lw=2 if adaptive_run else 0.8,
+                         label=run["policy"], color=None if adaptive_run else None)
+        cdf.set_xscale("log")
+        cdf.set_xlabel("latency ms (log)")
+        cdf.set_ylabel("share of frames")
+        cdf.set_title("latency CDF per policy")
+        cdf.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# ---- command ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adaptinf demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--bundle", type=Path, default=DEMO_BUNDLE, help="default: the shipped 224x224 bundle")
+    parser.add_argument("--links", default="3g,4g,wifi",
+                        help="fixed links of paper 004 Table III: 3g, 4g, wifi, comma-separated, or none")
+    parser.add_argument("--uplink-trace", action="append", default=[], metavar="FILE[:START-END]",
+                        help="a Mahimahi uplink trace, or seconds START-END of one; repeat for more links; "
+                             "join with + to play several back to back as one link")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="length of each run (default: the trace window, or 10 s on a fixed link)")
+    parser.add_argument("--fps", type=float, default=10.0, help="frames per second, open loop (default 10)")
+    parser.add_argument("--deadline-ms", type=float, default=500.0, help="each frame's deadline (default 500)")
+    parser.add_argument("--rtt-ms", type=float, default=40.0, help="RTT of trace links (default 40)")
+    parser.add_argument("--device-ms", type=float, default=100.0,
+                        help="the emulated device's full-model time (default 100)")
+    parser.add_argument("--json", type=Path, default=None, help="write every frame of every run here")
+    parser.add_argument("--plot", type=Path, default=None, help="write a PNG: trace, adaptive picks, CDFs")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="adaptinf demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", type=Path, default=DEMO_BUNDLE)
-    parser.add_argument("--frames", type=int, default=60, help="frames per link and policy (default %(default)s)")
-    parser.add_argument("--slowdown", type=float, default=20.0,
-                        help="emulated device slowdown vs this CPU (default %(default)s)")
-    parser.add_argument("--links", default="3g,4g,wifi", help="comma-separated: 3g, 4g, wifi")
-    args = parser.parse_args(argv)
-    if not (args.bundle / "manifest.json").exists():
-        from adaptinf.toolchain.split_builder import DEMO_CONFIG, build_split
-
-        print(f"no bundle at {args.bundle}: building the demo bundle (about 6 minutes on 2 cores)")
-        build_split(DEMO_CONFIG, args.bundle)
-    start = time.time()
-    links = [name.strip() for name in args.links.split(",") if name.strip()]
-    summaries = run_demo(args.bundle, args.frames, args.slowdown, links)
-    print("\n" + HEADER)
-    for s in summaries:
-        print(s.row())
-    print(f"\n{len(summaries) * args.frames} frames in {time.time() - start:.0f} s. Energy is device energy "
-          f"(compute at the configured 5 W + uplink radio by paper 004 Table III); no power sensor here.")
+    args = build_parser().parse_args(argv)
+    try:
+        links = parse_links(args.links, args.uplink_trace, args.rtt_ms)
+        bundle = load_bundle(args.bundle)
+    except (ValueError, TraceError, BundleError) as exc:
+        print(f"adaptinf demo: {exc}", file=sys.stderr)
+        return 2
+    for name, value in (("--fps", args.fps), ("--deadline-ms", args.deadline_ms), ("--device-ms", args.device_ms),
+                        ("--seconds", args.seconds if args.seconds is not None else 1.0)):
+        if not (math.isfinite(value) and value > 0):
+            print(f"adaptinf demo: {name} must be a positive number", file=sys.stderr)
+            return 2
+    if bundle.split is None or not bundle.split.points:
+        print(f"adaptinf demo: {args.bundle} has no split points: build one with `adaptinf build split`",
+              file=sys.stderr)
+        return 2
+    started = time.time()
+    seconds = max(args.seconds or max((lk.profile.uplink_trace.duration_s if lk.profile.uplink_trace else 10.0)
+                                      for lk in links), 1.0 / args.fps)
+    n = max(1, int(round(seconds * args.fps)))
+    images, labels = demo_frames(bundle, n)
+    host_ms = host_full_model_ms(bundle)
+    slowdown = max(1.0, args.device_ms / host_ms)
+    print(f"adaptinf demo: bundle {bundle.name} ({bundle.input.shape[1]}x{bundle.input.shape[2]}, "
+          f"{len(bundle.split.points)} split points), {n} frames per run at {args.fps:g} fps, deadline "
+          f"{args.deadline_ms:g} ms; full model {host_ms:.1f} ms here, emulated device x{slowdown:.1f} "
+          f"= {host_ms * slowdown:.0f} ms")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="adaptinf-demo-") as tmp:
+        cloud = spawn_cloud(args.bundle)
+        try:
+            for link in links:
+                results.append(run_link(link, args.bundle, cloud.endpoint, Path(tmp), args, images, labels,
+                                        slowdown, print))
+        finally:
+            cloud.stop()
+    profiles = [lk.profile for lk in links]
+    verdicts = report(results, profiles, args.deadline_ms)
+    if args.json:
+        args.json.write_text(json.dumps({"version": JSON_VERSION, "fps": args.fps, "deadline_ms": args.deadline_ms,
+                                         "device_ms": host_ms * slowdown, "links": results, "summary": verdicts},
+                                        indent=None, default=_jsonable) + "\n")
+        print(f"\nframes: {args.json}")
+    if args.plot:
+        plot(results, profiles, args.plot)
+        print(f"plot: {args.plot}")
+    runs = sum(len(r["runs"]) for r in results)
+    print(f"\n{runs} runs, {runs * n} frames in {time.time() - started:.0f} s. Device energy = compute at the "
+          f"modelled {COMPUTE_POWER_W:g} W + uplink radio by paper 004 Table III (no power sensor here).")
     return 0
+
+
+def _jsonable(value):
+    if isinstance(value, Counter):
+        return dict(value)
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    raise TypeError(type(value).__name__)

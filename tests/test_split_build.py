@@ -54,7 +54,7 @@ def test_tiny_build_makes_a_loadable_bundle_with_minimal_d_r(tiny_bundle):
 
 def test_recorded_accuracy_is_the_quantised_onnx_accuracy(tiny_bundle):
     out, manifest = tiny_bundle
-    _, val = load_data(TINY, (32, 32))
+    _, val, _ = load_data(TINY, (32, 32))
     for p in manifest["split"]["points"]:
         measured = split_accuracy_onnx(out / p["head"], out / p["tail"], val.images, val.labels)
         assert measured == pytest.approx(p["accuracy"], abs=1e-9)

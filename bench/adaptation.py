@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Judge `adaptinf demo --json` runs against issue 15's goals, and measure how fast the
+link estimate follows the trace.
+
+    adaptinf demo --fps 10 --deadline-ms 500 --links 3g,4g,wifi \\
+        --uplink-trace ../shared/traces/TMobile-UMTS-driving.up:0-120 \\
+        --uplink-trace ../shared/traces/Verizon-LTE-short.up:0-120 \\
+        --uplink-trace ../shared/traces/TMobile-UMTS-driving.up:0-60+../shared/traces/Verizon-LTE-short.up:0-60 \\
+        --json build/demo-long.json --plot build/demo-long.png
+    python bench/adaptation.py build/demo-long.json
+
+Per link: adaptive (latency) mean / best static mean (goal <= 1.05) and / perfect-knowledge
+bound (goal <= 1.25); the same for adaptive (energy) in device energy; (S-B)/S and
+(S-A)/(S-B); the share of adaptive's frames served by split points; frames unanswered or
+answered twice. Then, on trace links, every step of 4x or more between consecutive
+1-s capacity bins (both above 0.1 Mbit/s): how many frames and seconds after the step the
+daemon's estimate (each frame's est_uplink_bps, at planning) came within 30% of the new
+capacity (goal: within 5 frames or 1 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+STEP_RATIO = 4.0
+WITHIN = 0.30
+MIN_BPS = 0.1e6
+
+
+def estimator_steps(link: dict) -> list[dict]:
+    from adaptinf.rig.uplink_trace import parse_trace_spec
+
+    spec = (link.get("trace") or {}).get("spec")
+    if not spec:
+        return []
+    trace = parse_trace_spec(spec)
+    edges, cap = trace.capacity_bps(1.0)
+    frames = next(r for r in link["runs"] if r["policy"] == "adaptive-latency")["frames"]
+    t = np.array([f["t_s"] for f in frames])
+    est = np.array([f["est_uplink_bps"] or np.nan for f in frames])
+    steps = []
+    for k in range(1, len(cap)):
+        a, b = cap[k - 1], cap[k]
+        if min(a, b) < MIN_BPS or max(a, b) / min(a, b) < STEP_RATIO or edges[k] > t.max():
+            continue
+        after = np.nonzero(t >= edges[k])[0]
+        hit = [i for i in after if abs(est[i] - b) / b <= WITHIN]
+        first = hit[0] if hit else None
+        steps.append({"at_s": float(edges[k]), "from_mbps": a / 1e6, "to_mbps": b / 1e6,
+                      "frames": None if first is None else int(first - after[0] + 1),
+                      "seconds": None if first is None else float(t[first] - edges[k])})
+    return steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("json", type=Path)
+    args = parser.parse_args(argv)
+    data = json.loads(args.json.read_text())
+    print(f"{'link':44} {'A/S lat':>7} {'A/B lat':>7} {'A/S E':>6} {'A/B E':>6} {'(S-B)/S':>7} "
+          f"{'(S-A)/(S-B)':>11} {'split':>6} {'lost':>5} {'dup':>4}")
+    for v in data["summary"]:
+        print(f"{v['link'][:44]:44} {v['A_ms'] / v['S_ms']:7.3f} {v['A_ms'] / v['B_ms']:7.3f} "
+              f"{v['A_mj'] / v['S_mj']:6.3f} {v['A_mj'] / v['B_mj']:6.3f} {v['gain_bound']:7.1%} "
+              f"{v['gain_achieved']:11.1%} {v['split_share']:6.0%} {v['unanswered']:5d} {v['duplicated']:4d}")
+    print(f"\nestimator: steps of {STEP_RATIO:g}x or more between 1-s capacity bins; frames and seconds until the "
+          f"estimate is within {WITHIN:.0%} of the new capacity")
+    met = total = 0
+    for link in data["links"]:
+        for s in estimator_steps(link):
+            total += 1
+            ok = s["frames"] is not None and (s["frames"] <= 5 or s["seconds"] <= 1.0)
+            met += ok
+            follow = "never" if s["frames"] is None else f"{s['frames']} frames, {s['seconds']:.2f} s"
+            print(f"  {link['name'][:44]:44} at {s['at_s']:6.1f} s  {s['from_mbps']:5.2f} -> {s['to_mbps']:5.2f} "
+                  f"Mbit/s: {follow}{'' if ok else '  (misses the goal)'}")
+    print(f"  {met} of {total} steps followed within 5 frames or 1 s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
