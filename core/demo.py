@@ -320,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the frames are rendered with Pillow (the 'demo' extra): say so before anything starts
+    from adaptinf.toolchain import glyphs  # noqa: F401
     try:
         links = parse_links(args.links, args.uplink_trace, args.rtt_ms)
         bundle = load_bundle(args.bundle)

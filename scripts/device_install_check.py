@@ -23,6 +23,7 @@ RUNTIME_PACKAGES = ("adaptinf", "adaptinf.daemon", "adaptinf.drivers", "adaptinf
 NOT_INSTALLED = ("torch", "onnx", "matplotlib", "PIL", "sklearn")    # extras only: a device install lacks them
 # modules of the run-time packages that are programs needing an extra (they say so when run)
 NEEDS_EXTRA = {"adaptinf.demo", "adaptinf.mcu_selftest"}
+NOT_A_LIBRARY = {"adaptinf.__main__"}              # `python -m adaptinf`: runs the CLI when imported
 
 results: list[tuple[str, str | None]] = []
 
@@ -40,7 +41,7 @@ def import_everything() -> None:
     for package in RUNTIME_PACKAGES:
         module = importlib.import_module(package)
         for info in pkgutil.iter_modules(module.__path__, package + "."):
-            if info.ispkg or info.name in NEEDS_EXTRA:
+            if info.ispkg or info.name in NEEDS_EXTRA | NOT_A_LIBRARY:
                 continue
             try:
                 importlib.import_module(info.name)
@@ -69,7 +70,7 @@ def serve_a_frame(bundle: Path) -> None:
         daemon = spawn("adaptinfd", "adaptinf.daemon.main", ["--config", str(config)])
         try:
             with Client(f"ipc://{tmp}/api.sock", timeout_s=10) as client:
-                shape = client.models()["models"][0]["inputs"][0]["shape"]
+                shape = client.models()[0]["inputs"][0]["shape"]
                 reply = client.infer(np.zeros((1, *shape[1:]), np.uint8), policy="split")
                 if reply.served_by["partition"] != "mobile-only":
                     raise AssertionError(f"with no cloud the frame must run on the device: {reply.served_by}")

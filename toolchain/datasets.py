@@ -24,8 +24,8 @@ class ImageData:
     classes: tuple[str, ...]
 
 
-def glyphs(n: int, seed: int) -> ImageData:
-    g = make_glyphs(n, seed=seed)
+def glyphs(n: int, seed: int, size: int = 32) -> ImageData:
+    g = make_glyphs(n, seed=seed, size=size)
     return ImageData(g.images, g.labels, g.classes)
 
 

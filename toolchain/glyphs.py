@@ -1,6 +1,7 @@
 """Procedural glyph images: rendered digits and letters with controllable difficulty.
 
-Every sample is a 32x32x3 uint8 image of one glyph, rendered with Pillow's bundled
+Every sample is a size x size x 3 uint8 image of one glyph (32 by default; the 224
+demo bundle renders the same scenes at 224), rendered with Pillow's bundled
 scalable font (nothing is downloaded), then disturbed by five knobs that all scale
 with the sample's difficulty d in [0, 1]:
 
@@ -38,7 +39,7 @@ MIN_CONTRAST = 0.4
 
 @dataclass(frozen=True)
 class GlyphSet:
-    """Images (N, 32, 32, 3) uint8 NHWC, labels (N,) int64, difficulty (N,) float32."""
+    """Images (N, size, size, 3) uint8 NHWC, labels (N,) int64, difficulty (N,) float32."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -54,12 +55,14 @@ def _font(size_px: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size_px)
 
 
-def render_glyph(char: str, difficulty: float, rng: np.random.Generator) -> np.ndarray:
-    """Render one glyph at the given difficulty; returns (32, 32, 3) uint8."""
+def render_glyph(char: str, difficulty: float, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Render one glyph at the given difficulty; returns (size, size, 3) uint8."""
     if not 0.0 <= difficulty <= 1.0:
         raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
     d = difficulty
-    big = IMAGE_SIZE * _SUPERSAMPLE
+    # small frames are drawn larger and box-filtered down for anti-aliased edges; large ones
+    # are drawn at size (Pillow anti-aliases text itself)
+    big = size * _SUPERSAMPLE if size < 96 else size
 
     contrast = 1.0 - (1.0 - MIN_CONTRAST) * d * rng.uniform(0.5, 1.0)
     background = rng.uniform(0.0, 1.0 - contrast, size=3)
@@ -96,7 +99,7 @@ def render_glyph(char: str, difficulty: float, rng: np.random.Generator) -> np.n
         ox, oy = rng.integers(0, big - max(ow, 1), size=2) if ow < big else (0, 0)
         cdraw.rectangle([int(ox), int(oy), int(ox + ow), int(oy + oh)], fill=bg)
 
-    small = canvas.resize((IMAGE_SIZE, IMAGE_SIZE), resample=Image.BOX)
+    small = canvas.resize((size, size), resample=Image.BOX) if big != size else canvas
     image = np.asarray(small, dtype=np.float32) / 255.0
     image += rng.normal(0.0, NOISE_SIGMA * d, size=image.shape)
     return (image.clip(0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
@@ -107,19 +110,20 @@ def make_glyphs(
     seed: int = 0,
     difficulty: tuple[float, float] = (0.0, 1.0),
     classes: tuple[str, ...] = CLASSES,
+    size: int = IMAGE_SIZE,
 ) -> GlyphSet:
-    """n samples, balanced over classes, difficulty uniform in the given range."""
+    """n samples, balanced over classes, difficulty uniform in the given range, size x size."""
     lo, hi = difficulty
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"difficulty range must satisfy 0 <= lo <= hi <= 1, got {difficulty}")
-    images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
     labels = np.empty(n, dtype=np.int64)
     levels = np.empty(n, dtype=np.float32)
     for i in range(n):
         rng = np.random.default_rng([seed, i])
         label = int(rng.integers(len(classes)))
         level = float(rng.uniform(lo, hi))
-        images[i] = render_glyph(classes[label], level, rng)
+        images[i] = render_glyph(classes[label], level, rng, size)
         labels[i] = label
         levels[i] = level
     return GlyphSet(images, labels, levels, tuple(classes))

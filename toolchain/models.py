@@ -132,6 +132,24 @@ def glyph_resnet(num_classes: int = 16, width: int = 16, resolution: int = 32) -
     return StagedModel(stages, [f"RB{i}" for i in range(1, len(plan) + 1)], (32, 32, 3), num_classes)
 
 
+def glyph_resnet224(num_classes: int = 16, width: int = 8) -> StagedModel:
+    """Residual CNN for 224x224 frames (the split demo): a 4x4 stride-4 stem to 56x56, then
+    RB1..RB8 over four resolutions (56, 28, 14, 7) with widths w, 2w, 4w, 8w. The stem
+    makes the first feature map 3x smaller than the frame in elements, and each stage
+    halves it again, so the split points span a wide range of upload sizes and device
+    shares, as ResNet-50's do (paper 004 Fig. 4)."""
+    w = width
+    plan = [(w, w, 1), (w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2), (4 * w, 4 * w, 1),
+            (4 * w, 8 * w, 2), (8 * w, 8 * w, 1), (8 * w, 8 * w, 1)]
+    stages: OrderedDict[str, nn.Module] = OrderedDict()
+    stages["preprocess"] = Preprocess(GLYPH_MEAN, GLYPH_STD)
+    stages["stem"] = nn.Sequential(nn.Conv2d(3, w, 4, 4, 0, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+    for i, (cin, cout, stride) in enumerate(plan, start=1):
+        stages[f"RB{i}"] = BasicBlock(cin, cout, stride)
+    stages["classifier"] = Classifier(8 * w, num_classes)
+    return StagedModel(stages, [f"RB{i}" for i in range(1, len(plan) + 1)], (224, 224, 3), num_classes)
+
+
 class Bottleneck(nn.Module):
     """torchvision's ResNet-50 bottleneck (stride on the 3x3, "ResNet v1.5")."""
 
@@ -204,4 +222,4 @@ def load_torchvision_state_dict(model: StagedModel, state_dict: dict[str, torch.
         raise ValueError(f"checkpoint does not fit ResNet-50: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
-MODELS = {"glyph_resnet": glyph_resnet, "resnet50": resnet50}
+MODELS = {"glyph_resnet": glyph_resnet, "glyph_resnet224": glyph_resnet224, "resnet50": resnet50}

@@ -29,7 +29,7 @@ from adaptinf.bundle import write_manifest
 from adaptinf.toolchain import datasets
 from adaptinf.toolchain.butterfly import Butterfly, SplitModel
 from adaptinf.toolchain.models import MODELS, StagedModel
-from adaptinf.toolchain.onnx_accuracy import split_accuracy_onnx
+from adaptinf.toolchain.onnx_accuracy import model_accuracy_onnx, split_accuracy_onnx
 from adaptinf.toolchain.onnx_export import export_onnx
 from adaptinf.toolchain.onnx_flops import count_flops
 from adaptinf.toolchain.training import accuracy, set_seed, train
@@ -44,6 +44,7 @@ class SplitBuildConfig:
     dataset: str = "glyphs"          # glyphs | digits | folder:PATH
     n_train: int = 12000
     n_val: int = 2000
+    n_test: int = 0                  # held-out frames the D_r search never sees (0: no test split)
     seed: int = 0
     epochs: int = 8                  # unsplit model
     finetune_epochs: int = 1         # each (point, D_r) candidate
@@ -55,9 +56,14 @@ class SplitBuildConfig:
     model_kwargs: dict = field(default_factory=dict)
 
 
-# The committed demo bundle (bundles/glyphnet); scripts/build_demo_bundle.py rebuilds it.
+# The committed test bundle (bundles/glyphnet, 32x32); scripts/build_demo_bundle.py rebuilds it.
 DEMO_CONFIG = SplitBuildConfig(name="glyphnet", n_train=12000, n_val=2000, epochs=8,
                                finetune_epochs=1, finetune_samples=4000)
+# The committed demo bundle (bundles/glyphnet224, 224x224 frames, eight split points);
+# `python scripts/build_demo_bundle.py --size 224` rebuilds it.
+DEMO224_CONFIG = SplitBuildConfig(name="glyphnet224", model="glyph_resnet224", n_train=4000, n_val=1000,
+                                  n_test=1500, epochs=8, finetune_epochs=1, finetune_samples=2000, max_dr=12)
+TEST_SEED_OFFSET = 20_000   # glyph test frames: a seed no build, calibration (+10000) or training uses
 
 
 @dataclass(frozen=True)
@@ -79,17 +85,26 @@ def search_min_dr(channels: int, evaluate: Callable[[int], float], target: float
     return DrSearch(None, tuple(trials))
 
 
-def load_data(config: SplitBuildConfig, image_hw: tuple[int, int]) -> tuple[datasets.ImageData, datasets.ImageData]:
+def load_data(config: SplitBuildConfig, image_hw: tuple[int, int]
+              ) -> tuple[datasets.ImageData, datasets.ImageData, datasets.ImageData | None]:
+    """(train, validation, test): the D_r search is judged on validation; test is held out
+    from everything and only reported (None when config.n_test is 0)."""
+    test = None
     if config.dataset == "glyphs":
-        data = datasets.glyphs(config.n_train + config.n_val, config.seed)
+        data = datasets.glyphs(config.n_train + config.n_val, config.seed, size=image_hw[0])
+        if config.n_test:
+            test = datasets.glyphs(config.n_test, config.seed + TEST_SEED_OFFSET, size=image_hw[0])
     elif config.dataset == "digits":
         data = datasets.digits_images(image_hw[0])
     elif config.dataset.startswith("folder:"):
         data = datasets.image_folder(config.dataset.split(":", 1)[1], image_hw)
     else:
         raise ValueError(f"unknown dataset {config.dataset!r}: use glyphs, digits or folder:PATH")
+    if test is None and config.n_test:
+        data, test = datasets.split_train_val(data, min(config.n_test, len(data.labels) // 5), config.seed + 1)
     n_val = min(config.n_val, len(data.labels) // 5)
-    return datasets.split_train_val(data, n_val, config.seed)
+    train_data, val = datasets.split_train_val(data, n_val, config.seed)
+    return train_data, val, test
 
 
 def _subset(data: datasets.ImageData, n: int, seed: int) -> datasets.ImageData:
@@ -121,7 +136,7 @@ def build_split(config: SplitBuildConfig, out: Path, progress: bool = True) -> d
     set_seed(config.seed)
     base = MODELS[config.model](**config.model_kwargs)
     h, w, c = base.input_shape
-    train_data, val = load_data(config, (h, w))
+    train_data, val, test = load_data(config, (h, w))
     if len(train_data.classes) != base.num_classes:
         base = MODELS[config.model](num_classes=len(train_data.classes), **config.model_kwargs)
 
@@ -146,28 +161,37 @@ def build_split(config: SplitBuildConfig, out: Path, progress: bool = True) -> d
         if result.chosen is None:
             rejected.append({"name": point, "search": [{"D_r": k, "accuracy": a} for k, a in result.trials]})
             continue
-        points.append(export_point(chosen[result.chosen], point, out, val, result))
+        points.append(export_point(chosen[result.chosen], point, out, val, result, test))
 
+    test_fields = {}
+    if test is not None:
+        test_fields = {"accuracy_test": model_accuracy_onnx(out / FULL_MODEL_FILE, test.images, test.labels)}
     manifest = {
         "name": config.name,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "classes": list(train_data.classes),
         "input": {"name": "image", "dtype": "uint8", "shape": [1, h, w, c], "layout": "NHWC"},
-        "models": [{"name": "full", "file": FULL_MODEL_FILE, "role": "big", "accuracy": baseline,
+        "models": [{"name": "full", "file": FULL_MODEL_FILE, "role": "big", "accuracy": baseline, **test_fields,
                     "flops": count_flops(out / FULL_MODEL_FILE),
                     "params": sum(p.numel() for p in base.parameters())}],
-        "split": {"model": "full", "baseline_accuracy": baseline, "accuracy_loss_bound": config.accuracy_loss,
+        "split": {"model": "full", "baseline_accuracy": baseline, **{k.replace("accuracy", "baseline_accuracy"): v
+                                                                      for k, v in test_fields.items()},
+                  "accuracy_loss_bound": config.accuracy_loss,
                   "upload": {"dtype": "uint8", "scheme": "per-tensor-affine"},
                   "points": points, "rejected_points": rejected},
         "data": {"dataset": config.dataset, "seed": config.seed, "n_train": len(train_data.labels),
-                 "n_val": len(val.labels), "build_config": asdict(config)},
+                 "n_val": len(val.labels), "n_test": len(test.labels) if test is not None else 0,
+                 "test_seed": config.seed + TEST_SEED_OFFSET if test is not None and config.dataset == "glyphs"
+                 else None, "build_config": asdict(config)},
     }
     write_manifest(out, manifest)
     return json.loads((out / "manifest.json").read_text())
 
 
-def export_point(split: SplitModel, point: str, out: Path, val: datasets.ImageData, result: DrSearch) -> dict:
-    """Export head and tail ONNX of one point and measure its quantised accuracy through them."""
+def export_point(split: SplitModel, point: str, out: Path, val: datasets.ImageData, result: DrSearch,
+                 test: datasets.ImageData | None = None) -> dict:
+    """Export head and tail ONNX of one point and measure its quantised accuracy through them:
+    on validation (what the D_r search judged) and, when given, on the held-out test split."""
     example = torch.from_numpy(val.images[:1])
     head_file, tail_file = f"{point}.head.onnx", f"{point}.tail.onnx"
     export_onnx(split.head(), example, out / head_file, "image", "reduced")
@@ -191,5 +215,7 @@ def export_point(split: SplitModel, point: str, out: Path, val: datasets.ImageDa
         # What the daemon really does: ORT head, per-frame uint8 quantisation, ORT tail.
         "accuracy": split_accuracy_onnx(out / head_file, out / tail_file, val.images, val.labels),
         "accuracy_float": accuracy_float,
+        **({"accuracy_test": split_accuracy_onnx(out / head_file, out / tail_file, test.images, test.labels)}
+           if test is not None else {}),
         "search": [{"D_r": k, "accuracy": a} for k, a in result.trials],
     }
