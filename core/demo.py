@@ -285,7 +285,7 @@ def plot(links: list[dict], link_profiles: list[LinkProfile], path: Path) -> Non
             if len(lat):
                 adaptive_run = run["policy"].startswith("adaptive")
                 cdf.plot(lat, np.arange(1, len(lat) + 1) / len(lat), lw=2 if adaptive_run else 0.8,
-                         label=run["policy"], color=None if adaptive_run else None)
+                         label=run["policy"])
         cdf.set_xscale("log")
         cdf.set_xlabel("latency ms (log)")
         cdf.set_ylabel("share of frames")

@@ -7,10 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from adaptinf.bundle import ONNX_TYPE_TO_DTYPE as _ORT_TYPES
 from adaptinf.engines.base import EngineError, TensorSpec
-
-_ORT_TYPES = {"tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(float)": "float32",
-              "tensor(float16)": "float16", "tensor(int64)": "int64"}
 
 
 def _spec(arg) -> TensorSpec:

@@ -18,7 +18,6 @@ def test_frames_take_the_device_in_arrival_order_one_at_a_time():
     queue, order, inside = DeviceQueue(), [], []
     first = queue.slot(0.1)
     first.__enter__()                       # the device is busy
-    entered = []
 
     def frame(k):
         with queue.slot(0.05):
@@ -34,7 +33,6 @@ def test_frames_take_the_device_in_arrival_order_one_at_a_time():
         threads.append(t)
         while queue.depth() < k + 2:        # the frame is queued before the next arrives
             threading.Event().wait(0.001)
-        entered.append(k)
     first.__exit__(None, None, None)
     for t in threads:
         t.join(5)
