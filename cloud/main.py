@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from adaptinf import __version__
+from adaptinf import __version__, memory
 from adaptinf.bundle import BundleError, load_bundle
 from adaptinf.extras import run_needing_extra
 from adaptinf.cloud.worker import CloudWorker
@@ -26,9 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allowed-devices", default=None, help="directory of allowed <device-id>.key files")
     parser.add_argument("--triton", default=None, metavar="HOST:PORT",
                         help="gateway mode: run inference on this Triton server (gRPC), see adaptinf export triton")
+    parser.add_argument("--log-level", default="INFO", type=logging_setup.log_level,
+                        help=f"one of {', '.join(logging_setup.LEVELS)} (default %(default)s)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
-    logging_setup.configure("INFO", "adaptinf-cloud")
+    logging_setup.configure(args.log_level, "adaptinf-cloud")
+    memory.keep_large_blocks_returnable()
     if args.triton:  # the gateway's client library is the 'triton' extra
         return run_needing_extra("adaptinf-cloud --triton", "triton", lambda: _serve(args))
     return _serve(args)
@@ -49,8 +52,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.info("serving bundle %s (%s) on %s", bundle.name, bundle.manifest_sha256[:12], worker.bound_endpoint)
     print(f"READY {worker.bound_endpoint}", flush=True)  # parents (demo, tests) wait for this line
-    wait_until_terminated()
+    terminated = wait_until_terminated(worker.failed)
     worker.stop()
+    if not terminated:
+        print(f"adaptinf-cloud: a worker thread died ({type(worker.failure).__name__}: {worker.failure}); "
+              "exiting so that the supervisor restarts it", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -30,14 +30,32 @@ FULL_TARGET = "full"
 
 
 class ProtocolError(ValueError):
-    pass
+    def __init__(self, message: str, rid: list | None = None):
+        super().__init__(message)
+        self.rid = rid  # set once the header was readable enough to answer
 
 
 def pack(header: dict) -> bytes:
     return msgpack.packb(dict(header, v=VERSION), use_bin_type=True)
 
 
-def unpack(frame: Any) -> dict:
+def unpack_request(frame: Any) -> dict:
+    """A device's request header; ProtocolError (with the rid when one was readable) if malformed."""
+    header = _unpack(frame)
+    if header.get("op") not in OPS:
+        raise ProtocolError(f"unknown op {header.get('op')!r}; ops: {list(OPS)}", rid=header["rid"])
+    return header
+
+
+def unpack_reply(frame: Any) -> dict:
+    """The worker's reply header."""
+    header = _unpack(frame)
+    if not isinstance(header.get("code"), str):
+        raise ProtocolError("reply header needs a string 'code'", rid=header["rid"])
+    return header
+
+
+def _unpack(frame: Any) -> dict:
     if len(frame) > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {len(frame)} bytes exceeds {MAX_HEADER_BYTES}")
     try:
@@ -47,11 +65,10 @@ def unpack(frame: Any) -> dict:
         raise ProtocolError(f"header is not valid msgpack: {exc}") from None
     if not isinstance(header, dict):
         raise ProtocolError("header must be a map")
-    if header.get("v") != VERSION:
-        raise ProtocolError(f"cloud protocol version {header.get('v')!r} unsupported (speaks {VERSION})")
     rid = header.get("rid")
-    if not (isinstance(rid, list) and len(rid) == 2 and all(isinstance(x, int) for x in rid)):
+    if not (isinstance(rid, list) and len(rid) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
+                                                            for x in rid)):
         raise ProtocolError("header needs 'rid': [boot_epoch, seq]")
-    if header.get("op") not in OPS and "code" not in header:
-        raise ProtocolError(f"unknown op {header.get('op')!r}")
+    if header.get("v") != VERSION:
+        raise ProtocolError(f"cloud protocol version {header.get('v')!r} unsupported (speaks {VERSION})", rid=rid)
     return header

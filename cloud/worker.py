@@ -89,20 +89,39 @@ class CloudWorker:
         self._router_thread: threading.Thread | None = None
         self._compute_threads: list[threading.Thread] = []
         self.bound_endpoint: str | None = None
+        self.failed = threading.Event()      # set when a thread died: the process must exit
+        self.failure: BaseException | None = None
 
     # ---- life cycle -------------------------------------------------------------
     def start(self) -> "CloudWorker":
         if self._allow is not None:
             self._authenticator = curve_auth.start_authenticator(self._ctx, self._allow)
-        self._router_thread = threading.Thread(target=self._router_loop, name="cloud-router", daemon=True)
+        self._router_thread = threading.Thread(target=self._guarded, args=(self._router_loop,), name="cloud-router",
+                                               daemon=True)
         self._router_thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("cloud worker did not start")
+        if not self._ready.wait(10) or self.failure is not None:
+            raise OSError(f"cannot serve on {self.endpoint}: {self.failure or 'the router did not start'}")
         for i in range(self._threads):
-            t = threading.Thread(target=self._compute_loop, name=f"cloud-compute-{i}", daemon=True)
+            t = threading.Thread(target=self._guarded, args=(self._compute_loop,), name=f"cloud-compute-{i}",
+                                 daemon=True)
             t.start()
             self._compute_threads.append(t)
         return self
+
+    def _guarded(self, loop) -> None:
+        """A thread that dies ends the worker (failed is set; the main exits non-zero and systemd
+        restarts it), instead of leaving a process that answers pings but never infers."""
+        try:
+            loop()
+            if not self._stop.is_set():
+                raise RuntimeError("the thread returned while the worker was serving")
+        except BaseException as exc:
+            if not self._stop.is_set() and self._ready.is_set():   # before ready, start() reports it
+                log.critical("%s died: %s: %s", threading.current_thread().name, type(exc).__name__, exc,
+                             exc_info=True)
+            self.failure = exc
+            self._ready.set()
+            self.failed.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -137,7 +156,10 @@ class CloudWorker:
         self._ready.set()
         try:
             router_loop.serve(router, results, self._stop, lambda frames: self._on_request(router, frames),
-                              lambda peer, reply: self._send(router, peer, reply))
+                              lambda peer, reply: self._send(router, peer, reply),
+                              router_loop.MessageLimits(2, protocol.MAX_PAYLOAD_BYTES + protocol.MAX_HEADER_BYTES),
+                              lambda frames, problem: self._refuse(router, frames, "TOO_LARGE",
+                                                                   f"message has {problem}"))
         finally:
             router.close(0)
             results.close(0)
@@ -168,15 +190,15 @@ class CloudWorker:
         return True
 
     def _on_request(self, router: zmq.Socket, frames: list) -> None:
+        """Every message with a readable rid gets exactly one reply, whatever is wrong with it."""
         peer = frames[0].bytes
         if not self._authorised(peer, frames):
             return
         try:
-            header = protocol.unpack(frames[1].buffer if len(frames) > 1 else b"")
+            header = protocol.unpack_request(frames[1].buffer if len(frames) > 1 else b"")
         except protocol.ProtocolError as exc:
-            self.counters["bad_requests"] += 1
-            log.warning("bad request from %r: %s", peer, exc)
-            return  # no rid to answer to; the device's deadline covers it
+            self._refuse(router, frames, "INVALID_ARG", str(exc), exc.rid)
+            return
         payload = frames[2] if len(frames) > 2 else None
         op = header["op"]
         if op == "ping":
@@ -185,6 +207,16 @@ class CloudWorker:
             self._send(router, peer, self._reply(header, received=len(payload) if payload is not None else 0))
         else:
             self._on_work(router, peer, header, payload)
+
+    def _refuse(self, router: zmq.Socket, frames: list, code: str, message: str, rid: list | None = None) -> None:
+        """A message refused before it is queued: answered when its rid can be read; otherwise
+        the device's own deadline covers it."""
+        peer = frames[0].bytes
+        self.counters["bad_requests"] += 1
+        log.warning("refused a message from %r: %s", peer, message)
+        rid = rid if rid is not None else _rid_of(frames[1]) if len(frames) > 1 else None
+        if rid is not None:
+            self._send(router, peer, self._reply({"rid": rid}, code, message))
 
     def _on_work(self, router: zmq.Socket, peer: bytes, header: dict, payload: Any) -> None:
         key = (peer, tuple(header["rid"]))
@@ -195,7 +227,7 @@ class CloudWorker:
                 return
             if previous is not None:
                 self.counters["replayed"] += 1
-                replay = protocol.unpack(previous[0])
+                replay = protocol.unpack_reply(previous[0])
                 replay["replayed"] = True
                 self._send(router, peer, [protocol.pack(replay), *previous[1:]])
                 return
@@ -223,6 +255,10 @@ class CloudWorker:
                     self._busy += 1
                 try:
                     reply = self._run(job)
+                except Exception as exc:  # an engine's own error type for input it rejects, or a bug
+                    log.warning("request %s from %r failed: %s: %s", job.rid, job.peer, type(exc).__name__, exc)
+                    self.counters["bad_requests"] += 1
+                    reply = self._reply(job.header, "INVALID_ARG", f"{type(exc).__name__}: {exc}")
                 finally:
                     with self._lock:
                         self._busy -= 1
@@ -263,19 +299,35 @@ class CloudWorker:
         shape = spec.get("shape")
         if payload is None or not isinstance(shape, list):
             raise ValueError("infer needs a tensor spec and a payload")
+        engine = self._engines[target]
+        expected = _expected_shape(engine, target)
+        if expected is not None and (len(shape) != len(expected) or
+                                     any(e is not None and d != e for d, e in zip(shape, expected))):
+            raise ValueError(f"target {target!r} takes shape {list(expected)}, got {shape}")
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise ValueError(f"shape must be positive integers, got {shape}")
         data = np.frombuffer(payload.buffer, dtype=np.uint8)
         if data.size != int(np.prod(shape)):
             raise ValueError(f"payload of {data.size} bytes does not fit shape {shape}")
         data = data.reshape(shape)
         if target != protocol.FULL_TARGET:
-            data = dequantize(data, float(header["scale"]), int(header["zero_point"]))
-        return self._engines[target].run(data)
+            scale, zero_point = header.get("scale"), header.get("zero_point")
+            if not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0 \
+                    or not isinstance(zero_point, int) or not 0 <= zero_point <= 255:
+                raise ValueError("a split point's tensor needs a finite positive 'scale' and a uint8 'zero_point'")
+            data = dequantize(data, float(scale), zero_point)
+        return engine.run(data)
 
     def _timings(self, header: dict) -> dict:
         """Median and std of compute time per target, on synthetic input of the right shape."""
-        runs = max(1, min(int(header.get("runs", 20)), 1000))
+        runs, targets = header.get("runs", 20), header.get("targets") or list(self._engines)
+        if isinstance(runs, bool) or not isinstance(runs, int) or not isinstance(targets, list):
+            raise ValueError("timing needs an integer 'runs' and a list of 'targets'")
+        runs = max(1, min(runs, 1000))
         out = {}
-        for target in header.get("targets") or list(self._engines):
+        for target in targets:
+            if not isinstance(target, str):
+                raise ValueError(f"targets must be names, got {target!r}")
             engine = self._engines.get(target)
             if engine is None:
                 continue
@@ -290,3 +342,19 @@ class CloudWorker:
             samples = samples[2:]  # first runs pay for allocations
             out[target] = {"median_s": statistics.median(samples), "std_s": statistics.pstdev(samples)}
         return out
+
+
+def _rid_of(frame: Any) -> list | None:
+    """The rid of a header that is otherwise refused, so the refusal can be answered."""
+    try:
+        return protocol.unpack_request(frame.buffer).get("rid")
+    except protocol.ProtocolError as exc:
+        return exc.rid
+
+
+def _expected_shape(engine: Any, target: str) -> tuple | None:
+    """The engine's input shape (None for a dimension it leaves free), or None if it has no spec."""
+    inputs = getattr(engine, "inputs", None)
+    if not inputs:
+        return None
+    return tuple(d if isinstance(d, int) and d > 0 else None for d in inputs[0].shape)

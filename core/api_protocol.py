@@ -35,6 +35,7 @@ OPS = ("hello", "health", "models", "status", "stats", "set_mode", "infer")
 TENSOR_DTYPES = ("uint8", "int8", "float16", "float32")
 _ITEMSIZE = {name: np.dtype(name).itemsize for name in TENSOR_DTYPES}
 MAX_TENSOR_RANK = 8
+MAX_FRAMES = 16      # a header and its buffers; infer sends one
 
 
 class ApiError(Exception):
@@ -63,6 +64,16 @@ def _unpack_header(frame: bytes | memoryview) -> Any:
                                max_array_len=1024, max_map_len=256, max_ext_len=0)
     except Exception as exc:  # msgpack raises ExtraData, ValueError, StackError, FormatError...
         raise ApiError(INVALID_ARG, f"header is not valid msgpack: {type(exc).__name__}: {exc}") from None
+
+
+def request_id(frame: Any) -> Any:
+    """The id of a request that is refused before it is decoded (too large), or None."""
+    try:
+        header = _unpack_header(frame)
+    except ApiError:
+        return None
+    req_id = header.get("id") if isinstance(header, dict) else None
+    return req_id if isinstance(req_id, (str, int)) and not isinstance(req_id, bool) else None
 
 
 def _version_ok(v: Any) -> tuple[int, int] | None:

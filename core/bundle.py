@@ -41,6 +41,7 @@ them all, and the manifest's own sha256 identifies the bundle in profiles.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,14 +232,48 @@ def _require(mapping: dict, key: str, kind: type | tuple[type, ...], where: str)
     return value
 
 
+def _optional(raw: dict, key: str, kind: type | tuple[type, ...], default: Any, where: str) -> Any:
+    """An optional field: absent gives the default; present, it must have the type."""
+    if key not in raw:
+        return default
+    return _require(raw, key, kind, where)
+
+
+def _count(raw: dict, key: str, where: str, required: bool = True) -> int:
+    """A non-negative integer field (FLOPs, bytes, parameters)."""
+    value = _require(raw, key, int, where) if required else _optional(raw, key, int, 0, where)
+    if value < 0:
+        raise BundleError(f"manifest: {where}.{key} must be a non-negative integer, got {value}")
+    return value
+
+
+def _number(raw: dict, key: str, where: str) -> float:
+    value = _require(raw, key, (int, float), where)
+    if not math.isfinite(value):
+        raise BundleError(f"manifest: {where}.{key} must be a finite number, got {value}")
+    return float(value)
+
+
+def _names(raw: dict, key: str, where: str) -> tuple[str, ...]:
+    values = _require(raw, key, list, where)
+    if not all(isinstance(v, str) for v in values):
+        raise BundleError(f"manifest: {where}.{key} must be a list of names (strings)")
+    return tuple(values)
+
+
+def _shape(raw: dict, key: str, where: str) -> tuple[int, ...]:
+    shape = _require(raw, key, list, where)
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise BundleError(f"manifest: {where}.{key} must be a list of positive integers, got {shape}")
+    return tuple(shape)
+
+
 def _parse_input(raw: dict) -> InputSpec:
     dtype = _require(raw, "dtype", str, "input")
     if dtype not in INPUT_DTYPES:
         raise BundleError(f"manifest: input.dtype {dtype!r} is not one of {INPUT_DTYPES}")
-    shape = _require(raw, "shape", list, "input")
-    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        raise BundleError(f"manifest: input.shape must be a list of positive integers, got {shape}")
-    return InputSpec(_require(raw, "name", str, "input"), dtype, tuple(shape), raw.get("layout", "NHWC"))
+    return InputSpec(_require(raw, "name", str, "input"), dtype, _shape(raw, "shape", "input"),
+                     _optional(raw, "layout", str, "NHWC", "input"))
 
 
 def _accuracy(raw: dict, key: str, where: str) -> float | None:
@@ -255,35 +290,33 @@ def _accuracy(raw: dict, key: str, where: str) -> float | None:
 
 def _parse_point(raw: dict, i: int) -> SplitPoint:
     where = f"split.points[{i}]"
-    ints = {k: _require(raw, k, int, where) for k in ("D", "D_r", "upload_bytes", "head_flops", "tail_flops")}
+    ints = {k: _count(raw, k, where) for k in ("D", "D_r", "upload_bytes", "head_flops", "tail_flops")}
     floats = {k: _accuracy(raw, k, where) for k in ("accuracy", "accuracy_float")}
     if not 1 <= ints["D_r"] <= ints["D"]:
         raise BundleError(f"manifest: {where} has D_r={ints['D_r']} outside [1, D={ints['D']}]")
     return SplitPoint(name=_require(raw, "name", str, where), layer=_require(raw, "layer", str, where),
-                      reduced_shape=tuple(_require(raw, "reduced_shape", list, where)),
+                      reduced_shape=_shape(raw, "reduced_shape", where),
                       head=_require(raw, "head", str, where), tail=_require(raw, "tail", str, where),
-                      search=tuple(raw.get("search", ())), **ints, **floats)
+                      search=tuple(_optional(raw, "search", list, [], where)), **ints, **floats)
 
 
 def _parse_model(raw: dict, i: int) -> ModelEntry:
     where = f"models[{i}]"
-    sizes = {}
-    for key in ("size_bytes", "activation_bytes"):
-        value = raw.get(key, 0) if isinstance(raw, dict) else 0
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise BundleError(f"manifest: {where}.{key} must be a non-negative integer, got {value!r}")
-        sizes[key] = value
-    confidence = raw.get("confidence", {}) if isinstance(raw, dict) else {}
+    if not isinstance(raw, dict):
+        raise BundleError(f"manifest: {where} must be an object")
+    confidence = _optional(raw, "confidence", dict, {}, where)
     if confidence:
-        bins = confidence.get("bins") if isinstance(confidence, dict) else None
+        bins = confidence.get("bins")
         parts = [confidence.get(k) for k in ("correct", "correctable", "uncorrectable")] if bins else []
         if not isinstance(bins, list) or not all(isinstance(p, list) and len(p) == len(bins) - 1 for p in parts):
             raise BundleError(f"manifest: {where}.confidence needs bins and correct, correctable and uncorrectable "
                               f"counts (one fewer than bins)")
     return ModelEntry(name=_require(raw, "name", str, where), file=_require(raw, "file", str, where),
-                      role=raw.get("role", "model"), accuracy=_accuracy(raw, "accuracy", where),
-                      flops=int(_require(raw, "flops", int, where)), params=int(raw.get("params", 0)),
-                      derivation=dict(raw.get("derivation", {})), confidence=dict(confidence), **sizes)
+                      role=_optional(raw, "role", str, "model", where), accuracy=_accuracy(raw, "accuracy", where),
+                      flops=_count(raw, "flops", where), params=_count(raw, "params", where, required=False),
+                      size_bytes=_count(raw, "size_bytes", where, required=False),
+                      activation_bytes=_count(raw, "activation_bytes", where, required=False),
+                      derivation=dict(_optional(raw, "derivation", dict, {}, where)), confidence=dict(confidence))
 
 
 def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
@@ -292,11 +325,23 @@ def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(f"{root}: not a bundle (no {MANIFEST})")
-    raw_bytes = manifest_path.read_bytes()
     try:
+        raw_bytes = manifest_path.read_bytes()
         raw = json.loads(raw_bytes)
-    except json.JSONDecodeError as exc:
+    except OSError as exc:
+        raise BundleError(f"{manifest_path}: cannot read it ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, and bytes that are not UTF-8
         raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from None
+    try:
+        return _parse_bundle(root, manifest_path, raw, raw_bytes, verify)
+    except BundleError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        # a field of an unexpected shape that no check above names: still a refusal, not a traceback
+        raise BundleError(f"{manifest_path}: malformed manifest ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_bundle(root: Path, manifest_path: Path, raw: Any, raw_bytes: bytes, verify: bool) -> Bundle:
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise BundleError(f"{manifest_path}: not an adaptinf bundle manifest (format != {FORMAT!r})")
     version = raw.get("version")
@@ -312,23 +357,23 @@ def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
         raise BundleError(f"{manifest_path}: bundle has no models")
     split = None
     if raw.get("split") is not None:
-        s = raw["split"]
+        s = _require(raw, "split", dict, "manifest")
         split = SplitSpec(model=_require(s, "model", str, "split"),
                           baseline_accuracy=_accuracy(s, "baseline_accuracy", "split"),
-                          accuracy_loss_bound=float(_require(s, "accuracy_loss_bound", (int, float), "split")),
+                          accuracy_loss_bound=_number(s, "accuracy_loss_bound", "split"),
                           points=tuple(_parse_point(p, i) for i, p in enumerate(_require(s, "points", list, "split"))))
         if split.model not in {m.name for m in models}:
             raise BundleError(f"manifest: split.model {split.model!r} is not one of the bundle's models")
     full = split.model if split else models[0].name
     multiplexer = _parse_multiplexer(raw["multiplexer"], models, full) if raw.get("multiplexer") is not None else None
-    classes = tuple(_require(raw, "classes", list, "manifest"))
+    classes = _names(raw, "classes", "manifest")
     duo = (_parse_dynamic_duo(raw["dynamic_duo"], models, full, len(classes))
            if raw.get("dynamic_duo") is not None else None)
     mmnet = _parse_mmnet(raw["mmnet"], models, full) if raw.get("mmnet") is not None else None
     bundle = Bundle(root=root, name=_require(raw, "name", str, "manifest"),
                     classes=classes, input=_parse_input(raw.get("input")),
                     models=models, split=split, manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),
-                    data=raw.get("data", {}), multiplexer=multiplexer, dynamic_duo=duo, mmnet=mmnet)
+                    data=_optional(raw, "data", dict, {}, "manifest"), multiplexer=multiplexer, dynamic_duo=duo, mmnet=mmnet)
     if verify:
         _verify_files(bundle, files)
     return bundle
@@ -339,8 +384,10 @@ def _parse_multiplexer(raw: dict, models: tuple[ModelEntry, ...], full: str) -> 
     p = _require(raw, "pair", dict, "multiplexer")
     pair = MultiplexerPair(*(_require(p, k, str, "multiplexer.pair") for k in ("model", "device", "cloud")),
                            threshold=float(_require(p, "threshold", (int, float), "multiplexer.pair")))
-    spec = MultiplexerSpec(pool=tuple(_require(raw, "pool", list, "multiplexer")),
-                           costs=tuple(float(c) for c in _require(raw, "costs", list, "multiplexer")),
+    costs = _require(raw, "costs", list, "multiplexer")
+    if not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in costs):
+        raise BundleError("manifest: multiplexer.costs must be finite numbers")
+    spec = MultiplexerSpec(pool=_names(raw, "pool", "multiplexer"), costs=tuple(float(c) for c in costs),
                            model=_require(raw, "model", str, "multiplexer"),
                            threshold=float(_require(raw, "threshold", (int, float), "multiplexer")), pair=pair)
     for name in (*spec.pool, spec.model, pair.model, pair.device, pair.cloud):
@@ -372,7 +419,7 @@ def _parse_dynamic_duo(raw: dict, models: tuple[ModelEntry, ...], full: str, num
     where = "dynamic_duo"
     own = _parse_speculative(raw, num_classes, where)
     alternatives = tuple(_parse_speculative(a, num_classes, f"{where}.alternatives[{i}]")
-                         for i, a in enumerate(raw.get("alternatives") or ()))
+                         for i, a in enumerate(_optional(raw, "alternatives", list, [], where)))
     spec = DynamicDuoSpec(own=own, big=_require(raw, "big", str, where),
                           target_accuracy=float(_require(raw, "target_accuracy", (int, float), where)),
                           alternatives=alternatives)
@@ -387,7 +434,7 @@ def _parse_dynamic_duo(raw: dict, models: tuple[ModelEntry, ...], full: str, num
 
 def _parse_mmnet(raw: dict, models: tuple[ModelEntry, ...], full: str) -> MmNetSpec:
     where = "mmnet"
-    minions = _require(raw, "minions", list, where)
+    minions = _names(raw, "minions", where)
     thresholds = _require(raw, "thresholds", list, where)
     if len(minions) != 2 or len(thresholds) != 2 or not all(
             isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 <= t <= 1.0 for t in thresholds):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -13,19 +14,27 @@ import numpy as np
 from adaptinf import __version__
 from adaptinf.extras import run_needing_extra
 
-UNITS = {"": 1.0, "bit": 1.0, "bps": 1.0, "k": 1e3, "kbit": 1e3, "kbps": 1e3, "m": 1e6, "mbit": 1e6,
-         "mbps": 1e6, "g": 1e9, "gbit": 1e9, "gbps": 1e9}
+# tc(8)'s rate units (iproute2 tc_util.c): "bit" suffixes are bits per second, "bps"
+# suffixes BYTES per second; k/m/g/t are powers of 1000, ki/mi/gi/ti powers of 1024.
+_PREFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 2.0**10, "mi": 2.0**20, "gi": 2.0**30,
+           "ti": 2.0**40}
+TC_RATE_UNITS = {**{f"{p}bit": v for p, v in _PREFIX.items()}, **{f"{p}bps": 8 * v for p, v in _PREFIX.items()}}
 
 
 def parse_rate(text: str) -> float:
-    """'5.85Mbit', '1.1Mbps', '800kbit', '18.88M' or plain bits per second -> bits per second."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z/]*)\s*", text)
-    unit = match.group(2).lower().replace("/s", "ps") if match else None
-    if not match or unit not in UNITS:
-        raise argparse.ArgumentTypeError(f"not a bit rate: {text!r} (try 5.85Mbit, 800kbit, 1100000)")
-    value = float(match.group(1)) * UNITS[unit]
+    """A rate in tc's units -> bits per second: '5.85mbit' (megabits), '800kbit', '2mbps' or
+    '2MB/s' (megaBYTES per second, as tc reads them), or a plain number of bits per second."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z/]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    # the "/s" spellings: Mbit/s is mbit, MB/s is mbps
+    unit = re.sub(r"^([kmgt]i?)?b/s$", lambda m: f"{m.group(1) or ''}bps", re.sub(r"bit/s$", "bit", unit))
+    if not match or (unit and unit not in TC_RATE_UNITS):
+        raise argparse.ArgumentTypeError(
+            f"not a rate in tc's units: {text!r}; say 5.85mbit (megabits/s), 800kbit, 2mbps or 2MB/s "
+            "(megabytes/s), or a plain number of bits/s")
+    value = float(match.group(1)) * TC_RATE_UNITS.get(unit or "bit")
     if value <= 0:
-        raise argparse.ArgumentTypeError("bit rate must be positive")
+        raise argparse.ArgumentTypeError("the rate must be positive")
     return value
 
 
@@ -79,7 +88,11 @@ def cmd_build_split(args: argparse.Namespace) -> int:
                               n_val=args.n_val, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
                               accuracy_loss=args.accuracy_loss, seed=args.seed, max_dr=args.max_dr,
                               points=tuple(p for p in args.points.split(",") if p) if args.points else ())
-    manifest = build_split(config, args.out)
+    try:
+        manifest = build_split(config, args.out)
+    except (OSError, ValueError) as exc:  # a dataset folder that is not there, not images, ...
+        print(f"adaptinf build split: {exc}", file=sys.stderr)
+        return 2
     split = manifest["split"]
     print(f"bundle {args.out}: baseline accuracy {split['baseline_accuracy']:.3f}, "
           f"bound {split['accuracy_loss_bound']:.3f}")
@@ -149,10 +162,12 @@ def render_status(status: dict, stats: dict) -> str:
         f"± {_fmt(link['rtt_ms_std'])}  radio {link['radio']}  measured "
         f"{_fmt(link.get('uplink_age_s'), unit=' s ago')}  uplink queue {_fmt(link.get('uplink_backlog_ms'), unit=' ms')}",
         f"cloud     {cloud['state']:<10} queue {cloud['queue_depth']}  service {_fmt(cloud['service_ms'], unit=' ms', digits=2)}"
-        f"  slowdown {cloud['slowdown']:.2f}  retries {cloud['retries']}  reconnects {cloud['reconnects']}"
+        f"  compute x{cloud['time_vs_profile']:.2f} of profile  retries {cloud['retries']}  reconnects {cloud['reconnects']}"
         f"  late replies dropped {cloud['late_replies_dropped']}",
         f"power     {sensor}",
-        f"device    {device['backend']}  slowdown {device['slowdown']:.2f}  queued {device['queue_depth']}"
+        f"device    {device['backend']}  compute x{device['time_vs_profile']:.2f} of profile"
+        f"{'  (emulated x%g slower)' % device['emulated_slowdown'] if device.get('emulated_slowdown', 1) != 1 else ''}"
+        f"  queued {device['queue_depth']}"
         f"  busy workers {device['busy_workers']}  at the device {device.get('frames_at_device', 0)}"
         f" (wait {_fmt(device.get('device_wait_ms'), unit=' ms')})",
         f"latency   p50 {_fmt(lat.get('p50_ms'), unit=' ms')}  p95 {_fmt(lat.get('p95_ms'), unit=' ms')}"
@@ -160,13 +175,25 @@ def render_status(status: dict, stats: dict) -> str:
         f"frames    {placements or 'none yet'}",
         f"replies   {codes or 'none yet'}",
         f"profile   {status['profile']}",
-    ])
+    ] + _board_lines(device.get("board")))
+
+
+def _board_lines(board: dict | None) -> list[str]:
+    """What jtop shows on a Jetson: GPU load, temperatures, clocks, power mode."""
+    if not board:
+        return []
+    temps = "  ".join(f"{k} {v:.0f}°C" for k, v in sorted((board.get("temperatures_c") or {}).items()))
+    clocks = "  ".join(f"{k} {v:.0f} MHz" for k, v in sorted((board.get("clocks_mhz") or {}).items()))
+    return [f"jetson    {board.get('model', '?')}  power mode {board.get('power_mode', '?')}  GPU "
+            f"{_fmt(board.get('gpu_load_percent'), unit='%', digits=0)}",
+            f"          {temps or 'no temperatures'}",
+            f"          {clocks or 'no clocks'}"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from adaptinf.client import ApiFailure, ApiTimeout
+    from adaptinf.client import ApiFailure, ApiTimeout, ApiUnreachable
 
     try:
         with _client(args) as client:
@@ -175,13 +202,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                 if args.json:
                     print(json.dumps(status, indent=1, default=str))
                 else:
-                    if args.watch:
+                    if args.watch and sys.stdout.isatty():
                         print("\033[2J\033[H", end="")  # clear the terminal between refreshes
+                    elif args.watch:
+                        print(f"--- {time.strftime('%H:%M:%S')}")  # a pipe or a file: no terminal codes
                     print(render_status(status, stats), flush=True)
                 if not args.watch:
                     return 0
                 time.sleep(args.watch)
-    except (ApiFailure, ApiTimeout) as exc:
+    except (ApiFailure, ApiTimeout, ApiUnreachable) as exc:
         print(f"adaptinf status: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -189,7 +218,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from adaptinf.client import ApiFailure, ApiTimeout
+    from adaptinf.client import ApiFailure, ApiTimeout, ApiUnreachable
 
     try:
         with _client(args) as client:
@@ -197,11 +226,40 @@ def cmd_query(args: argparse.Namespace) -> int:
                 result = client.set_mode(args.mode)
             else:
                 result = getattr(client, args.command)()
-    except (ApiFailure, ApiTimeout) as exc:
+    except (ApiFailure, ApiTimeout, ApiUnreachable) as exc:
         print(f"adaptinf {args.command}: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=1, default=str))
+    body = {k: v for k, v in result.items() if k not in ENVELOPE}
+    if args.command == "stats" and not args.json:
+        print(render_stats(body))
+        return 0
+    print(json.dumps(body, indent=1, default=str))
     return 0
+
+
+ENVELOPE = ("v", "id", "ok", "code", "message")   # the API's reply envelope, not the answer
+
+
+def render_stats(stats: dict) -> str:
+    """`adaptinf stats`: per stage, per placement and per policy, as tables."""
+    def table(title: str, rows: list[tuple], header: tuple) -> list[str]:
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+        line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
+                                       for i, (c, w) in enumerate(zip(cells, widths)))
+        return [title, line(header), *(line(r) for r in rows), ""] if rows else [title, "  none yet", ""]
+
+    def timed(entries: dict) -> list[tuple]:
+        return [(name, e["count"], f"{e['ns'] / e['count'] / 1e6:.2f}", f"{e['ns'] / 1e9:.1f}")
+                for name, e in entries.items() if e.get("count")]
+
+    out = [f"uptime {stats.get('uptime_s', 0):.0f} s", ""]
+    out += table("time per stage", timed(stats.get("stages", {})), ("stage", "count", "mean ms", "total s"))
+    out += table("frames per policy", timed(stats.get("policies", {})), ("policy", "frames", "mean ms", "total s"))
+    out += table("frames by placement", sorted(stats.get("placements", {}).items(), key=lambda kv: -kv[1]),
+                 ("placement", "frames"))
+    out += table("replies by code", sorted(stats.get("codes", {}).items()), ("code", "replies"))
+    out += table("counters", sorted(stats.get("counters", {}).items()), ("counter", "value"))
+    return "\n".join(out).rstrip()
 
 
 def cmd_power(args: argparse.Namespace) -> int:
@@ -245,6 +303,8 @@ def cmd_install_service(args: argparse.Namespace) -> int:
 
     files = resources.files("adaptinf.systemd")
     adaptinfd = shutil.which("adaptinfd") or f"{sys.executable} -m adaptinf.daemon.main"
+    for warning in hidden_by_unit(adaptinfd.split()[0]):
+        print(f"warning: {warning}", file=sys.stderr)
     root = Path(args.root)
     targets = {
         root / "etc/systemd/system/adaptinfd.service":
@@ -264,12 +324,26 @@ def cmd_install_service(args: argparse.Namespace) -> int:
         print(f"wrote     {path}")
     print("\nnext, as root:\n"
           "  useradd --system --user-group --home-dir /var/lib/adaptinf --shell /usr/sbin/nologin adaptinf\n"
-          "  groupadd --system i2c 2>/dev/null || true\n"
+          "  groupadd --system i2c 2>/dev/null || true; groupadd --system render 2>/dev/null || true\n"
           "  udevadm control --reload-rules && udevadm trigger\n"
           "  systemctl daemon-reload && systemctl enable --now adaptinfd\n"
           "  journalctl -u adaptinfd -f        # logs\n"
           "  adaptinf status                   # as a member of group adaptinf")
     return 0
+
+
+# What the unit's sandbox hides from the service (systemd.exec(5)): a daemon installed
+# there cannot start. The recommended home is a virtualenv in /opt/adaptinf/venv.
+HIDDEN_BY_UNIT = {"PrivateTmp=yes": ("/tmp", "/var/tmp"), "ProtectHome=yes": ("/home", "/root", "/run/user")}
+
+
+def hidden_by_unit(executable: str) -> list[str]:
+    path = os.path.realpath(executable)
+    return [f"ExecStart {executable} is under {prefix}, which the unit's {setting} hides from the "
+            "service: it would not start. Install into /opt/adaptinf/venv (python3 -m venv "
+            "/opt/adaptinf/venv && /opt/adaptinf/venv/bin/pip install adaptinf) and run its adaptinf install-service"
+            for setting, prefixes in HIDDEN_BY_UNIT.items() for prefix in prefixes
+            if path == prefix or path.startswith(prefix + "/")]
 
 
 def cmd_export_triton(args: argparse.Namespace) -> int:
@@ -295,9 +369,13 @@ def cmd_export_triton(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from adaptinf.cloud.curve_auth import generate_keypair
+    from adaptinf.cloud.curve_auth import KeyFileError, generate_keypair
 
-    public, secret = generate_keypair(args.dir, args.name)
+    try:
+        public, secret = generate_keypair(args.dir, args.name, force=args.force)
+    except (KeyFileError, OSError) as exc:
+        print(f"adaptinf keys generate: {exc}", file=sys.stderr)
+        return 2
     print(f"public key: {public}   (give to the other side: the cloud's allowed-devices dir, or the devices)")
     print(f"secret key: {secret}   (stays here, mode 0600)")
     return 0
@@ -407,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
 
     plan = sub.add_parser("plan", help="the plan the daemon would choose under given conditions")
     plan.add_argument("--profile", required=True, type=Path)
-    plan.add_argument("--uplink", required=True, type=parse_rate, help="e.g. 5.85Mbit")
+    plan.add_argument("--uplink", required=True, type=parse_rate,
+                      help="tc's units: 5.85mbit is megabits/s, 2mbps or 2MB/s megabytes/s")
     plan.add_argument("--rtt-ms", type=float, default=None, help="default: the profile's measured RTT")
     plan.add_argument("--goal", default="latency", choices=["latency", "energy"])
     plan.add_argument("--mode", default="normal", choices=["normal", "mission-critical", "power-saving", "private"])
@@ -444,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     keys = sub.add_parser("keys", help="CURVE keys for the cloud link").add_subparsers(dest="action", required=True)
     gen = keys.add_parser("generate", help="write NAME.key (public) and NAME.key_secret")
     gen.add_argument("name", help="a device id, or e.g. 'cloud' for the server")
-    gen.add_argument("--dir", default=".", help="where to write (default: here)")
+    gen.add_argument("--dir", default=".", help="an existing directory to write in (default: here)")
+    gen.add_argument("--force", action="store_true", help="overwrite an existing key of this name")
     gen.set_defaults(func=cmd_keys)
 
     mcu = sub.add_parser("mcu", help="the STM32 over serial").add_subparsers(dest="action", required=True)
@@ -467,13 +547,16 @@ def main(argv: list[str] | None = None) -> int:
                             ("models", "models served"), ("health", "liveness/readiness"),
                             ("hello", "protocol negotiation"), ("set-mode", "switch the daemon's mode")):
         q = sub.add_parser(name, help=help_text)
-        q.add_argument("--endpoint", default="ipc:///run/adaptinfd/api.sock")
+        q.add_argument("--endpoint", default=None,
+                       help="the daemon's API (default: $ADAPTINF_API, else ipc:///run/adaptinfd/api.sock)")
         q.add_argument("--timeout", type=float, default=5.0)
         if name == "set-mode":
             q.add_argument("mode", choices=["normal", "mission-critical", "power-saving", "private"])
         if name == "status":
             q.add_argument("--json", action="store_true", help="the raw status reply")
             q.add_argument("--watch", type=float, default=0.0, metavar="SECONDS", help="refresh every SECONDS")
+        if name == "stats":
+            q.add_argument("--json", action="store_true", help="the statistics as JSON (the reply's body)")
         q.set_defaults(func=cmd_status if name == "status" else cmd_query)
 
     argv = sys.argv[1:] if argv is None else argv
@@ -484,11 +567,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["demo"]:
         return run_needing_extra("adaptinf demo", "demo", lambda: _demo_main(argv[1:]))
     args = parser.parse_args(argv)
-    extra = _extra_for(args)
-    if extra is None:
-        return args.func(args)
-    program = " ".join(["adaptinf", args.command] + ([args.kind] if getattr(args, "kind", None) else []))
-    return run_needing_extra(program, extra, lambda: args.func(args))
+    try:
+        extra = _extra_for(args)
+        if extra is None:
+            return args.func(args)
+        program = " ".join(["adaptinf", args.command] + ([args.kind] if getattr(args, "kind", None) else []))
+        return run_needing_extra(program, extra, lambda: args.func(args))
+    except BrokenPipeError:
+        # the reader went away (`adaptinf plan ... | head`): stop quietly, as the Python docs
+        # advise, so the interpreter's final flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _demo_main(argv: list[str]) -> int:

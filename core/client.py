@@ -23,6 +23,11 @@ import zmq
 from adaptinf import api_protocol as api
 
 DEFAULT_ENDPOINT = "ipc:///run/adaptinfd/api.sock"
+ENDPOINT_ENV = "ADAPTINF_API"          # overrides the default endpoint for the CLI and apps
+
+
+def default_endpoint() -> str:
+    return os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
 
 
 class ApiFailure(Exception):
@@ -36,6 +41,28 @@ class ApiFailure(Exception):
 
 class ApiTimeout(TimeoutError):
     pass
+
+
+class ApiUnreachable(ConnectionError):
+    """The daemon's socket is not there, or this user may not use it: said at once, not
+    after a timeout."""
+
+
+def check_reachable(endpoint: str) -> None:
+    """For an ipc endpoint: the socket file exists and this user can connect to it."""
+    if not endpoint.startswith("ipc://") or endpoint.startswith("ipc://@"):
+        return
+    path = endpoint[len("ipc://"):]
+    hint = "is adaptinfd running? see `systemctl status adaptinfd`"
+    if not os.path.exists(path):
+        directory = os.path.dirname(path) or "."
+        if os.path.isdir(directory) and not os.access(directory, os.X_OK):
+            raise ApiUnreachable(f"permission denied on {directory}: join the daemon's group "
+                                 f"(usermod -aG adaptinf $USER, then log in again); {hint}")
+        raise ApiUnreachable(f"no adaptinfd socket at {path}: {hint}")
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise ApiUnreachable(f"permission denied on {path}: join the daemon's group "
+                             f"(usermod -aG adaptinf $USER, then log in again); {hint}")
 
 
 # numpy's dtype.name is computed in Python on every call; the API's dtypes, looked up
@@ -56,8 +83,11 @@ class InferResult:
 
 
 class Client:
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout_s: float = 5.0, context: zmq.Context | None = None):
-        self.endpoint = endpoint
+    def __init__(self, endpoint: str | None = None, timeout_s: float = 5.0, context: zmq.Context | None = None):
+        """endpoint: default $ADAPTINF_API, else DEFAULT_ENDPOINT. ApiUnreachable at once if an
+        ipc socket is missing or not ours to use."""
+        self.endpoint = endpoint or default_endpoint()
+        check_reachable(self.endpoint)
         self.timeout_s = timeout_s
         self._ctx = context or zmq.Context.instance()
         self._ids = itertools.count(1)

@@ -113,7 +113,8 @@ def run_link(link: Link, bundle_dir: Path, cloud_endpoint: str, tmp: Path, args,
     config = write_daemon_config(
         tmp / f"adaptinfd-{slug}.toml",
         daemon={"api_endpoint": api, "bundle": str(bundle_dir), "state_dir": str(state), "workers": 16,
-                "queue_size": 256, "warmup_runs": 7, "inline_max_ms": 0.0},
+                "queue_size": 256, "warmup_runs": 7, "inline_max_ms": 0.0,
+                "max_in_flight_per_client": 272},   # one client streams every frame: its share is all of it
         device={"emulate_slowdown": float(slowdown), "compute_power_w": COMPUTE_POWER_W},
         cloud={"endpoint": shaper.endpoint, "radio": link.radio, "device_id": f"demo-{slug}",
                "timeout_ms": float(args.deadline_ms)},

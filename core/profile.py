@@ -167,10 +167,14 @@ def parse_profile(raw: Any) -> Profile:
 def load_profile(path: Path | str) -> Profile:
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ProfileError(f"{path}: no such profile") from None
-    except json.JSONDecodeError as exc:
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text ({exc})") from None
+    except OSError as exc:  # a directory, no permission, an I/O error
+        raise ProfileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ProfileError(f"{path}: not valid JSON ({exc})") from None
     try:
         return parse_profile(raw)

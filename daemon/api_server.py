@@ -9,6 +9,7 @@ delivered is dropped and counted, never waited on.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Callable
 
@@ -20,7 +21,17 @@ from adaptinf.daemon.stats import Stats
 
 log = logging.getLogger(__name__)
 
+SOCKET_MODE = 0o660     # the ipc socket: the service's user and group
+# Stopping: requests already received are still answered (UNAVAILABLE "shutting down"
+# for frames) until the socket has been quiet this long, for at most DRAIN_MAX_S.
+DRAIN_QUIET_S = 0.2
+DRAIN_MAX_S = 5.0
+CLOSE_LINGER_MS = 1000
 SNDHWM = 256            # replies queued per client before we stop waiting for it
+
+class ApiStartError(RuntimeError):
+    pass
+
 
 Handler = Callable[[api.Request, bytes, list], "list | None"]
 
@@ -41,10 +52,14 @@ class ApiServer:
         self.thread_error: BaseException | None = None
 
     def start(self) -> None:
+        """Returns once the socket is bound and served; ApiStartError (with the reason) if not."""
         self._thread = threading.Thread(target=self._run, name="api", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
-            raise RuntimeError(f"API server did not come up on {self.endpoint}: {self.thread_error}")
+            raise ApiStartError(f"the API did not come up on {self.endpoint} within 10 s")
+        if self.thread_error is not None:
+            exc = self.thread_error
+            raise ApiStartError(f"cannot serve the API on {self.endpoint}: {type(exc).__name__}: {exc}")
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self.thread_error is None
@@ -52,14 +67,15 @@ class ApiServer:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=DRAIN_MAX_S + CLOSE_LINGER_MS / 1e3 + 2)
 
     def _run(self) -> None:
         try:
             self._loop()
         except BaseException as exc:
             self.thread_error = exc
-            log.exception("API thread died")
+            if self._ready.is_set():   # at start-up the error is the caller's to report
+                log.critical("API thread died: %s: %s", type(exc).__name__, exc, exc_info=True)
             self._ready.set()
 
     def _loop(self) -> None:
@@ -72,19 +88,21 @@ class ApiServer:
         router.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_message_bytes)
         router.bind(self.endpoint)
         self.bound_endpoint = router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        if self.endpoint.startswith("ipc://") and not self.endpoint.startswith("ipc://@"):
+            # clients in the service's group connect: rw for the group, whatever the umask
+            os.chmod(self.endpoint[len("ipc://"):], SOCKET_MODE)
         results = self._ctx.socket(zmq.PULL)
         results.setsockopt(zmq.LINGER, 0)
         results.bind(self.results_endpoint)
         self._ready.set()
         try:
             router_loop.serve(router, results, self._stop, lambda frames: self._dispatch(router, frames),
-                              lambda peer, reply: self.send(router, peer, reply))
-            # Shutting down: answers that workers finish meanwhile still go out.
-            while results.poll(200):
-                peer, *reply = results.recv_multipart(copy=False)
-                self.send(router, peer.bytes, reply)
+                              lambda peer, reply: self.send(router, peer, reply),
+                              router_loop.MessageLimits(api.MAX_FRAMES, self.max_message_bytes),
+                              lambda frames, problem: self._refuse_oversize(router, frames, problem),
+                              drain_quiet_s=DRAIN_QUIET_S, drain_max_s=DRAIN_MAX_S)
         finally:
-            router.close(0)
+            router.close(linger=CLOSE_LINGER_MS)   # the answers just sent still leave
             results.close(0)
 
     def send(self, router: zmq.Socket, peer: bytes, frames: list) -> None:
@@ -96,6 +114,13 @@ class ApiServer:
             if exc.errno != zmq.EHOSTUNREACH:
                 raise
             self.stats.count("replies_dropped_client_gone")
+
+    def _refuse_oversize(self, router: zmq.Socket, frames: list, problem: str) -> None:
+        req_id = api.request_id(frames[1].buffer) if len(frames) > 1 else None
+        self.stats.record_reply(api.TOO_LARGE)
+        self.send(router, frames[0].bytes, api.encode_reply(req_id, api.TOO_LARGE, f"message has {problem}; "
+                                                            f"the limit is {self.max_message_bytes} bytes in "
+                                                            f"{api.MAX_FRAMES} frames"))
 
     def _dispatch(self, router: zmq.Socket, frames: list) -> None:
         peer = frames[0].bytes

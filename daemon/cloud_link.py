@@ -24,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import zmq
 
 from adaptinf.cloud import curve_auth, protocol
@@ -58,6 +59,19 @@ class CloudReply:
     header: dict
     payload: bytes | None
     round_trip_s: float
+
+    def logits(self, num_classes: int) -> tuple[np.ndarray, float]:
+        """The answer's logits and the cloud's compute seconds; CloudError if the reply is not
+        an answer (an error code, or malformed: the frame then falls back, never crashes)."""
+        h = self.header
+        if not h.get("ok") or self.payload is None:
+            raise CloudError(str(h.get("code")), str(h.get("message", "no answer")))
+        compute = h.get("compute_s", 0.0)
+        if isinstance(compute, bool) or not isinstance(compute, (int, float)) or not 0 <= compute < 3600:
+            raise CloudError("MALFORMED", f"compute_s {compute!r} is not a duration")
+        if len(self.payload) != 4 * num_classes:
+            raise CloudError("MALFORMED", f"{len(self.payload)} bytes of logits, expected {num_classes} float32")
+        return np.frombuffer(self.payload, dtype=np.float32), float(compute)
 
 
 class CloudCall:
@@ -338,7 +352,7 @@ class CloudLink:
 
     def _on_reply(self, frames: list, pending: dict, now: float) -> None:
         try:
-            header = protocol.unpack(frames[0])
+            header = protocol.unpack_reply(frames[0])
         except protocol.ProtocolError as exc:
             log.warning("dropping malformed cloud reply: %s", exc)
             return
@@ -367,5 +381,6 @@ class CloudLink:
     def _observe_upload(self, p: _Pending, header: dict, now: float) -> None:
         """A reply, on time or late, times its upload (Karn: not a retried one's)."""
         if p.upload_bytes and p.attempts <= 1 and header.get("ok"):
-            service = float(header.get("compute_s", 0.0)) + float(header.get("queue_s", 0.0))
+            service = sum(v for v in (header.get("compute_s"), header.get("queue_s"))
+                          if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 3600)
             self.estimator.observe_upload(p.upload_bytes, now - p.last_sent, service, now)

@@ -7,6 +7,7 @@ Example: systemd/adaptinfd.toml (installed as /etc/adaptinf/adaptinfd.toml).
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -44,6 +45,9 @@ class DaemonSection:
     # holds other clients up by at most this much. 0 disables.
     inline_max_ms: float = 1.0
     metrics_endpoint: str = ""        # "127.0.0.1:9464" serves Prometheus metrics at /metrics; empty: off
+    # Fairness: frames one client may have queued or running; more get RESOURCE_EXHAUSTED,
+    # so a client that floods (or never reads its replies) cannot take the others' share.
+    max_in_flight_per_client: int = 16
 
 
 @dataclass(frozen=True)
@@ -126,11 +130,24 @@ class Config:
 _CHOICES = {("policy", "name"): POLICIES, ("policy", "goal"): GOALS, ("policy", "mode"): MODES,
             ("device", "engine"): BACKENDS, ("cloud", "radio"): tuple(RADIOS), ("power", "source"): POWER_SOURCES,
             ("mcu", "policy"): MCU_POLICIES}
-_POSITIVE = {("daemon", "workers"), ("daemon", "queue_size"), ("daemon", "max_message_bytes"),
+_POSITIVE = {("daemon", "workers"), ("daemon", "max_in_flight_per_client"), ("daemon", "queue_size"), ("daemon", "max_message_bytes"),
              ("daemon", "warmup_runs"), ("device", "emulate_slowdown"), ("cloud", "timeout_ms"),
              ("power", "shunt_ohms"), ("power", "max_current_a"), ("power", "rate_hz"),
              ("mcu", "timeout_ms"), ("mcu", "baudrate"), ("mcu", "clock_hz"), ("mcu", "cycles_per_tick"),
              ("mcu", "energy_per_cycle_nj")}
+
+
+# Upper bounds: far above any sane setting, low enough that a typo cannot exhaust memory
+# or overflow the C libraries the values go to (libzmq's int64 message size, thread counts).
+_MAXIMUM = {("daemon", "workers"): 256, ("daemon", "queue_size"): 100_000,
+            ("daemon", "max_message_bytes"): 1 << 30, ("daemon", "warmup_runs"): 10_000,
+            ("daemon", "inline_max_ms"): 1000.0, ("daemon", "max_in_flight_per_client"): 100_000,
+            ("policy", "history_ms"): 3_600_000.0,
+            ("device", "compute_power_w"): 10_000.0, ("device", "emulate_slowdown"): 1000.0,
+            ("cloud", "timeout_ms"): 3_600_000.0, ("power", "rate_hz"): 100_000.0, ("power", "i2c_bus"): 255,
+            ("power", "address"): 0x7F, ("power", "shunt_ohms"): 1000.0, ("power", "max_current_a"): 1000.0,
+            ("mcu", "timeout_ms"): 3_600_000.0, ("mcu", "baudrate"): 10_000_000, ("mcu", "clock_hz"): 1e10,
+            ("mcu", "cycles_per_tick"): 1e6, ("mcu", "energy_per_cycle_nj"): 1e6}
 
 
 def _section(cls: type, name: str, raw: Any) -> Any:
@@ -149,10 +166,14 @@ def _section(cls: type, name: str, raw: Any) -> Any:
             raise ConfigError(f"[{name}].{key} must be {expected.__name__}, got {type(value).__name__} {value!r}")
         if (name, key) in _CHOICES and value not in _CHOICES[(name, key)]:
             raise ConfigError(f"[{name}].{key} = {value!r}; choose one of {list(_CHOICES[(name, key)])}")
+        if expected is float and not math.isfinite(value):
+            raise ConfigError(f"[{name}].{key} must be a finite number, got {value}")
         if (name, key) in _POSITIVE and value <= 0:
             raise ConfigError(f"[{name}].{key} must be positive, got {value}")
-        if expected is float and value < 0:
+        if expected in (int, float) and value < 0:
             raise ConfigError(f"[{name}].{key} must not be negative, got {value}")
+        if (name, key) in _MAXIMUM and value > _MAXIMUM[(name, key)]:
+            raise ConfigError(f"[{name}].{key} = {value} is above its maximum, {_MAXIMUM[(name, key)]}")
         values[key] = value
     return cls(**values)
 

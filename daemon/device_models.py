@@ -10,6 +10,7 @@ bundle adds its little model, an M&MNet one its two Minions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from adaptinf.bundle import Bundle
 from adaptinf.engines import Engine, open_engine
@@ -34,8 +35,12 @@ class DeviceModels:
     minions: tuple[Engine, Engine] | None = None   # M&MNet's
 
     @classmethod
-    def load(cls, bundle: Bundle, backend: str, plan_cache: str, slowdown: float = 1.0) -> "DeviceModels":
+    def load(cls, bundle: Bundle, backend: str, plan_cache: str, slowdown: float = 1.0,
+             on_engine: Callable[[str], None] = lambda file: None) -> "DeviceModels":
+        """on_engine(file) is called before each engine is opened (a TensorRT plan may be built
+        then, for minutes: the daemon tells systemd)."""
         def engine(file: str) -> Engine:
+            on_engine(file)
             e = open_engine(bundle.path(file), backend, plan_cache)
             return EmulatedSlowdown(e, slowdown) if slowdown != 1.0 else e
 

@@ -190,13 +190,11 @@ class Executor:
         local = self._device(self.models.full, job.frame, profile.partition(MOBILE_ONLY).device_ms, stages)
         if call is not None:
             try:
-                reply = call.wait(sla_end - self._clock() - FALLBACK_MARGIN_S)
-                if reply.header.get("ok") and reply.payload is not None:
-                    stages["network"] = self._clock() - start
-                    stages["cloud"] = float(reply.header.get("compute_s", 0.0))
-                    served["answered_by"] = "cloud"
-                    return np.frombuffer(reply.payload, dtype=np.float32), payload.nbytes
-                reason = f"cloud answered {reply.header.get('code')}"
+                logits, stages["cloud"] = call.wait(sla_end - self._clock() - FALLBACK_MARGIN_S).logits(
+                    len(self.bundle.classes))
+                stages["network"] = self._clock() - start
+                served["answered_by"] = "cloud"
+                return logits, payload.nbytes
             except CloudError as exc:
                 call.abandon()
                 reason = str(exc)
@@ -339,14 +337,11 @@ class Executor:
             header["deadline_ms"] = budget * 1e3
             call = self.link.call(header, payload, budget, upload_bytes=payload.nbytes)
             try:
-                reply = call.wait(budget + 0.05)
-                if reply.header.get("ok") and reply.payload is not None:
-                    stages["network"] = self._clock() - start
-                    compute = float(reply.header.get("compute_s", 0.0))
-                    stages["cloud"] = compute
-                    self.telemetry.observe_cloud(compute, profile.partition(partition).cloud_ms / 1e3)
-                    return np.frombuffer(reply.payload, dtype=np.float32)
-                reason = f"cloud answered {reply.header.get('code')}: {reply.header.get('message', '')}"
+                logits, compute = call.wait(budget + 0.05).logits(len(self.bundle.classes))
+                stages["network"] = self._clock() - start
+                stages["cloud"] = compute
+                self.telemetry.observe_cloud(compute, profile.partition(partition).cloud_ms / 1e3)
+                return logits
             except CloudError as exc:
                 call.abandon()
                 reason = str(exc)

@@ -25,6 +25,18 @@ class JournalFormatter(logging.Formatter):
         return text
 
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(text: str) -> str:
+    """argparse type for --log-level: a level name, any case; else a one-line usage error."""
+    import argparse
+
+    if text.upper() not in LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a log level; choose one of {', '.join(LEVELS)}")
+    return text.upper()
+
+
 def configure(level: str, program: str, environ: Mapping[str, str] = os.environ) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if environ.get("JOURNAL_STREAM"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,9 +21,10 @@ import zmq
 from adaptinf import __version__
 from adaptinf import api_protocol as api
 from adaptinf.bundle import Bundle, load_bundle
-from adaptinf.daemon.api_server import ApiServer
+from adaptinf.daemon.api_server import ApiServer, ApiStartError
+from adaptinf.daemon.client_shares import ClientShares
 from adaptinf.daemon.cloud_link import CloudLink
-from adaptinf.daemon.config import MCU_POLICIES, POLICIES, Config
+from adaptinf.daemon.config import MCU_POLICIES, POLICIES, Config, ConfigError
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.device_queue import DeviceQueue
 from adaptinf.daemon.executor import Executor, FrameResult, Job, Planned
@@ -33,10 +35,13 @@ from adaptinf.daemon.link_estimator import LinkEstimator
 from adaptinf.daemon.metrics import MetricsServer
 from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.drivers.ina226 import SensorError
+from adaptinf.drivers.jetson_board import JetsonBoard
 from adaptinf.drivers.power_sources import PowerSource, open_power_source
 from adaptinf.daemon.stats import Stats
+from adaptinf.daemon.systemd_notify import Notifier
 from adaptinf.daemon.telemetry import TelemetryTracker
-from adaptinf.daemon.warmup import measure_profile, median_ms
+from adaptinf.daemon.warmup import DeviceTimes, cloud_partitions, measure_profile, median_ms, profile_from
+from adaptinf.engines.tensorrt_engine import tensorrt_available
 from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
 from adaptinf.policies.fixed import FixedPolicy
 from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
@@ -47,10 +52,11 @@ from adaptinf.policies.sieve import SievePolicy, SpeculationHistory
 from adaptinf.policies.multiplexer import MultiplexerPolicy
 from adaptinf.policies.plan import GOALS, MODES, FrameContext
 from adaptinf.policies.split import SplitPolicy
-from adaptinf.profile import Profile, ProfileError, load_profile, save_profile
+from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile, ProfileError, load_profile, save_profile
 
 log = logging.getLogger(__name__)
 
+STEP_TIMEOUT_S = 900.0            # EXTEND_TIMEOUT_USEC per start-up step: a TensorRT build takes minutes
 LINK_WAIT_S = 3.0                 # at start-up, how long to wait for the cloud before profiling without it
 FEATURES = ("infer", "deadline", "priority", "modes", "policies", "scores", "split", "fallback")
 
@@ -59,11 +65,28 @@ class StartupError(RuntimeError):
     pass
 
 
+def _warn_if_unresolvable(endpoint: str) -> None:
+    """libzmq resolves a tcp host in the background and retries silently: say it here."""
+    import socket
+
+    if not endpoint.startswith("tcp://"):
+        return
+    host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        log.warning("[cloud].endpoint %s: host %r does not resolve (%s); frames run on the device "
+                    "until it does", endpoint, host, exc)
+
+
 class Daemon:
     def __init__(self, config: Config, context: zmq.Context | None = None, progress: bool = False,
-                 power_source: PowerSource | None = None):
-        """power_source: injected hardware (an emulated sensor in tests); None: per [power]."""
+                 power_source: PowerSource | None = None, notifier: Notifier | None = None):
+        """power_source: injected hardware (an emulated sensor in tests); None: per [power].
+        notifier: systemd's, told what start-up is doing (STATUS=) and to wait for engine builds."""
         self.config = config
+        self._notifier = notifier
+        self.board: JetsonBoard | None = None
         self._power_source = power_source
         self.power: PowerMonitor | None = None
         self._ctx = context or zmq.Context.instance()
@@ -73,6 +96,7 @@ class Daemon:
         self._inline_max_s = config.daemon.inline_max_ms / 1e3
         self.started = time.monotonic()
         self.stats = Stats()
+        self.shares = ClientShares(config.daemon.max_in_flight_per_client)
         self.estimator = LinkEstimator()
         self.link: CloudLink | None = None
         self.profile: Profile | None = None
@@ -83,31 +107,41 @@ class Daemon:
         self.metrics: MetricsServer | None = None
         self.mcu: McuRuntime | None = None
         self.fc: FcExecutor | None = None
+        self._device_times: DeviceTimes | None = None   # a warm-up profile's device side
+        self._cloud_measure: threading.Thread | None = None
         self._full_ms: float | None = None   # the full model's time here: the speculative models' yardstick
 
     # ---- life cycle ---------------------------------------------------------------
     def start(self) -> "Daemon":
         cfg = self.config
         self._claim_endpoint(cfg.daemon.api_endpoint)
+        self._starting(f"loading bundle {cfg.daemon.bundle}")
         self.bundle: Bundle = load_bundle(cfg.daemon.bundle)
+        builds = cfg.device.engine != "onnxruntime" and tensorrt_available()[0]
         self.models = DeviceModels.load(self.bundle, cfg.device.engine, cfg.device.plan_cache,
-                                        cfg.device.emulate_slowdown)
+                                        cfg.device.emulate_slowdown,
+                                        on_engine=lambda file: builds and self._starting(
+                                            f"TensorRT engine for {file} (built once, then cached)"))
         if cfg.cloud.endpoint:
             curve = None
             if cfg.cloud.curve_secret_key or cfg.cloud.curve_server_key:
                 if not (cfg.cloud.curve_secret_key and cfg.cloud.curve_server_key):
                     raise StartupError("[cloud] CURVE needs both curve_secret_key and curve_server_key")
                 curve = (cfg.cloud.curve_secret_key, cfg.cloud.curve_server_key)
+            self._starting(f"connecting to the cloud at {cfg.cloud.endpoint}")
+            _warn_if_unresolvable(cfg.cloud.endpoint)
             self.link = CloudLink(cfg.cloud.endpoint, cfg.cloud.device_id, self.estimator, self._ctx,
                                   curve=curve).start()
             deadline = time.monotonic() + LINK_WAIT_S
             while not self.link.up and time.monotonic() < deadline:
                 time.sleep(0.02)
+        self._starting("measuring the device and the cloud (warm-up)" if not cfg.daemon.profile
+                       else f"loading profile {cfg.daemon.profile}")
         self.profile = self._load_or_measure_profile()
         # "split" plans per frame; every partition is also a fixed policy (mobile-only, cloud-only,
         # RB3, ...) that a request can pin, for baselines, debugging and calibration checks.
         self.policies = {"split": SplitPolicy(cfg.policy.goal)}
-        self.policies.update({p.name: FixedPolicy(p.name) for p in self.profile.partitions})
+        self.policies.update({name: FixedPolicy(name) for name in self._placements()})
         self.policies["mdinference"] = MdInferencePolicy(cfg.cloud.timeout_ms / 1e3,
                                                          int(np.prod(self.bundle.input.shape)))
         if self.models.pair is not None:
@@ -135,6 +169,10 @@ class Daemon:
                                f"{self.bundle.name!r} (it has no {cfg.policy.name} section); "
                                f"available: {list(self.policies)}")
         self.power = self._open_power()
+        self.board = JetsonBoard.open()
+        self.registry, self.frame_metrics = metrics.make_registry(
+            self.status_body, self.stats_body, {"version": __version__, "bundle": self.bundle.name,
+                                                "bundle_sha256": self.bundle.manifest_sha256[:12]})
         self.device = DeviceQueue()
         self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio, self.power, self.device)
         self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,
@@ -145,15 +183,27 @@ class Daemon:
         results = f"inproc://adaptinfd-results-{id(self)}"
         self.api = ApiServer(cfg.daemon.api_endpoint, self._handlers(), self.stats, cfg.daemon.max_message_bytes,
                              results, self._ctx)
-        self.api.start()
+        try:
+            self.api.start()
+        except ApiStartError as exc:
+            raise StartupError(str(exc)) from None
         self.pool = WorkerPool(cfg.daemon.workers, cfg.daemon.queue_size, results, self._answer, self._ctx)
         self.pool.start()
         if cfg.daemon.metrics_endpoint:
-            self.metrics = MetricsServer(cfg.daemon.metrics_endpoint,
-                                         lambda: metrics.render(self.status_body(), self.stats_body())).start()
+            try:
+                self.metrics = MetricsServer(cfg.daemon.metrics_endpoint, self.registry).start()
+            except (OSError, ValueError) as exc:
+                raise StartupError(f"[daemon].metrics_endpoint {cfg.daemon.metrics_endpoint}: cannot serve "
+                                   f"metrics there ({exc})") from None
         log.info("adaptinfd %s serving %s on %s (profile: %s)", __version__, self.bundle.name,
                  self.api.bound_endpoint, self.profile_source)
         return self
+
+    def _starting(self, what: str) -> None:
+        """One start-up step: logged, shown by `systemctl status`, and given a fresh start timeout."""
+        log.info("start-up: %s", what)
+        if self._notifier is not None:
+            self._notifier.status(what, extend_timeout_s=STEP_TIMEOUT_S)
 
     def stop(self) -> None:
         """Stop taking frames, answer every queued one explicitly, then close."""
@@ -169,6 +219,8 @@ class Daemon:
             self.mcu.close()
         if self.power is not None:
             self.power.stop()
+        if self.board is not None:
+            self.board.close()
         if self.metrics is not None:
             self.metrics.stop()
         if self._lock_file is not None:
@@ -191,6 +243,9 @@ class Daemon:
         profile ([daemon].profile). Anything else is logged as needing a restart.
         """
         old = self.config
+        if new.policy.name not in self.policies:
+            raise ConfigError(f"[policy] name = {new.policy.name!r} is not available with bundle "
+                              f"{self.bundle.name!r}; available: {list(self.policies)}")
         changes = []
         fixed = [f"{section}.{key}" for section in ("daemon", "device", "cloud", "power", "mcu")
                  for key, value in vars(getattr(new, section)).items()
@@ -225,7 +280,46 @@ class Daemon:
         log.info("SIGHUP: reloaded (%s)", ", ".join(changes) or "nothing changed")
         return changes
 
+    def _placements(self) -> list[str]:
+        """Every placement a request can pin: the profile's, and with a cloud configured also
+        those it will measure when the cloud comes up."""
+        names = [MOBILE_ONLY]
+        if self.config.cloud.endpoint:
+            names += [CLOUD_ONLY, *(p.name for p in (self.bundle.split.points if self.bundle.split else ()))]
+        return names + [p.name for p in self.profile.partitions if p.name not in names]
+
+    def usable_partitions(self) -> list[str]:
+        """What the planner can choose now: the cloud's partitions only while the link is up."""
+        up = self.link is not None and self.link.up
+        return [p.name for p in self.profile.partitions if up or p.kind == "device"]
+
+    def tick(self) -> None:
+        """The main loop's periodic work: a cloud that was down at start-up is measured when it
+        comes up (in the background; frames keep flowing), and its partitions join the profile."""
+        if (self._device_times is None or self.link is None or not self.link.up or self.profile.has(CLOUD_ONLY)
+                or (self._cloud_measure is not None and self._cloud_measure.is_alive())):
+            return
+        self._cloud_measure = threading.Thread(target=self._measure_cloud_late, name="cloud-measure", daemon=True)
+        self._cloud_measure.start()
+
+    def _measure_cloud_late(self) -> None:
+        cfg = self.config
+        try:
+            cloud, link = cloud_partitions(self.bundle, self._device_times, self.link, self.estimator,
+                                           cfg.device.compute_power_w, max(3, cfg.daemon.warmup_runs // 2))
+        except Exception as exc:  # the link went again, or the cloud answered nonsense: retried next tick
+            log.warning("measuring the cloud's partitions failed (%s: %s); retrying", type(exc).__name__, exc)
+            return
+        if not cloud:
+            log.warning("the cloud is up but did not answer the measurements; retrying")
+            return
+        self.profile = profile_from(self.bundle, self.models, self._device_times, cfg.device.compute_power_w,
+                                    cloud, link)
+        self._save_warmup_profile(self.profile)
+        log.info("cloud up: measured %s; the planner uses them from now on", [p.name for p in cloud])
+
     def _push_unavailable(self, job: Job) -> None:
+        self.shares.give_back(job.peer)
         push = self._ctx.socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 1000)
         push.connect(self.api.results_endpoint)
@@ -237,8 +331,12 @@ class Daemon:
         if not endpoint.startswith("ipc://"):
             return
         path = Path(endpoint[len("ipc://"):])
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        self._lock_file = open(path.with_name(path.name + ".lock"), "w")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            self._lock_file = open(path.with_name(path.name + ".lock"), "w")
+        except OSError as exc:
+            raise StartupError(f"[daemon].api_endpoint {endpoint}: cannot create its directory or lock file "
+                               f"({exc.strerror or exc}: {exc.filename or path.parent})") from None
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -303,17 +401,22 @@ class Daemon:
                     f"({self.bundle.manifest_sha256[:12]}): recalibrate (adaptinf-calib) or clear [daemon].profile "
                     "to let adaptinfd measure at start-up")
             self.profile_source = cfg.daemon.profile
+            self._device_times = None  # calibrated: nothing to add later
             return profile
-        profile = measure_profile(self.bundle, self.models, self.link, self.estimator, cfg.device.compute_power_w,
-                                  cfg.daemon.warmup_runs, self._progress)
-        path = Path(cfg.daemon.state_dir) / "profile.json"
+        profile, self._device_times = measure_profile(self.bundle, self.models, self.link, self.estimator,
+                                                      cfg.device.compute_power_w, cfg.daemon.warmup_runs,
+                                                      self._progress)
+        self._save_warmup_profile(profile)
+        return profile
+
+    def _save_warmup_profile(self, profile: Profile) -> None:
+        path = Path(self.config.daemon.state_dir) / "profile.json"
         try:
             save_profile(profile, path)
             self.profile_source = f"warm-up ({path})"
         except OSError as exc:
             log.warning("could not write the warm-up profile to %s: %s", path, exc)
             self.profile_source = "warm-up (not saved)"
-        return profile
 
     # ---- handlers: op -> reply frames (or None: a worker answers) ------------------
     def _handlers(self) -> dict:
@@ -340,7 +443,7 @@ class Daemon:
             "name": b.name, "ready": True, "classes": list(b.classes), "backend": self.models.backend,
             "inputs": [{"name": b.input.name, "dtype": b.input.dtype, "shape": list(b.input.shape)}],
             "outputs": [{"name": "scores", "dtype": "float32", "shape": [len(b.classes)]}],
-            "partitions": [p.name for p in self.profile.partitions], "policies": list(self.policies)}]
+            "partitions": self.usable_partitions(), "policies": list(self.policies)}]
             + ([self._fc_model_entry()] if self.fc else [])})
 
     def _fc_model_entry(self) -> dict:
@@ -370,11 +473,15 @@ class Daemon:
                      "radio": self.config.cloud.radio},
             "power": self._power_status(),
             "cloud": {"state": link.state if link else "none", "queue_depth": link.queue_depth if link else 0,
-                      "service_ms": link.service_s * 1e3 if link else 0.0, "slowdown": t.cloud_slowdown,
+                      "service_ms": link.service_s * 1e3 if link else 0.0,
+                      # measured compute time over the profile's (1.0: as calibrated), not the emulation
+                      "time_vs_profile": t.cloud_slowdown,
                       "retries": link.retries if link else 0, "reconnects": link.reconnects if link else 0,
                       "late_replies_dropped": link.late_replies if link else 0,
                       "in_flight": link.in_flight if link else 0},
-            "device": {"backend": self.models.backend, "slowdown": t.device_slowdown,
+            "device": {"backend": self.models.backend, "time_vs_profile": t.device_slowdown,
+                       "emulated_slowdown": self.config.device.emulate_slowdown,
+                       "board": self.board.snapshot() if self.board else None,
                        "queue_depth": self.pool.depth(), "busy_workers": self.pool.busy,
                        "frames_at_device": self.device.depth(), "device_wait_ms": t.device_queue_s * 1e3},
             "latency": self.stats.latency_percentiles(),
@@ -439,12 +546,17 @@ class Daemon:
         priority = h.get("priority", 0)
         if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 255:
             raise api.ApiError(api.INVALID_ARG, "priority must be an integer in [0, 255]")
+        if not self.shares.take(peer):
+            raise api.ApiError(api.RESOURCE_EXHAUSTED, f"this client already has {self.shares.limit} frames in "
+                                                       "flight ([daemon].max_in_flight_per_client); wait for "
+                                                       "their answers")
         now = time.monotonic()
         job = Job(req.id, peer, frame, FrameContext(goal, mode, deadline_ms / 1e3 if deadline_ms else None),
                   policy, now, now + deadline_ms / 1e3 if deadline_ms else None, keepalive=req.buffers,
                   model=model)
         if not fc and self.pool.idle():  # plan now: it cannot go stale before a worker takes it
-            planned = self.executor.plan(job)
+            # _answer answers it (and gives its share back), whatever planning did
+            planned = self._plan_or_fail(job)
             if isinstance(planned, FrameResult) or (planned.plan.chosen.kind == "device" and
                                                     planned.plan.chosen.device_s <= self._inline_max_s):
                 self.stats.count("frames_inline")
@@ -453,11 +565,25 @@ class Daemon:
         try:
             self.pool.submit(job)
         except QueueFull:
+            self.shares.give_back(peer)
             raise api.ApiError(api.RESOURCE_EXHAUSTED, "frame queue is full; retry later") from None
         return None
 
+    def _plan_or_fail(self, job: Job) -> "Planned | FrameResult":
+        try:
+            return self.executor.plan(job)
+        except Exception as exc:
+            log.exception("planning frame %r failed", job.id)
+            return FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
+
     def _answer(self, job: Job, planned: "Planned | FrameResult | None" = None) -> list:
         """Every job gets exactly one reply, whatever happens (on a worker, or inline)."""
+        try:
+            return self._reply_for(job, planned)
+        finally:
+            self.shares.give_back(job.peer)
+
+    def _reply_for(self, job: Job, planned: "Planned | FrameResult | None") -> list:
         try:
             if isinstance(planned, FrameResult):
                 result = planned
@@ -471,6 +597,9 @@ class Daemon:
         self.stats.record_reply(result.code)
         if result.code != api.OK:
             return api.encode_reply(job.id, result.code, result.message)
+        served = result.served_by
+        self.frame_metrics.observe("fallback" if served.get("fallback") else str(served.get("placement", "device")),
+                                   result.stages_s.get("total", 0.0), result.energy_j, result.energy_source)
         names = self.bundle.classes if job.model != self.config.mcu.name else None
         body = {"label": result.label, "class": names[result.label] if names else str(result.label),
                 "confidence": result.confidence,

@@ -37,7 +37,9 @@ class Notifier:
             return False
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # non-blocking: a notify socket nobody reads must never stall the daemon
+                self._sock = socket.socket(socket.AF_UNIX,
+                                           socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
             self._sock.sendto(message.encode(), self.address)
             return True
         except OSError as exc:
@@ -57,3 +59,10 @@ class Notifier:
 
     def watchdog(self) -> bool:
         return self.notify("WATCHDOG=1")
+
+    def status(self, text: str, extend_timeout_s: float | None = None) -> bool:
+        """What `systemctl status` shows while the unit starts (warm-up, engine builds); with
+        extend_timeout_s, the start-up timeout restarts at that many seconds from now (a
+        TensorRT build can take minutes)."""
+        extend = f"\nEXTEND_TIMEOUT_USEC={int(extend_timeout_s * 1e6)}" if extend_timeout_s else ""
+        return self.notify(f"STATUS={text}{extend}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
@@ -33,39 +34,72 @@ def median_ms(engine, spec, runs: int) -> float:
     return statistics.median(measure.time_engine(engine, frame, runs, warmup=1))
 
 
-def measure_profile(bundle: Bundle, models: DeviceModels, link: CloudLink | None, estimator: LinkEstimator,
-                    power_w: float, runs: int, progress: bool = False) -> Profile:
+@dataclass(frozen=True)
+class DeviceTimes:
+    """The device's side of the profile: the full model and every head, median ms."""
+    full_ms: float
+    head_ms: dict[str, float]
+
+
+def measure_device(bundle: Bundle, models: DeviceModels, runs: int, steps: tqdm | None = None) -> DeviceTimes:
     frame = (np.random.default_rng(0).random(bundle.input.shape) * 255).astype(bundle.input.dtype)
-    points = bundle.split.points if bundle.split else ()
-    full = bundle.full_model
-    steps = tqdm(total=1 + len(points) + 2, desc="warm-up", disable=not progress, leave=False)
     full_ms = statistics.median(measure.time_engine(models.full, frame, runs, warmup=1))
-    steps.update()
+    if steps is not None:
+        steps.update()
     head_ms = {}
-    for p in points:
+    for p in bundle.split.points if bundle.split else ():
         head_ms[p.name] = statistics.median(measure.time_engine(models.heads[p.name], frame, runs, warmup=1))
+        if steps is not None:
+            steps.update()
+    return DeviceTimes(full_ms, head_ms)
+
+
+def cloud_partitions(bundle: Bundle, device: DeviceTimes, link: CloudLink, estimator: LinkEstimator,
+                     power_w: float, runs: int, steps: tqdm | None = None
+                     ) -> tuple[list[PartitionProfile], LinkProfile | None]:
+    """Cloud-only and every split point the cloud answers for, with the cloud's own compute
+    times and the link as measured now; ([], None) if the cloud fails the measurements
+    (the same ones as adaptinf-calib)."""
+    try:
+        cloud = {name: t["ms"] for name, t in measure.measure_cloud(link, runs).items()}
+    except RuntimeError:
+        cloud = {}
+    if steps is not None:
         steps.update()
-    partitions = [PartitionProfile(MOBILE_ONLY, full_ms, power_w, 0.0, 0, full.accuracy)]
     link_profile = None
-    if link is not None and link.up:
-        # the same measurements as adaptinf-calib; a cloud that fails them leaves mobile-only
-        try:
-            cloud = {name: t["ms"] for name, t in measure.measure_cloud(link, runs).items()}
-        except RuntimeError:
-            cloud = {}
+    try:
+        measured = measure.measure_link(link, estimator, LINK_PROBES, progress=False)
+        link_profile = LinkProfile(measured["uplink_bps"], measured["rtt_ms"])
+    except RuntimeError:
+        pass
+    if steps is not None:
         steps.update()
-        try:
-            measured = measure.measure_link(link, estimator, LINK_PROBES, progress=False)
-            link_profile = LinkProfile(measured["uplink_bps"], measured["rtt_ms"])
-        except RuntimeError:
-            pass
-        steps.update()
-        if cloud:
-            partitions.append(PartitionProfile(CLOUD_ONLY, 0.0, power_w, cloud["full"], bundle.input.nbytes,
-                                               full.accuracy))
-            partitions += [PartitionProfile(p.name, head_ms[p.name], power_w, cloud[p.name], p.upload_bytes,
-                                            p.accuracy) for p in points if p.name in cloud]
-    steps.close()
-    return Profile(bundle=bundle.manifest_sha256, partitions=tuple(partitions), link=link_profile,
+    if "full" not in cloud:
+        return [], link_profile
+    full = bundle.full_model
+    points = bundle.split.points if bundle.split else ()
+    return ([PartitionProfile(CLOUD_ONLY, 0.0, power_w, cloud["full"], bundle.input.nbytes, full.accuracy)]
+            + [PartitionProfile(p.name, device.head_ms[p.name], power_w, cloud[p.name], p.upload_bytes, p.accuracy)
+               for p in points if p.name in cloud]), link_profile
+
+
+def profile_from(bundle: Bundle, models: DeviceModels, device: DeviceTimes, power_w: float,
+                 cloud: list[PartitionProfile] = (), link: LinkProfile | None = None) -> Profile:
+    partitions = [PartitionProfile(MOBILE_ONLY, device.full_ms, power_w, 0.0, 0, bundle.full_model.accuracy), *cloud]
+    return Profile(bundle=bundle.manifest_sha256, partitions=tuple(partitions), link=link,
                    device={"host": platform.node(), "backend": models.backend, "power_source": "model",
                            "source": "adaptinfd warm-up", "measured_at": time.time()})
+
+
+def measure_profile(bundle: Bundle, models: DeviceModels, link: CloudLink | None, estimator: LinkEstimator,
+                    power_w: float, runs: int, progress: bool = False) -> tuple[Profile, DeviceTimes]:
+    """The profile, and the device times it was built from (kept to add the cloud's
+    partitions when a cloud that was down at start-up comes up)."""
+    points = bundle.split.points if bundle.split else ()
+    steps = tqdm(total=1 + len(points) + 2, desc="warm-up", disable=not progress, leave=False)
+    device = measure_device(bundle, models, runs, steps)
+    cloud, link_profile = ([], None)
+    if link is not None and link.up:
+        cloud, link_profile = cloud_partitions(bundle, device, link, estimator, power_w, runs, steps)
+    steps.close()
+    return profile_from(bundle, models, device, power_w, cloud, link_profile), device

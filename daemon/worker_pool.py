@@ -31,7 +31,8 @@ class WorkerPool:
         self._ctx = context
         self._threads = [threading.Thread(target=self._loop, name=f"frame-worker-{i}", daemon=True)
                          for i in range(workers)]
-        self.busy = 0
+        self._busy = 0
+        self._busy_lock = threading.Lock()
 
     def start(self) -> None:
         for t in self._threads:
@@ -49,8 +50,12 @@ class WorkerPool:
     def alive(self) -> bool:
         return all(t.is_alive() for t in self._threads)
 
+    @property
+    def busy(self) -> int:
+        return self._busy
+
     def idle(self) -> bool:
-        return self.busy == 0 and self._jobs.empty()
+        return self._busy == 0 and self._jobs.empty()
 
     def stop(self, timeout_s: float = 5.0) -> list[Job]:
         """Stop taking jobs; returns the jobs never started, for the caller to answer."""
@@ -77,11 +82,16 @@ class WorkerPool:
                 job = self._jobs.get()
                 if job is None:
                     return
-                self.busy += 1
+                with self._busy_lock:
+                    self._busy += 1
                 try:
                     frames = self._handle(job)  # never raises: the handler answers errors itself
                 finally:
-                    self.busy -= 1
+                    with self._busy_lock:
+                        self._busy -= 1
                 push.send_multipart([job.peer, *frames], copy=False)
+        except BaseException as exc:  # the daemon's health check sees the dead thread and exits
+            log.critical("frame worker died: %s: %s", type(exc).__name__, exc, exc_info=True)
+            raise
         finally:
             push.close()

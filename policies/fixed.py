@@ -1,5 +1,7 @@
 """Fixed placements (mobile-only, cloud-only, or one split point) as policies.
 
+A placement the profile has not measured (no cloud reachable yet) runs on the device.
+
 The baselines every adaptive plan is compared with; predictions come from the same
 cost model, so `adaptinf plan` and the demo report them side by side.
 """
@@ -23,9 +25,9 @@ class FixedPolicy:
         if self._model is None or self._model.profile is not profile:
             self._model = CostModel(profile)
         chosen = self._model.predict_one(self.partition, telemetry)
-        if chosen is None:
-            raise ValueError(f"profile has no partition {self.partition!r}")
-        if frame.mode == "private" and chosen.kind != "device":  # private wins over any fixed placement
+        # Not measured (the cloud has not been reachable since start-up) or private mode: the
+        # frame runs on the device, as a pinned cloud placement does when its link is down.
+        if chosen is None or (frame.mode == "private" and chosen.kind != "device"):
             chosen = self._model.predict_one(MOBILE_ONLY, telemetry)
         candidates = tuple(self._model.predict(telemetry)) if explain else ()
         return Plan(chosen, frame.goal, frame.mode, self.name, candidates)

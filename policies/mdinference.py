@@ -138,7 +138,9 @@ class MdInferencePolicy:
         power_w = telemetry.device_power_w or mobile.device_power_w
         local = Candidate(MOBILE_ONLY, "device", device_s, 0.0, 0.0, 0.0, device_s, device_s * power_w,
                           mobile.accuracy)
-        if frame.mode == "private" or not telemetry.cloud_up:
+        from adaptinf.profile import CLOUD_ONLY
+
+        if frame.mode == "private" or not telemetry.cloud_up or not profile.has(CLOUD_ONLY):
             return Plan(local, frame.goal, frame.mode, self.name, (local,))
         from adaptinf.policies.radio_power import uplink_power_w
 

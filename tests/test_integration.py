@@ -53,8 +53,8 @@ def test_partition_moves_toward_the_device_as_the_uplink_slows(tmp_short, glyph_
     # ...and it is the choice the cost model makes from the daemon's own profile and link estimate
     profile = load_profile(tmp_short / "profile.json")
     telemetry = Telemetry(uplink_bps=status["link"]["uplink_bps"], rtt_s=status["link"]["rtt_ms"] / 1e3,
-                          radio="wifi", cloud_slowdown=status["cloud"]["slowdown"],
-                          device_slowdown=status["device"]["slowdown"])
+                          radio="wifi", cloud_slowdown=status["cloud"]["time_vs_profile"],
+                          device_slowdown=status["device"]["time_vs_profile"])
     assert SplitPolicy().plan(FrameContext(), telemetry, profile).chosen.name == slow[-1]
 
 
@@ -164,7 +164,7 @@ def test_cloud_worker_runs_a_retried_request_once(bundle, dealer):
         assert not dealer.poll(100)  # and nothing else
     finally:
         worker.stop()
-    h1, h2 = protocol.unpack(first[0]), protocol.unpack(second[0])
+    h1, h2 = protocol.unpack_reply(first[0]), protocol.unpack_reply(second[0])
     assert h1["ok"] and h2.get("replayed") is True and first[1] == second[1]
     assert "queue_depth" in h1["load"] and "service_s" in h1["load"]
     assert worker.counters["requests"] == 1

@@ -1,10 +1,9 @@
 """`adaptinf status` for people, /metrics for Prometheus."""
 
-import re
-import urllib.error
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from adaptinf.cli import main as cli_main
 from adaptinf.client import Client
@@ -12,9 +11,6 @@ from adaptinf.cloud.worker import CloudWorker
 from adaptinf.daemon.config import parse_config
 from adaptinf.daemon.service import Daemon
 from conftest import free_port
-
-SAMPLE = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+-]+$|^# (HELP|TYPE) ')
-
 
 @pytest.fixture
 def daemon_with_metrics(bundle, tmp_short):
@@ -30,22 +26,65 @@ def daemon_with_metrics(bundle, tmp_short):
     worker.stop()
 
 
-def test_prometheus_metrics_are_well_formed_and_count_frames(daemon_with_metrics, glyph_frames):
+def scrape(port: int) -> dict:
+    """/metrics parsed by prometheus_client's own parser: {sample name: [(labels, value)]}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    samples: dict = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def value(samples, name, **labels):
+    return sum(v for got, v in samples.get(name, []) if all(got.get(k) == x for k, x in labels.items()))
+
+
+def test_prometheus_metrics_parse_and_count_frames(daemon_with_metrics, glyph_frames):
     daemon, api, port = daemon_with_metrics
     with Client(api) as c:
         for i in range(5):
             c.infer(glyph_frames.images[i:i + 1], policy="cloud-only")
         c.infer(glyph_frames.images[:1], policy="mobile-only")
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = response.read().decode()
-    lines = [line for line in text.splitlines() if line]
-    assert all(SAMPLE.match(line) for line in lines), [line for line in lines if not SAMPLE.match(line)]
-    assert 'adaptinf_frames_total{placement="cloud"} 5.0' in lines
-    assert 'adaptinf_frames_total{placement="device"} 1.0' in lines
-    assert "adaptinf_link_up 1.0" in lines
-    with pytest.raises(urllib.error.HTTPError):
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
+    m = scrape(port)
+    assert value(m, "adaptinf_frames_total", placement="cloud") == 5
+    assert value(m, "adaptinf_frames_total", placement="device") == 1
+    assert value(m, "adaptinf_link_up") == 1
+    assert value(m, "adaptinf_frame_latency_seconds_count") == 6                      # a histogram...
+    assert value(m, "adaptinf_frame_latency_seconds_bucket", le="+Inf") == 6
+    assert value(m, "adaptinf_frame_energy_joules_total") > 0                         # ...an energy counter
+    assert "adaptinf_cloud_reconnects_total" in m and value(m, "process_resident_memory_bytes") > 0
+    assert m["adaptinf_build_info"][0][0]["bundle"] == "glyphnet"
+
+
+def test_the_latency_histogram_aggregates_across_two_daemons(bundle, tmp_short, glyph_frames):
+    """Buckets add up: the fleet's distribution is the sum of the devices' (what PromQL's
+    sum by (le) does), which quantile gauges could never give."""
+    daemons, ports = [], []
+    try:
+        for name, frames in (("a", 3), ("b", 5)):
+            ports.append(free_port())
+            daemons.append(Daemon(parse_config({"daemon": {
+                "api_endpoint": f"ipc://{tmp_short}/{name}.sock", "bundle": str(bundle.root),
+                "state_dir": str(tmp_short / name), "warmup_runs": 1,
+                "metrics_endpoint": f"127.0.0.1:{ports[-1]}"}})).start())
+            with Client(f"ipc://{tmp_short}/{name}.sock") as c:
+                for i in range(frames):
+                    c.infer(glyph_frames.images[i:i + 1])
+        scrapes = [scrape(p) for p in ports]
+    finally:
+        for d in daemons:
+            d.stop()
+    buckets = {}
+    for m in scrapes:
+        for labels, v in m["adaptinf_frame_latency_seconds_bucket"]:
+            buckets[labels["le"]] = buckets.get(labels["le"], 0) + v
+    assert buckets["+Inf"] == 8                                                       # 3 + 5 frames
+    ordered = sorted(buckets.items(), key=lambda kv: float(kv[0]))
+    assert all(a[1] <= b[1] for a, b in zip(ordered, ordered[1:]))                    # still cumulative
+    assert sum(value(m, "adaptinf_frame_latency_seconds_sum") for m in scrapes) > 0
 
 
 def test_status_reads_like_a_dashboard(daemon_with_metrics, glyph_frames, capsys):
@@ -69,3 +108,31 @@ def test_metrics_are_off_by_default(bundle, tmp_short):
         assert daemon.metrics is None
     finally:
         daemon.stop()
+
+
+def test_status_shows_the_board_as_jtop_does(capsys):
+    """jtop's own dict shapes (jetson-stats 4.x: stats, gpu, board), as a Jetson Orin reports them."""
+    from adaptinf.cli import render_status
+    from adaptinf.drivers.jetson_board import snapshot_from_jtop
+
+    board = snapshot_from_jtop(
+        {"GPU": 37.0, "Temp CPU": 48.5, "Temp GPU": 47.25, "Temp CV0": -256, "nvp model": "MAXN",
+         "jetson_clocks": "OFF", "Power TOT": 9120},
+        {"gpu": {"freq": {"cur": 1020000, "max": 1300500}, "status": {"load": 37.0}}},
+        {"hardware": {"Model": "NVIDIA Jetson AGX Orin Developer Kit"}})
+    assert board["temperatures_c"] == {"CPU": 48.5, "GPU": 47.25}       # CV0 offline: left out
+    assert board["clocks_mhz"] == {"GPU gpu": 1020.0} and board["power_mode"] == "MAXN"
+    status = {"mode": "normal", "policy": "split", "goal": "latency", "bundle": {"name": "b", "sha256": "0" * 64},
+              "profile": "p", "uptime_s": 1.0,
+              "link": {"state": "up", "uplink_bps": 5e6, "uplink_bps_std": 0.0, "rtt_ms": 10.0, "rtt_ms_std": 0.0,
+                       "radio": "4g"},
+              "power": {"model_compute_power_w": 5.0},
+              "cloud": {"state": "up", "queue_depth": 0, "service_ms": 1.0, "time_vs_profile": 1.0, "retries": 0,
+                        "reconnects": 0, "late_replies_dropped": 0},
+              "device": {"backend": "tensorrt", "time_vs_profile": 1.1, "queue_depth": 0, "busy_workers": 0,
+                         "board": board},
+              "latency": {}}
+    text = render_status(status, {"placements": {}, "codes": {}})
+    assert "jetson    NVIDIA Jetson AGX Orin Developer Kit  power mode MAXN  GPU 37%" in text
+    assert "CPU 48°C" in text and "GPU gpu 1020 MHz" in text
+    assert "slowdown" not in text and "compute x1.10 of profile" in text

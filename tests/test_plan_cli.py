@@ -8,8 +8,13 @@ from test_split_policy import PROFILE
 def test_rates_parse_with_units():
     assert parse_rate("5.85Mbit") == 5.85e6
     assert parse_rate("800kbit") == 8e5
-    assert parse_rate("1.1Mbps") == 1.1e6
+    assert parse_rate("5.85Mbit/s") == 5.85e6
     assert parse_rate("1100000") == 1.1e6
+    # tc's units: bps suffixes are BYTES per second
+    assert parse_rate("5MB/s") == 40e6
+    assert parse_rate("5mbps") == 40e6
+    assert parse_rate("1kibit") == 1024
+    assert parse_rate("2kB/s") == 16e3
 
 
 def test_plan_prints_every_candidate_and_the_choice(tmp_path, capsys):

@@ -75,7 +75,12 @@ def test_ready_watchdog_reload_and_graceful_stop(tmp_short, notify_socket, glyph
     daemon = spawn_daemon(config, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
     try:
         got = messages(sock, lambda m: sum(x == "WATCHDOG=1" for x in m) >= 3)
-        assert got[0].startswith("READY=1") and got.count("WATCHDOG=1") >= 3  # pinged every 0.2 s
+        starting = [m for m in got if m.startswith("STATUS=")]
+        ready = next(i for i, m in enumerate(got) if m.startswith("READY=1"))
+        # start-up says what it is doing (systemctl status) and extends its timeout, step by step
+        assert starting and got[:len(starting)] == starting and ready == len(starting)
+        assert any("warm-up" in m for m in starting) and all("EXTEND_TIMEOUT_USEC=" in m for m in starting)
+        assert got.count("WATCHDOG=1") >= 3  # pinged every 0.2 s
 
         write_daemon_config(config, **{**sections, "policy": {"goal": "energy"}})
         daemon.process.send_signal(signal.SIGHUP)
@@ -143,3 +148,49 @@ def test_logs_carry_syslog_priorities_under_the_journal():
     assert stream.getvalue().splitlines() == ["<4>logger=adaptinf.test link down", "<6>logger=adaptinf.test link up"]
     logging_setup.configure("INFO", "adaptinfd", environ={})
     assert not isinstance(logging.getLogger().handlers[0].formatter, logging_setup.JournalFormatter)
+
+
+def _directives(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_the_unit_follows_systemds_conventions_for_a_jetson_service():
+    from importlib import resources
+
+    files = resources.files("adaptinf.systemd")
+    unit = _directives(files.joinpath("adaptinfd.service").read_text())
+    assert "RestartPreventExitStatus=2" in unit and "UMask=0007" in unit and "CapabilityBoundingSet=" in unit
+    for setting in ("ProtectKernelTunables=yes", "ProtectKernelLogs=yes", "ProtectClock=yes",
+                    "RestrictNamespaces=yes", "RestrictSUIDSGID=yes", "SystemCallFilter=@system-service"):
+        assert setting in unit, setting
+    groups = next(line for line in unit if line.startswith("SupplementaryGroups=")).split("=", 1)[1].split()
+    assert {"video", "render", "dialout", "i2c"} <= set(groups)
+    allowed = [line.split("=", 1)[1].split()[0] for line in unit if line.startswith("DeviceAllow=")]
+    assert "/dev/nvmap" in allowed and "/dev/nvhost-ctrl-gpu" in allowed and "char-drm" in allowed
+    # systemd takes exact paths or char-<group>, never globs
+    assert all(a.startswith("char-") or (a.startswith("/dev/") and not set("*?[") & set(a)) for a in allowed)
+    rules = files.joinpath("99-adaptinf.rules").read_text()
+    stm32 = [line for line in rules.splitlines() if "adaptinf-stm32" in line and not line.startswith("#")]
+    assert stm32 and all('ENV{ID_MM_DEVICE_IGNORE}="1"' in line for line in stm32)
+    config = files.joinpath("adaptinfd.toml").read_text()
+    assert "example" not in next(line for line in config.splitlines() if line.startswith("endpoint"))
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_the_units_security_exposure_is_low(tmp_path):
+    assert cli_main(["install-service", "--root", str(tmp_path)]) == 0
+    unit = tmp_path / "etc/systemd/system/adaptinfd.service"
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
+                            capture_output=True, text=True)
+    if "--offline" in result.stderr:
+        pytest.skip("this systemd-analyze has no --offline (systemd < 250)")
+    exposure = float(result.stdout.rsplit("exposure level for adaptinfd.service:", 1)[1].split()[0])
+    assert exposure <= 3.0, result.stdout[-2000:]        # 7.4 MEDIUM before the hardening
+
+
+def test_install_service_warns_when_the_unit_would_hide_the_daemon():
+    from adaptinf.cli import hidden_by_unit
+
+    assert any("ProtectHome" in w for w in hidden_by_unit("/home/me/venv/bin/adaptinfd"))
+    assert any("PrivateTmp" in w for w in hidden_by_unit("/tmp/venv/bin/adaptinfd"))
+    assert hidden_by_unit("/opt/adaptinf/venv/bin/adaptinfd") == []
