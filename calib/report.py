@@ -3,6 +3,8 @@
 Plots (matplotlib, Agg):
 - latency.png:    per partition, predicted end-to-end latency stacked by component (device,
                   upload, RTT, cloud) under each uplink of paper 004 Table III, as Table IV does;
+                  horizontal bars on linear axes, each total written at its end, and each
+                  panel's title says what the planner picks there;
 - energy.png:     per partition, device energy stacked (compute, radio) under each uplink;
 - pareto.png:     latency vs device energy of every partition at the measured link, the
                   Pareto front joined, accuracy in the labels;
@@ -10,7 +12,8 @@ Plots (matplotlib, Agg):
                   accuracy vs recovery rate: sending every frame below a confidence threshold
                   to the big model, for each partition;
 - regression.png: the layer regression's predicted vs measured times.
-The predictions come from the planner's own cost model (policies/split.py).
+The predictions and picks come from the planner's own cost model and policy
+(policies/split.py). A device measurement whose std exceeds half its median is flagged.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ import numpy as np  # noqa: E402
 
 from adaptinf.bundle import Bundle  # noqa: E402
 from adaptinf.calib.layer_features import graph_features  # noqa: E402
-from adaptinf.policies.plan import Telemetry  # noqa: E402
+from adaptinf.policies.plan import FrameContext, Telemetry  # noqa: E402
 from adaptinf.policies.radio_power import RADIOS  # noqa: E402
-from adaptinf.policies.split import CostModel  # noqa: E402
+from adaptinf.policies.split import CostModel, SplitPolicy  # noqa: E402
 from adaptinf.profile import Profile  # noqa: E402
 
 COLOURS = {"device": "#4C72B0", "upload": "#DD8452", "rtt": "#937860", "cloud": "#55A868", "radio": "#C44E52"}
@@ -39,34 +42,46 @@ def _telemetry(profile: Profile, radio: str) -> Telemetry:
     return Telemetry(uplink_bps=RADIOS[radio].nominal_uplink_bps, rtt_s=rtt, radio=radio)
 
 
-def _per_radio_plot(profile: Profile, path: Path, title: str, ylabel: str, draw) -> None:
-    """One panel per uplink of Table III; draw(ax, names, candidates) fills a panel."""
+def _per_radio_plot(profile: Profile, path: Path, title: str, xlabel: str, draw) -> None:
+    """One panel per uplink of Table III, stacked vertically; draw(ax, names, candidates)
+    fills a panel with horizontal bars: partition names on the y axis never overlap, and
+    linear axes with each total written at its bar's end read as they are."""
     model = CostModel(profile)
-    fig, axes = plt.subplots(1, len(RADIOS), figsize=(5 * len(RADIOS), 4.2))
+    n = len(profile.partitions)
+    fig, axes = plt.subplots(len(RADIOS), 1, figsize=(9, 0.32 * n * len(RADIOS) + 1.6 * len(RADIOS)))
     for ax, radio in zip(axes, RADIOS):
         cands = model.predict(_telemetry(profile, radio))
         draw(ax, [c.name for c in cands], cands)
-        ax.set_title(f"{radio} ({RADIOS[radio].nominal_uplink_bps / 1e6:g} Mbit/s up)")
-        ax.set_ylabel(ylabel)
-        ax.set_yscale("log")
-        ax.tick_params(axis="x", rotation=60, labelsize=8)
-    axes[0].legend(fontsize=8)
+        ax.set_title(f"{radio} ({RADIOS[radio].nominal_uplink_bps / 1e6:g} Mbit/s up): "
+                     f"the planner picks {_pick(profile, radio, 'latency')} for latency, "
+                     f"{_pick(profile, radio, 'energy')} for energy", fontsize=9, loc="left")
+        ax.set_xlabel(xlabel)
+        ax.invert_yaxis()                        # the partitions in the profile's order, top down
+        ax.tick_params(axis="y", labelsize=8)
+        ax.margins(x=0.18)                       # room for the value labels
+    axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def _stacked(ax, names, parts: list[tuple[str, np.ndarray, str]], unit: str) -> np.ndarray:
+    left = np.zeros(len(names))
+    for label, values, colour in parts:
+        ax.barh(names, values, left=left, label=label, color=colour)
+        left = left + values
+    bars = ax.barh(names, left, fill=False, linewidth=0)      # invisible totals, to label
+    ax.bar_label(bars, labels=[f"{v:.1f} {unit}" for v in left], padding=3, fontsize=7)
+    return left
+
+
 def _latency_plot(profile: Profile, out: Path) -> None:
     def draw(ax, names, cands):
-        bottom = np.zeros(len(cands))
-        for part, values in (("device", [c.device_s for c in cands]), ("upload", [c.upload_s for c in cands]),
-                             ("rtt", [c.network_s for c in cands]), ("cloud", [c.cloud_s for c in cands])):
-            ms = np.array(values) * 1e3
-            ax.bar(names, ms, bottom=bottom, label=part, color=COLOURS[part])
-            bottom += ms
-        best = int(np.argmin(bottom))
-        ax.annotate("best", (best, bottom[best]), ha="center", va="bottom", fontsize=8)
+        parts = [(part, np.array(values) * 1e3, COLOURS[part]) for part, values in (
+            ("device", [c.device_s for c in cands]), ("upload", [c.upload_s for c in cands]),
+            ("rtt", [c.network_s for c in cands]), ("cloud", [c.cloud_s for c in cands]))]
+        _stacked(ax, names, parts, "ms")
 
     _per_radio_plot(profile, out / "latency.png", "End-to-end latency by component (paper 004 Table IV view)",
                     "predicted latency (ms)", draw)
@@ -76,10 +91,22 @@ def _energy_plot(profile: Profile, out: Path) -> None:
     def draw(ax, names, cands):
         compute = np.array([c.device_s * profile.partition(c.name).device_power_w for c in cands]) * 1e3
         radio_mj = np.array([c.energy_j for c in cands]) * 1e3 - compute
-        ax.bar(names, compute, label="compute", color=COLOURS["device"])
-        ax.bar(names, radio_mj, bottom=compute, label="uplink radio", color=COLOURS["radio"])
+        _stacked(ax, names, [("compute", compute, COLOURS["device"]), ("uplink radio", radio_mj, COLOURS["radio"])],
+                 "mJ")
 
     _per_radio_plot(profile, out / "energy.png", "Device energy by component", "device energy per frame (mJ)", draw)
+
+
+def _pick(profile: Profile, radio: str, goal: str) -> str:
+    """What the planner chooses over this uplink for this goal (its own policy, not a re-derivation)."""
+    return SplitPolicy(goal).plan(FrameContext(goal=goal), _telemetry(profile, radio), profile).chosen.name
+
+
+NOISY = 0.5   # a measurement whose std exceeds half its median is flagged: re-run calibration
+
+
+def _noisy(median: float, std: float) -> bool:
+    return median > 0 and std > NOISY * median
 
 
 def _pareto_plot(profile: Profile, out: Path) -> None:
@@ -189,12 +216,23 @@ def write_report(bundle: Bundle, profile: Profile, out: Path | str) -> Path:
     _regression_plot(bundle, profile, out)
     images.append(("regression.png", "Layer regression"))
 
+    # cloud-only computes nothing on the device: no device time or power to show
     parts = _table(["partition", "device ms", "device W", "cloud ms", "upload B", "accuracy"],
-                   [[p.name, f"{p.device_ms:.3f}", f"{p.device_power_w:.2f}", f"{p.cloud_ms:.3f}", p.upload_bytes,
+                   [[p.name, f"{p.device_ms:.3f}" if p.kind != "cloud" else "-",
+                     f"{p.device_power_w:.2f}" if p.kind != "cloud" else "-", f"{p.cloud_ms:.3f}", p.upload_bytes,
                      f"{p.accuracy:.3f}" if p.accuracy is not None else "-"] for p in profile.partitions])
-    graphs = _table(["device graph", "median ms", "std ms", "mJ / inference", "power source"],
-                    [[k, f"{v['ms']:.3f}", f"{v['ms_std']:.3f}", f"{v['energy_j'] * 1e3:.3f}", v["power_source"]]
-                     for k, v in m["device"].items()])
+    noisy = [k for k, v in m["device"].items() if _noisy(v["ms"], v["ms_std"])]
+    graphs = _table(["device graph", "median ms", "std ms", "mJ / inference", "power source", ""],
+                    [[k, f"{v['ms']:.3f}", f"{v['ms_std']:.3f}", f"{v['energy_j'] * 1e3:.3f}", v["power_source"],
+                      "NOISY: std > median/2" if k in noisy else ""] for k, v in m["device"].items()])
+    if noisy:
+        graphs = (f'<p class="warn">{len(noisy)} measurement(s) are noisy (std above half the median): '
+                  f'{html.escape(", ".join(noisy))}. Re-run calibration on a quiet device.</p>' + graphs)
+    headlines = "".join(
+        f"<li><b>{html.escape(radio)}</b> ({RADIOS[radio].nominal_uplink_bps / 1e6:g} Mbit/s up): the planner "
+        f"picks <b>{html.escape(_pick(profile, radio, 'latency'))}</b> for latency and "
+        f"<b>{html.escape(_pick(profile, radio, 'energy'))}</b> for energy</li>" for radio in RADIOS) \
+        if len(profile.partitions) > 1 else "<li>mobile-only: no cloud was measured</li>"
     link = m.get("link")
     link_html = _table(["uplink Mbit/s", "+-", "RTT ms", "+-", "samples (RTT / bandwidth)"],
                        [[f"{link['uplink_bps'] / 1e6:.2f}", f"{link['uplink_bps_std'] / 1e6:.2f}",
@@ -213,11 +251,13 @@ def write_report(bundle: Bundle, profile: Profile, out: Path | str) -> Path:
     figures = "".join(f'<h2>{html.escape(t)}</h2><img src="{f}" alt="{html.escape(t)}">' for f, t in images)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>adaptinf calibration: {html.escape(bundle.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}
+.warn{{color:#a00;font-weight:bold}}</style></head><body>
 <h1>Calibration of {html.escape(bundle.name)}</h1>
 <p>bundle {bundle.manifest_sha256[:16]} &middot; host {html.escape(str(profile.device.get('host')))} &middot;
 backend {html.escape(str(profile.device.get('backend')))} &middot; power {html.escape(str(profile.device.get('power_source')))}
 &middot; {html.escape(profile.extra['calibration']['at'])}</p>
+<h2>What the planner picks, per link</h2><ul>{headlines}</ul>
 <h2>Partitions (what the planner uses)</h2>{parts}<h2>Device graphs</h2>{graphs}<h2>Link</h2>{link_html}
 <h2>Layer regression (thesis 4.3.2, after Neurosurgeon)</h2>{reg_html}
 {"<h2>MCU</h2>" + mcu_html if mcu else ""}{figures}</body></html>"""

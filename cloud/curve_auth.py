@@ -30,12 +30,30 @@ log = logging.getLogger(__name__)
 DOMAIN = "adaptinf"
 
 
-def generate_keypair(directory: Path | str, name: str) -> tuple[Path, Path]:
-    """Write <name>.key and <name>.key_secret in directory; returns (public, secret) paths."""
+class KeyFileError(ValueError):
+    pass
+
+
+def generate_keypair(directory: Path | str, name: str, force: bool = False) -> tuple[Path, Path]:
+    """Write <name>.key and <name>.key_secret in directory; returns (public, secret) paths.
+
+    The directory must exist (a typo must not scatter keys in a new tree), and an existing
+    key is kept unless force: overwriting a device's key locks it out of the cloud. The
+    secret is created under umask 077, so it is never readable by others, not even briefly.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    public, secret = zmq.auth.create_certificates(str(directory), name)
-    os.chmod(secret, 0o600)
+    if not directory.is_dir():
+        raise KeyFileError(f"{directory}: no such directory; create it first (mkdir -m 700 {directory})")
+    existing = [p for p in (directory / f"{name}.key", directory / f"{name}.key_secret") if p.exists()]
+    if existing and not force:
+        raise KeyFileError(f"{existing[0]} exists; keeping it (replacing a key locks its holder out): "
+                           "pass --force to overwrite")
+    old = os.umask(0o077)
+    try:
+        public, secret = zmq.auth.create_certificates(str(directory), name)
+    finally:
+        os.umask(old)
+    os.chmod(public, 0o644)
     return Path(public), Path(secret)
 
 

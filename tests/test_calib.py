@@ -125,3 +125,30 @@ def test_daemon_predictions_from_the_profile_match_what_it_measures(calibrated, 
     for name, (predicted, measured) in errors.items():
         assert abs(predicted - measured) <= max(PREDICTION_TOLERANCE * measured, PREDICTION_FLOOR_MS), \
             f"{name}: predicted {predicted:.1f} ms, measured {measured:.1f} ms ({errors})"
+
+
+def test_the_report_reads_at_a_glance(calibrated, bundle):
+    """Linear bars with their values, a headline per link, noisy measurements flagged,
+    and no device power for cloud-only (issue 19)."""
+    from adaptinf.calib.report import NOISY
+
+    index = write_report(bundle, calibrated["profile"], calibrated["tmp"] / "report2")
+    page = index.read_text()
+    for radio in ("3g", "4g", "wifi"):
+        assert f"<b>{radio}</b>" in page and "the planner picks" in page
+    cloud_row = page.split("<td>cloud-only</td>", 1)[1].split("</tr>", 1)[0]
+    assert cloud_row.startswith("<td>-</td><td>-</td>")          # no device time or power for cloud-only
+    device = calibrated["profile"].extra["measurements"]["device"]
+    noisy = [k for k, v in device.items() if v["ms_std"] > NOISY * v["ms"]]
+    assert page.count("NOISY: std > median/2") == len(noisy)
+
+
+def test_the_report_renders_in_headless_chromium(calibrated, bundle):
+    from adaptinf.calib.screenshot import find_browser, screenshot
+
+    if find_browser() is None:
+        pytest.skip("no headless Chromium (apt install chromium): the report is still written and checked above")
+    index = write_report(bundle, calibrated["profile"], calibrated["tmp"] / "report3")
+    png = screenshot(index, calibrated["tmp"] / "report3.png", height=1600)
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000

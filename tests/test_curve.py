@@ -20,9 +20,10 @@ INFER = {"op": "infer", "target": "full", "tensor": {"dtype": "uint8", "shape": 
 
 @pytest.fixture
 def pki(tmp_path):
+    for d in ("server", "allowed", "devices"):
+        (tmp_path / d).mkdir()
     server_public, server_secret = generate_keypair(tmp_path / "server", "cloud")
     allowed = tmp_path / "allowed"
-    allowed.mkdir()
     devices = tmp_path / "devices"
     for name in ("dev-a", "dev-b"):
         public, _ = generate_keypair(devices, name)
@@ -99,6 +100,7 @@ def test_a_device_cannot_claim_another_devices_id(worker, pki):
 
 
 def test_daemon_over_curve_and_keys_cli(bundle, worker, pki, tmp_short, glyph_frames, capsys):
+    (tmp_short / "k").mkdir()
     assert cli_main(["keys", "generate", "dev-c", "--dir", str(tmp_short / "k")]) == 0
     assert "dev-c.key_secret" in capsys.readouterr().out
     config = parse_config({
@@ -114,3 +116,21 @@ def test_daemon_over_curve_and_keys_cli(bundle, worker, pki, tmp_short, glyph_fr
     finally:
         daemon.stop()
     assert r.served_by["placement"] == "cloud" and not r.served_by["fallback"]
+
+
+def test_keys_generate_keeps_an_existing_key_and_refuses_a_missing_directory(tmp_path, capsys):
+    from adaptinf.cli import main
+
+    assert main(["keys", "generate", "dev-a", "--dir", str(tmp_path)]) == 0
+    secret = tmp_path / "dev-a.key_secret"
+    first = secret.read_bytes()
+    assert secret.stat().st_mode & 0o777 == 0o600
+    capsys.readouterr()
+    assert main(["keys", "generate", "dev-a", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "exists" in err and "--force" in err and "Traceback" not in err
+    assert secret.read_bytes() == first                                   # untouched
+    assert main(["keys", "generate", "dev-a", "--dir", str(tmp_path), "--force"]) == 0
+    assert secret.read_bytes() != first
+    assert main(["keys", "generate", "x", "--dir", str(tmp_path / "nope")]) == 2
+    assert "no such directory" in capsys.readouterr().err and not (tmp_path / "nope").exists()

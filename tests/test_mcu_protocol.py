@@ -129,6 +129,12 @@ def test_c_crc_matches(libproto):
     assert libproto.proto_crc16(b"123456789", ctypes.c_size_t(9)) == 0x29B1
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=p.MAX_RAW))
+def test_binascii_crc_is_byte_identical_to_the_firmwares(libproto, data):
+    assert p.crc16(data) == libproto.proto_crc16(data, ctypes.c_size_t(len(data)))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 0x7F), st.integers(0, 255), st.binary(max_size=p.MAX_PAYLOAD))
 def test_c_and_python_encode_identically_and_decode_each_other(libproto, frame_type, seq, payload):
