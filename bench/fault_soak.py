@@ -29,19 +29,12 @@ import numpy as np
 import zmq
 
 from adaptinf.rig.link_shaper import LINK_PROFILES, LinkShaper
-from adaptinf.rig.processes import spawn_cloud, spawn_daemon, write_daemon_config
+from adaptinf.rig.processes import resident_mib, spawn_cloud, spawn_daemon, write_daemon_config
 from adaptinf.toolchain.glyphs import make_glyphs
 
 REPO = Path(__file__).resolve().parent.parent
 WINDOW = 2
 PHASES = ("baseline", "flood", "cloud kill+restart", "stall", "SIGHUP broken config", "baseline again")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Clients:
@@ -173,12 +166,12 @@ def main() -> int:
                         write_daemon_config(config, **sections)   # repaired; the next SIGHUP would read it
                     clients.pump(phase)
                     if not rss or time.monotonic() - start - rss[-1][0] >= 1.0:
-                        rss.append((time.monotonic() - start, rss_mib(pid)))
+                        rss.append((time.monotonic() - start, resident_mib(pid)))
                 shaper.stall(False)
             drain_end = time.monotonic() + 10
             while any(clients.outstanding) and time.monotonic() < drain_end:
                 clients.pump(None, 100)
-            rss.append((time.monotonic() - start, rss_mib(pid)))
+            rss.append((time.monotonic() - start, resident_mib(pid)))
             alive = daemon.process.poll() is None
         finally:
             clients.close()

@@ -21,16 +21,9 @@ import numpy as np
 import zmq
 
 from adaptinf.client import Client
-from adaptinf.rig.processes import spawn_daemon, write_daemon_config
+from adaptinf.rig.processes import resident_mib, spawn_daemon, write_daemon_config
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> int:
@@ -49,13 +42,13 @@ def main() -> int:
             with Client(api) as c:                     # warm: a few frames first
                 for _ in range(20):
                     c.infer(np.zeros((1, 32, 32, 3), np.uint8))
-            before = rss_mib(pid)
+            before = resident_mib(pid)
             peak = [before]
             done = threading.Event()
 
             def sample() -> None:
                 while not done.is_set():
-                    peak.append(rss_mib(pid))
+                    peak.append(resident_mib(pid))
                     time.sleep(0.02)
 
             threading.Thread(target=sample, daemon=True).start()
@@ -73,7 +66,7 @@ def main() -> int:
             sock.close(0)
             time.sleep(2.0)
             done.set()
-            after = rss_mib(pid)
+            after = resident_mib(pid)
             with Client(api) as c:
                 serving = c.infer(np.zeros((1, 32, 32, 3), np.uint8)).label >= 0
         finally:

@@ -16,6 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def resident_mib(pid: int) -> float:
+    """A process's resident memory (VmRSS), MiB: what the soak benchmarks track."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 class ProcessFailed(RuntimeError):
     pass
 
