@@ -7,7 +7,7 @@ link estimate follows the trace.
         --uplink-trace ../shared/traces/Verizon-LTE-short.up:0-120 \\
         --uplink-trace ../shared/traces/TMobile-UMTS-driving.up:0-60+../shared/traces/Verizon-LTE-short.up:0-60 \\
         --json build/demo-long.json --plot build/demo-long.png
-    python bench/adaptation.py build/demo-long.json
+    python bench/adaptation.py build/demo-long.json [more.json ...]
 
 Per link: adaptive (latency) mean / best static mean (goal <= 1.05) and / perfect-knowledge
 bound (goal <= 1.25); the same for adaptive (energy) in device energy; (S-B)/S and
@@ -59,9 +59,11 @@ def estimator_steps(link: dict) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("json", type=Path)
+    parser.add_argument("json", type=Path, nargs="+", help="one or more demo --json files (e.g. traces and "
+                                                          "fixed links run separately)")
     args = parser.parse_args(argv)
-    data = json.loads(args.json.read_text())
+    runs = [json.loads(path.read_text()) for path in args.json]
+    data = {"summary": [v for d in runs for v in d["summary"]], "links": [link for d in runs for link in d["links"]]}
     print(f"{'link':44} {'A/S lat':>7} {'A/B lat':>7} {'A/S E':>6} {'A/B E':>6} {'(S-B)/S':>7} "
           f"{'(S-A)/(S-B)':>11} {'split':>6} {'lost':>5} {'dup':>4}")
     for v in data["summary"]:

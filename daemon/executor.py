@@ -46,6 +46,7 @@ class Job:
     keepalive: Any = None            # the zmq frame the array views: alive until answered
     planned: "Planned | None" = None  # planned on arrival when the pool was idle (not stale)
     model: str = ""                  # which served model (the bundle's, or the MCU's FC model)
+    priority: int = 0                # 0..255; higher is served first among queued frames
 
 
 @dataclass

@@ -553,7 +553,7 @@ class Daemon:
         now = time.monotonic()
         job = Job(req.id, peer, frame, FrameContext(goal, mode, deadline_ms / 1e3 if deadline_ms else None),
                   policy, now, now + deadline_ms / 1e3 if deadline_ms else None, keepalive=req.buffers,
-                  model=model)
+                  model=model, priority=priority)
         if not fc and self.pool.idle():  # plan now: it cannot go stale before a worker takes it
             # _answer answers it (and gives its share back), whatever planning did
             planned = self._plan_or_fail(job)

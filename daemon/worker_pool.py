@@ -1,4 +1,7 @@
-"""Frame workers: a bounded queue of jobs and threads that execute them.
+"""Frame workers: a bounded priority queue of jobs and threads that execute them.
+
+Queued frames are taken highest `priority` first (the API's 0..255), first come first
+served within a priority; a frame already running is never preempted.
 
 Each worker thread owns a PUSH socket to the API thread's PULL, so replies reach the
 one thread that owns the ROUTER without any socket crossing threads.
@@ -6,6 +9,7 @@ one thread that owns the ROUTER without any socket crossing threads.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -18,6 +22,9 @@ from adaptinf.daemon.executor import Job
 log = logging.getLogger(__name__)
 
 
+LAST = 1 << 16     # the stop sentinel's key: after every real priority (-255..0)
+
+
 class QueueFull(Exception):
     pass
 
@@ -25,7 +32,10 @@ class QueueFull(Exception):
 class WorkerPool:
     def __init__(self, workers: int, queue_size: int, results_endpoint: str,
                  handle: Callable[[Job], list], context: zmq.Context):
-        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        # (-priority, arrival number, job): the number keeps FIFO within a priority and
+        # means two jobs are never compared themselves
+        self._jobs: queue.PriorityQueue[tuple[int, int, Job | None]] = queue.PriorityQueue(maxsize=queue_size)
+        self._arrivals = itertools.count()
         self._handle = handle
         self._endpoint = results_endpoint
         self._ctx = context
@@ -40,7 +50,7 @@ class WorkerPool:
 
     def submit(self, job: Job) -> None:
         try:
-            self._jobs.put_nowait(job)
+            self._jobs.put_nowait((-job.priority, next(self._arrivals), job))
         except queue.Full:
             raise QueueFull() from None
 
@@ -62,13 +72,13 @@ class WorkerPool:
         left = []
         while True:
             try:
-                job = self._jobs.get_nowait()
+                job = self._jobs.get_nowait()[2]
             except queue.Empty:
                 break
             if job is not None:
                 left.append(job)
         for _ in self._threads:
-            self._jobs.put(None)
+            self._jobs.put((LAST, next(self._arrivals), None))   # after anything still queued
         for t in self._threads:
             t.join(timeout_s)
         return left
@@ -79,7 +89,7 @@ class WorkerPool:
         push.connect(self._endpoint)
         try:
             while True:
-                job = self._jobs.get()
+                job = self._jobs.get()[2]
                 if job is None:
                     return
                 with self._busy_lock:
