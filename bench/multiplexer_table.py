@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from adaptinf.bundle import load_bundle
-from adaptinf.calib.measure import time_engine
+from adaptinf.daemon.measurement import time_engine
 from adaptinf.cli import parse_rate
 from adaptinf.engines import open_engine
 from adaptinf.engines.base import run_batched

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from adaptinf.bundle import load_bundle
-from adaptinf.calib.measure import time_engine
+from adaptinf.daemon.measurement import time_engine
 from adaptinf.engines import open_engine
 from adaptinf.engines.base import run_batched
 from adaptinf.policies.dynamic_duo import ModelOutputs, evaluate_pair, pair_accuracy

@@ -21,6 +21,7 @@ from adaptinf.bundle import Bundle
 from adaptinf.calib import COMPONENTS, measure
 from adaptinf.calib.layer_features import graph_features
 from adaptinf.calib.regression import fit
+from adaptinf.daemon import measurement
 from adaptinf.daemon.cloud_link import CloudLink
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.link_estimator import LinkEstimator
@@ -58,9 +59,9 @@ def run(rig: Rig, components: tuple[str, ...], runs: int, probes: int, validatio
     if "device" in components:
         m["device"] = measure.measure_device(rig.bundle, rig.models, rig.power, rig.model_power_w, runs, progress)
     if rig.link is not None and "cloud" in components:
-        m["cloud"] = measure.measure_cloud(rig.link, runs)
+        m["cloud"] = measurement.measure_cloud(rig.link, runs)
     if rig.link is not None and "link" in components:
-        m["link"] = measure.measure_link(rig.link, rig.estimator, probes, progress)
+        m["link"] = measurement.measure_link(rig.link, rig.estimator, probes, progress)
     if rig.mcu_port and rig.dsnn_dir and "mcu" in components:
         m["mcu"] = measure.measure_mcu(rig.mcu_port, rig.dsnn_dir, runs, progress)
     if validation is not None and "confidence" in components:

@@ -22,9 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from adaptinf.bundle import Bundle
-from adaptinf.daemon.cloud_link import PROBE_BYTES, CloudError, CloudLink
 from adaptinf.daemon.device_models import DeviceModels
-from adaptinf.daemon.link_estimator import LinkEstimator
+from adaptinf.daemon.measurement import time_engine
 from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.engines import Engine
 from adaptinf.policies.confidence import probabilities
@@ -51,18 +50,6 @@ def _input(bundle: Bundle, kind: str) -> np.ndarray:
     return rng.random(bundle.point(kind).reduced_shape).astype(np.float32)
 
 
-def time_engine(engine: Engine, x: np.ndarray, runs: int, warmup: int = 3) -> list[float]:
-    """Milliseconds of `runs` timed runs after `warmup` untimed ones (allocations, caches)."""
-    for _ in range(warmup):
-        engine.run(x)
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        engine.run(x)
-        samples.append((time.perf_counter() - start) * 1e3)
-    return samples
-
-
 def measure_device(bundle: Bundle, models: DeviceModels, power: PowerMonitor | None, model_power_w: float,
                    runs: int, progress: bool = True) -> dict:
     out = {}
@@ -82,29 +69,6 @@ def measure_device(bundle: Bundle, models: DeviceModels, power: PowerMonitor | N
         out[name] = {"file": file, "ms": ms, "ms_std": statistics.pstdev(samples), "energy_j": energy_j,
                      "power_w": power_w, "power_source": source}
     return out
-
-
-def measure_cloud(link: CloudLink, runs: int) -> dict:
-    try:
-        reply = link.call({"op": "timing", "runs": runs}, None, 120.0).wait(120.0)
-    except CloudError as exc:
-        raise RuntimeError(f"the cloud worker did not answer the timing request: {exc}") from None
-    return {name: {"ms": t["median_s"] * 1e3, "ms_std": t["std_s"] * 1e3}
-            for name, t in (reply.header.get("timings") or {}).items()}
-
-
-def measure_link(link: CloudLink, estimator: LinkEstimator, probes: int, progress: bool = True) -> dict:
-    for _ in tqdm(range(probes), desc="link", unit="probe", disable=not progress):
-        try:
-            link.call({"op": "probe"}, bytes(PROBE_BYTES), 10.0, upload_bytes=PROBE_BYTES).wait(10.0)
-        except CloudError as exc:
-            raise RuntimeError(f"link probe failed: {exc}") from None
-    est = estimator.estimate()
-    if est.uplink_bps is None or est.rtt_s is None:
-        raise RuntimeError("the link gave no bandwidth or RTT sample")
-    return {"uplink_bps": est.uplink_bps, "uplink_bps_std": est.uplink_bps_std, "rtt_ms": est.rtt_s * 1e3,
-            "rtt_ms_std": est.rtt_s_std * 1e3, "rtt_samples": est.rtt_samples,
-            "bandwidth_samples": est.bandwidth_samples}
 
 
 def measure_confidence(bundle: Bundle, models: DeviceModels, images: np.ndarray, labels: np.ndarray,

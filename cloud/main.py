@@ -10,7 +10,7 @@ from adaptinf import __version__, memory
 from adaptinf.bundle import BundleError, load_bundle
 from adaptinf.extras import run_needing_extra
 from adaptinf.cloud.worker import CloudWorker
-from adaptinf.daemon import logging_setup
+from adaptinf import logging_setup
 from adaptinf.engines import EngineError
 from adaptinf.router_loop import wait_until_terminated
 

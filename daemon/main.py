@@ -25,7 +25,7 @@ from adaptinf.bundle import BundleError
 from adaptinf.daemon.config import ConfigError, load_config
 from adaptinf.daemon.service import Daemon, StartupError
 from adaptinf.daemon.systemd_notify import Notifier
-from adaptinf.daemon import logging_setup
+from adaptinf import logging_setup
 from adaptinf.engines import EngineError
 
 DEFAULT_CONFIG = "/etc/adaptinf/adaptinfd.toml"

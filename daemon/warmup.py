@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from adaptinf.bundle import Bundle
-from adaptinf.calib import measure
+from adaptinf.daemon import measurement
 from adaptinf.daemon.cloud_link import CloudLink
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.link_estimator import LinkEstimator
@@ -31,7 +31,7 @@ def median_ms(engine, spec, runs: int) -> float:
     """One engine's median time on a frame of the bundle's input spec (the speculative
     policies' little models and Minions: the profile times only the full model)."""
     frame = (np.random.default_rng(0).random(spec.shape) * 255).astype(spec.dtype)
-    return statistics.median(measure.time_engine(engine, frame, runs, warmup=1))
+    return statistics.median(measurement.time_engine(engine, frame, runs, warmup=1))
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,12 @@ class DeviceTimes:
 
 def measure_device(bundle: Bundle, models: DeviceModels, runs: int, steps: tqdm | None = None) -> DeviceTimes:
     frame = (np.random.default_rng(0).random(bundle.input.shape) * 255).astype(bundle.input.dtype)
-    full_ms = statistics.median(measure.time_engine(models.full, frame, runs, warmup=1))
+    full_ms = statistics.median(measurement.time_engine(models.full, frame, runs, warmup=1))
     if steps is not None:
         steps.update()
     head_ms = {}
     for p in bundle.split.points if bundle.split else ():
-        head_ms[p.name] = statistics.median(measure.time_engine(models.heads[p.name], frame, runs, warmup=1))
+        head_ms[p.name] = statistics.median(measurement.time_engine(models.heads[p.name], frame, runs, warmup=1))
         if steps is not None:
             steps.update()
     return DeviceTimes(full_ms, head_ms)
@@ -61,14 +61,14 @@ def cloud_partitions(bundle: Bundle, device: DeviceTimes, link: CloudLink, estim
     times and the link as measured now; ([], None) if the cloud fails the measurements
     (the same ones as adaptinf-calib)."""
     try:
-        cloud = {name: t["ms"] for name, t in measure.measure_cloud(link, runs).items()}
+        cloud = {name: t["ms"] for name, t in measurement.measure_cloud(link, runs).items()}
     except RuntimeError:
         cloud = {}
     if steps is not None:
         steps.update()
     link_profile = None
     try:
-        measured = measure.measure_link(link, estimator, LINK_PROBES, progress=False)
+        measured = measurement.measure_link(link, estimator, LINK_PROBES, progress=False)
         link_profile = LinkProfile(measured["uplink_bps"], measured["rtt_ms"])
     except RuntimeError:
         pass

@@ -138,7 +138,7 @@ def test_logs_carry_syslog_priorities_under_the_journal():
     import io
     import logging
 
-    from adaptinf.daemon import logging_setup
+    from adaptinf import logging_setup
 
     logging_setup.configure("INFO", "adaptinfd", environ={"JOURNAL_STREAM": "8:1234"})
     stream = io.StringIO()
