@@ -2,10 +2,15 @@
 
 At scale the cloud worker is a thin gateway (CURVE, de-duplication, reply cache) in
 front of Triton, which does the batching and the GPU work. Per cloud target (the full
-model and every split point's tail) this writes
+model and every split point's tail) this writes, by backend:
 
-    <repo>/<bundle>_<target>/config.pbtxt       platform onnxruntime_onnx (runs anywhere)
+  onnxruntime (NVIDIA's container):
+    <repo>/<bundle>_<target>/config.pbtxt       platform onnxruntime_onnx
     <repo>/<bundle>_<target>/1/model.onnx       the bundle's file, byte for byte
+  python (any tritonserver with the Python backend, e.g. nvidia-pytriton's on a CPU):
+    <repo>/<bundle>_<target>/config.pbtxt       backend python, KIND_CPU
+    <repo>/<bundle>_<target>/1/model.onnx       the same file
+    <repo>/<bundle>_<target>/1/model.py         runs it with onnxruntime, a batch per call
 
 and, with `add_tensorrt_plans` run once on each cloud GPU type (TensorRT plans are tied
 to the compute capability that built them),
@@ -45,34 +50,47 @@ def targets(bundle: Bundle) -> dict[str, tuple[str, str, list[int]]]:
     return out
 
 
+BACKENDS = ("onnxruntime", "python", "tensorrt")
+
+
 def config_pbtxt(name: str, platform: str, input_name: str, input_dtype: str, dims: list[int], classes: int,
-                 cc_model_filenames: dict[str, str] | None = None) -> str:
+                 cc_model_filenames: dict[str, str] | None = None, dynamic_batching: bool = True,
+                 parameters: dict[str, str] | None = None) -> str:
+    """platform "python" means the Python backend (its own config key), on CPU instances."""
     lines = [
         f'name: "{name}"',
-        f'platform: "{platform}"',
+        'backend: "python"' if platform == "python" else f'platform: "{platform}"',
         f"max_batch_size: {MAX_BATCH}",
         f'input [ {{ name: "{input_name}" data_type: {TRITON_TYPES[input_dtype]} dims: {dims} }} ]',
         f'output [ {{ name: "logits" data_type: TYPE_FP32 dims: [ {classes} ] }} ]',
-        "dynamic_batching {",
-        f"  max_queue_delay_microseconds: {QUEUE_DELAY_US}",
-        "  priority_levels: 2",
-        "  default_priority_level: 2",
-        "  default_queue_policy {",
-        "    timeout_action: REJECT",
-        f"    default_timeout_microseconds: {DEFAULT_TIMEOUT_US}",
-        "    allow_timeout_override: true",
-        "    max_queue_size: 256",
-        "  }",
-        "}",
-        "instance_group [ { kind: KIND_GPU count: 1 } ]",
     ]
+    if dynamic_batching:
+        lines += [
+            "dynamic_batching {",
+            f"  max_queue_delay_microseconds: {QUEUE_DELAY_US}",
+            "  priority_levels: 2",
+            "  default_priority_level: 2",
+            "  default_queue_policy {",
+            "    timeout_action: REJECT",
+            f"    default_timeout_microseconds: {DEFAULT_TIMEOUT_US}",
+            "    allow_timeout_override: true",
+            "    max_queue_size: 256",
+            "  }",
+            "}",
+        ]
+    lines.append(f"instance_group [ {{ kind: {'KIND_CPU' if platform == 'python' else 'KIND_GPU'} count: 1 }} ]")
+    for key, value in sorted((parameters or {}).items()):
+        lines.append(f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}')
     for cc, filename in sorted((cc_model_filenames or {}).items()):
         lines.append(f'cc_model_filenames {{ key: "{cc}" value: "{filename}" }}')
     return "\n".join(lines) + "\n"
 
 
-def export_repository(bundle: Bundle, out: Path | str) -> list[str]:
-    """Write the ONNX Runtime models; returns the model names."""
+def export_repository(bundle: Bundle, out: Path | str, backend: str = "onnxruntime",
+                      dynamic_batching: bool = True) -> list[str]:
+    """Write the models for `backend` (onnxruntime or python); returns the model names."""
+    if backend not in ("onnxruntime", "python"):
+        raise ValueError(f"export_repository writes onnxruntime or python models, not {backend!r}")
     out = Path(out)
     names = []
     for target, (file, input_name, dtype, dims) in targets(bundle).items():
@@ -80,8 +98,14 @@ def export_repository(bundle: Bundle, out: Path | str) -> list[str]:
         version = out / name / "1"
         version.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(bundle.path(file), version / "model.onnx")
+        if backend == "python":
+            # the backend's stub has its own interpreter, which does not see this environment's
+            # packages (triton-on-cpu.md): the model puts them on sys.path before any import
+            (version / "model.py").write_text(PYTHON_MODEL.replace("@SITE_PACKAGES@",
+                                                                   _site_packages_of("onnxruntime")))
         (out / name / "config.pbtxt").write_text(
-            config_pbtxt(name, "onnxruntime_onnx", input_name, dtype, dims, len(bundle.classes)))
+            config_pbtxt(name, "python" if backend == "python" else "onnxruntime_onnx", input_name, dtype, dims,
+                         len(bundle.classes), dynamic_batching=dynamic_batching))
         names.append(name)
     (out / "adaptinf-export.json").write_text(json.dumps(
         {"bundle": bundle.name, "manifest_sha256": bundle.manifest_sha256, "models": names,
@@ -117,3 +141,58 @@ def add_tensorrt_plans(bundle: Bundle, out: Path | str) -> list[str]:
             config_pbtxt(name, "tensorrt_plan", input_name, dtype, dims, len(bundle.classes), plans))
         names.append(name)
     return names
+
+
+def _site_packages_of(package: str) -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{package} is not installed here: the python backend's models need it")
+    return str(Path(next(iter(spec.submodule_search_locations))).parent)
+
+
+# The Python-backend model: one onnxruntime session; a batch of requests runs as one call
+# (dynamic batching hands over several), split back per request. Written into each model's
+# version folder; it imports nothing from adaptinf.
+PYTHON_MODEL = '''"""Triton Python-backend model written by `adaptinf export triton --backend python`."""
+
+import json
+import os
+import sys
+
+# numpy and onnxruntime, from the environment that exported this repository (the stub's
+# interpreter sees only its own paths); set ADAPTINF_SITE_PACKAGES to use another
+SITE_PACKAGES = os.environ.get("ADAPTINF_SITE_PACKAGES", "@SITE_PACKAGES@")
+if SITE_PACKAGES not in sys.path:
+    sys.path.append(SITE_PACKAGES)
+
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        import numpy as np
+        import onnxruntime as ort
+
+        self.np = np
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.input_name = config["input"][0]["name"]
+        self.ort_input = self.session.get_inputs()[0].name
+
+    def execute(self, requests):
+        np = self.np
+        batches = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
+        sizes = [b.shape[0] for b in batches]
+        logits = self.session.run(None, {self.ort_input: np.concatenate(batches)})[0].astype(np.float32)
+        responses, start = [], 0
+        for n in sizes:
+            out = pb_utils.Tensor("logits", np.ascontiguousarray(logits[start:start + n]))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+            start += n
+        return responses
+'''

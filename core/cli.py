@@ -355,15 +355,19 @@ def cmd_export_triton(args: argparse.Namespace) -> int:
     except BundleError as exc:
         print(f"adaptinf export triton: {exc}", file=sys.stderr)
         return 2
-    names = export_repository(bundle, args.out)
-    if args.tensorrt:
+    backend = "tensorrt" if args.tensorrt else args.backend
+    names = export_repository(bundle, args.out, backend="python" if backend == "python" else "onnxruntime",
+                              dynamic_batching=not args.no_dynamic_batching)
+    if backend == "tensorrt":
         try:
             names += add_tensorrt_plans(bundle, args.out)
         except RuntimeError as exc:
             print(f"adaptinf export triton: {exc}", file=sys.stderr)
             return 2
     print(f"Triton model repository {args.out}: {', '.join(names)}")
-    print(f"serve it:  tritonserver --model-repository={args.out}")
+    print(f"serve it:  tritonserver --model-repository={args.out}"
+          + ("  (the Python backend: nvidia-pytriton's tritonserver runs it on a CPU)" if backend == "python" else
+             "  (NVIDIA's container: the onnxruntime and tensorrt backends)"))
     print(f"gateway:   adaptinf-cloud --bundle {args.bundle} --triton <triton-host>:8001 ...")
     return 0
 
@@ -516,8 +520,13 @@ def main(argv: list[str] | None = None) -> int:
     triton = export.add_parser("triton", help="a Triton Inference Server model repository of the cloud side")
     triton.add_argument("--bundle", required=True, type=Path)
     triton.add_argument("--out", required=True, type=Path)
+    triton.add_argument("--backend", choices=["onnxruntime", "python", "tensorrt"], default="onnxruntime",
+                        help="onnxruntime (NVIDIA's container), python (Python-backend models running onnxruntime: "
+                             "any tritonserver, e.g. nvidia-pytriton's on a CPU), tensorrt (adds FP16 plans "
+                             "built on this GPU); default %(default)s")
+    triton.add_argument("--no-dynamic-batching", action="store_true", help="one request per model call")
     triton.add_argument("--tensorrt", action="store_true",
-                        help="also build TensorRT plans for this GPU (run once per cloud GPU type)")
+                        help="the same as --backend tensorrt (run once per cloud GPU type)")
     triton.set_defaults(func=cmd_export_triton)
 
     keys = sub.add_parser("keys", help="CURVE keys for the cloud link").add_subparsers(dest="action", required=True)
@@ -591,5 +600,5 @@ def _extra_for(args: argparse.Namespace) -> str | None:
     if args.command == "build" or (args.command == "mcu" and args.action == "selftest"):
         return "build"
     if args.command == "export":
-        return "tensorrt" if args.tensorrt else None
+        return "tensorrt" if args.tensorrt or args.backend == "tensorrt" else None
     return None

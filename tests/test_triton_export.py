@@ -1,7 +1,7 @@
 """The cloud tier on Triton: the exported model repository, checked against Triton's own ModelConfig."""
 
 import json
-import os
+import time
 
 import numpy as np
 import pytest
@@ -61,14 +61,96 @@ def test_gateway_refuses_a_triton_it_cannot_reach():
         TritonEngine(f"127.0.0.1:{free_port()}", "glyphnet_full", "image", "uint8", [32, 32, 3], 16)
 
 
-@pytest.mark.skipif("ADAPTINF_TEST_TRITON_URL" not in os.environ,
-                    reason="no Triton server here: serve `adaptinf export triton` output with tritonserver and "
-                           "set ADAPTINF_TEST_TRITON_URL=host:8001 to run this")
-def test_gateway_answers_like_the_local_engine(bundle, glyph_frames):
+# ---- live: a real tritonserver (nvidia-pytriton's binary, the test extra) on loopback ----
+@pytest.fixture(scope="module")
+def triton(bundle, tmp_path_factory):
+    from adaptinf.rig.triton_server import TritonServer, TritonUnavailable
+
+    repo = tmp_path_factory.mktemp("triton-repo")
+    export_repository(bundle, repo, backend="python")
+    try:
+        server = TritonServer(repo).start()
+    except TritonUnavailable as exc:
+        pytest.skip(f"no tritonserver here: {exc}")
+    yield server
+    server.close()
+
+
+def test_the_python_backend_repository_is_a_valid_triton_model(bundle, tmp_path):
+    export_repository(bundle, tmp_path, backend="python")
+    full = parse(tmp_path / "glyphnet_full" / "config.pbtxt")
+    assert full.backend == "python" and full.max_batch_size == 8 and full.dynamic_batching.max_queue_delay_microseconds
+    assert full.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert (tmp_path / "glyphnet_full" / "1" / "model.py").is_file()
+    unbatched = parse_text(config_pbtxt("m", "python", "image", "uint8", [32, 32, 3], 16, dynamic_batching=False))
+    assert not unbatched.HasField("dynamic_batching")
+
+
+def parse_text(text):
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def test_the_gateway_forwards_live_to_tritonserver(bundle, glyph_frames, triton):
+    """adaptinf-cloud --triton: a device's request goes through the gateway into a real
+    tritonserver and comes back with the logits the local engine computes."""
+    import zmq
+
+    from adaptinf.cloud import protocol
+    from adaptinf.cloud.worker import CloudWorker
     from adaptinf.engines import open_engine
 
-    triton = TritonEngine(os.environ["ADAPTINF_TEST_TRITON_URL"], "glyphnet_full", "image", "uint8",
-                          [32, 32, 3], 16)
-    local = open_engine(bundle.path(bundle.full_model.file), "onnxruntime")
-    x = glyph_frames.images[:1]
-    assert np.allclose(triton.run(x), local.run(x), atol=1e-3)
+    worker = CloudWorker(bundle, "tcp://127.0.0.1:*", triton_url=triton.grpc_url).start()
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(worker.bound_endpoint)
+    try:
+        x = glyph_frames.images[:1]
+        dealer.send_multipart([protocol.pack({"op": "infer", "rid": [1, 1], "target": "full",
+                                              "tensor": {"dtype": "uint8", "shape": [1, 32, 32, 3]}}), x.tobytes()])
+        assert dealer.poll(20_000), "the gateway did not answer"
+        reply = dealer.recv_multipart()
+    finally:
+        dealer.close(0)
+        worker.stop()
+    header = protocol.unpack_reply(reply[0])
+    assert header["ok"], header
+    local = open_engine(bundle.path(bundle.full_model.file), "onnxruntime").run(x)
+    assert np.allclose(np.frombuffer(reply[1], np.float32), local.reshape(-1), atol=1e-4)
+
+
+def test_triton_killed_mid_stream_and_restarted(bundle, glyph_frames, triton, tmp_short):
+    """Frames pinned to the cloud through adaptinfd -> gateway -> Triton: Triton dies, the
+    frames fall back to the device, one answer each; Triton comes back on its port and the
+    gateway forwards again."""
+    from adaptinf.client import Client
+    from adaptinf.cloud.worker import CloudWorker
+    from adaptinf.daemon.config import parse_config
+    from adaptinf.daemon.service import Daemon
+
+    worker = CloudWorker(bundle, "tcp://127.0.0.1:*", triton_url=triton.grpc_url).start()
+    daemon = Daemon(parse_config({"daemon": {"api_endpoint": f"ipc://{tmp_short}/api.sock", "bundle": str(bundle.root),
+                                             "state_dir": str(tmp_short), "warmup_runs": 3},
+                                  "cloud": {"endpoint": worker.bound_endpoint, "timeout_ms": 3000.0}})).start()
+    answers = []
+    try:
+        with Client(f"ipc://{tmp_short}/api.sock", timeout_s=20) as c:
+            def stream(n):
+                for i in range(n):
+                    answers.append(c.infer(glyph_frames.images[i:i + 1], policy="cloud-only"))
+            stream(5)
+            assert all(a.served_by["placement"] == "cloud" and not a.served_by["fallback"] for a in answers)
+            triton.kill()
+            stream(5)
+            assert all(a.served_by["fallback"] for a in answers[5:])          # answered on the device
+            triton.start()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                answers.append(c.infer(glyph_frames.images[:1], policy="cloud-only"))
+                if not answers[-1].served_by["fallback"]:
+                    break
+            assert not answers[-1].served_by["fallback"]                      # forwarding resumed
+    finally:
+        daemon.stop()
+        worker.stop()
+    # the client raises on anything but OK: each frame got its one answer, through the outage too
+    assert len(answers) >= 11 and all(a.label >= 0 for a in answers)
