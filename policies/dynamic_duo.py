@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from adaptinf.policies.confidence import probabilities
+from adaptinf.policies.execution import recover_with_big, run_partition
 
 STEPS = 100   # threshold grid: confidences are softmax maxima in [1/C, 1]
 
@@ -192,3 +193,43 @@ class DynamicDuoPolicy:
         goal = "energy" if frame.mode == "power-saving" else frame.goal
         key = (lambda c: c.energy_j) if goal == "energy" else (lambda c: c.latency_s)
         return Plan(min(candidates, key=key), goal, frame.mode, self.name, tuple(candidates))
+
+    def execute(self, job, plan, steps):
+        return speculate(job, plan, steps, history=None)
+
+
+def speculate(job, plan, steps, history=None):
+    """Dynamic Duo (thesis ch.6) and SIEVE (ch.4): the little model answers unless its
+    confidence is below the threshold of the class it predicts; then the big model (the
+    full one) recovers, in the cloud or on the device as planned. A failed cloud recovery
+    falls back to the device. SIEVE's speculation history (policies/sieve.py, passed in)
+    may skip detection or the little model for a frame close to a recovered one."""
+    from adaptinf.policies import sieve   # sieve builds on this module
+
+    if plan.chosen.kind != "speculate":
+        return run_partition(plan, steps)
+    served = steps.served
+    advice = history.advice(job.peer, job.received) if history is not None else sieve.NORMAL
+    if advice != sieve.NORMAL:
+        served["history"] = advice
+    if advice == sieve.DIRECT_TO_CLOUD and plan.chosen.name == "cloud":
+        return recover_with_big(plan, steps)
+    spec = steps.bundle.dynamic_duo.speculative(plan.chosen.model)     # SIEVE may have picked another little
+    thresholds = spec.power_saving_thresholds if plan.mode == "power-saving" else spec.thresholds
+    little = steps.on_device(steps.models.littles[spec.little], "device")
+    probs = probabilities(little.reshape(-1))
+    predicted = int(probs.argmax())
+    detect = advice != sieve.TRUST_LITTLE and plan.chosen.name != "detector-off"
+    again = detect and bool(probs[predicted] < thresholds[predicted])
+    served.update(little=spec.little, little_confidence=float(probs[predicted]),
+                  threshold=float(thresholds[predicted]), recovered=again, detector=detect)
+    if not again:
+        if history is not None and detect:
+            history.record(job.peer, job.received, recovered=False)
+        served["answered_by"] = "little"
+        return little, 0
+    steps.count("recoveries")
+    logits, upload_bytes = recover_with_big(plan, steps)
+    if history is not None:
+        history.record(job.peer, job.received, recovered=True, agreed=int(np.argmax(logits)) == predicted)
+    return logits, upload_bytes

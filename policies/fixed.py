@@ -13,6 +13,7 @@ import functools
 from adaptinf.policies.plan import FrameContext, Plan, Telemetry
 from adaptinf.policies.split import CostModel
 from adaptinf.profile import MOBILE_ONLY, Profile
+from adaptinf.policies.execution import run_partition
 
 
 class FixedPolicy:
@@ -32,6 +33,8 @@ class FixedPolicy:
         candidates = tuple(self._model.predict(telemetry)) if explain else ()
         return Plan(chosen, frame.goal, frame.mode, self.name, candidates)
 
+    def execute(self, job, plan: Plan, steps):
+        return run_partition(plan, steps)
 
 @functools.lru_cache(maxsize=None)
 def fixed(partition: str) -> FixedPolicy:

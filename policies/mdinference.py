@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaptinf.policies.execution import run_partition
+
 EPSILON_S = 1e-9
 
 
@@ -153,3 +155,9 @@ class MdInferencePolicy:
         duplicate = Candidate(m.name, "duplicate", device_s, upload_s, network_s - upload_s, m.mean_s,
                               min(sla_s, network_s + m.mean_s), device_s * power_w + radio_j, m.accuracy)
         return Plan(duplicate, frame.goal, frame.mode, self.name, (duplicate, local))
+
+    def execute(self, job, plan, steps):
+        """The duplicate races the cloud against the device (daemon steps); a local plan runs locally."""
+        if plan.chosen.kind == "duplicate":
+            return steps.duplicate()
+        return run_partition(plan, steps)

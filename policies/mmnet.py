@@ -19,6 +19,8 @@ from itertools import combinations
 import numpy as np
 
 from adaptinf.policies.dynamic_duo import ModelOutputs
+from adaptinf.policies.confidence import probabilities
+from adaptinf.policies.execution import recover_with_big, run_partition
 
 GRID = np.linspace(0.0, 1.0, 51)
 
@@ -92,3 +94,22 @@ class MmNetPolicy:
                             p_r * master.network_s, p_r * master.cloud_s, minions_s + p_r * master.latency_s,
                             minions_j + p_r * master.energy_j, self.target_accuracy)
         return Plan(min((minions, master), key=key), goal, frame.mode, self.name, (minions, master))
+
+    def execute(self, job, plan, steps):
+        """M&MNet (thesis ch.5): both Minions run on the device; when both are confident and agree
+        their answer stands, else the Master (the full model) recovers where the plan put it."""
+        if plan.chosen.kind != "minions":
+            return run_partition(plan, steps)
+        spec = steps.bundle.mmnet
+        logits = [steps.on_device(minion, "device") for minion in steps.models.minions]
+        probs = [probabilities(z.reshape(-1)) for z in logits]
+        predicted = [int(p.argmax()) for p in probs]
+        confidence = [float(p[c]) for p, c in zip(probs, predicted)]
+        again = bool(recover(confidence[0], predicted[0], confidence[1], predicted[1], *spec.thresholds))
+        steps.served.update(minions=list(spec.minions), minion_confidence=confidence,
+                            minions_agree=predicted[0] == predicted[1], recovered=again)
+        if not again:
+            steps.served["answered_by"] = "minions"
+            return logits[0], 0
+        steps.count("recoveries")
+        return recover_with_big(plan, steps)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaptinf.policies.execution import run_partition
+
 DEVICE_CLOUD_THRESHOLD = 0.5     # paper 001's; a bundle may carry one calibrated on validation
 
 
@@ -164,3 +166,26 @@ class MultiplexerPolicy:
         remote = Candidate("cloud", "multiplex", c.mux, c.upload, c.download, c.cloud, c.hybrid_cloud(),
                            c.mux * power_w + radio_j, profile.partition(CLOUD_ONLY).accuracy)
         return Plan(remote, frame.goal, frame.mode, self.name, (remote, local))
+
+    def execute(self, job, plan, steps):
+        """Paper 001 (Algorithm 2, two models): the multiplexer runs on the device and w_cloud > 0.5
+        sends the frame to the cloud's model, else the device runs the pair's small model. The
+        cloud side falls back to the small model like any cloud step. served_by gets w, the side
+        and both sides' predicted cost (eq. 11, eq. 12)."""
+        if plan.chosen.kind != "multiplex":
+            return run_partition(plan, steps)
+        pair, served = steps.models.pair, steps.served
+        w = np.asarray(steps.on_device(pair.multiplexer, "mux"), dtype=np.float64).reshape(-1)
+        wants_cloud = bool(to_cloud(w, steps.bundle.multiplexer.pair.threshold)[0])
+        sides = {c.name: c for c in plan.candidates}
+        served.update(w=[round(float(v), 4) for v in w], wants="cloud" if wants_cloud else "device",
+                      predicted_side_ms={name: c.latency_s * 1e3 for name, c in sides.items()})
+        if wants_cloud and plan.chosen.name == "cloud":
+            answer = steps.full_in_cloud(pair.device)
+            served["answered_by"] = "device" if served["fallback"] else "cloud"
+            return answer
+        if wants_cloud:
+            served["device_reason"] = "private mode" if plan.mode == "private" else "cloud down"
+        served["answered_by"] = "device"
+        # not profiled, only FLOPs-scaled: no evidence for the device slowdown estimate
+        return steps.on_device(pair.device, "device"), 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 GOALS = ("latency", "energy")
 MODES = ("normal", "mission-critical", "power-saving", "private")
@@ -54,3 +55,31 @@ class Plan:
     mode: str
     policy: str
     candidates: tuple[Candidate, ...] = ()  # all that were considered, for explanations
+
+
+Answer = tuple  # (logits: np.ndarray, bytes sent up the uplink: int)
+
+
+class Steps(Protocol):
+    """What a policy's execution may do with its frame (the daemon's daemon/steps.py)."""
+
+    job: Any                # the frame: .frame, .peer, .received, .deadline
+    models: Any             # the device's engines: full, heads, tails, littles, minions, pair
+    bundle: Any
+    served: dict            # served_by, for the reply: a policy adds what it decided
+
+    def count(self, name: str) -> None: ...
+    def on_device(self, engine: Any, stage: str, x: Any = None) -> Any: ...
+    def partition(self, name: str) -> Answer: ...
+    def full_in_cloud(self, fallback_engine: Any) -> Answer: ...
+    def duplicate(self) -> Answer: ...
+
+
+class Policy(Protocol):
+    """Every policy: `plan` a frame from the telemetry and profile, then `execute` the plan
+    through the frame's steps. One registry (daemon/service.py) builds them."""
+
+    name: str
+
+    def plan(self, frame: FrameContext, telemetry: Telemetry, profile: Any, explain: bool = False) -> Plan: ...
+    def execute(self, job: Any, plan: Plan, steps: Steps) -> Answer: ...

@@ -30,6 +30,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
+from adaptinf.policies.dynamic_duo import speculate
+
 NORMAL, TRUST_LITTLE, DIRECT_TO_CLOUD = "normal", "trust-little", "direct-to-cloud"
 HISTORY_WINDOW_S = 0.1       # "temporal distance below a predetermined threshold": 3 frames at 30 fps
 OVERLOAD_SLOWDOWN = 3.0      # cloud service this many times its profile: a loaded server
@@ -94,3 +96,7 @@ class SievePolicy:
         original = fixed(CLOUD_ONLY).plan(frame, telemetry, profile).chosen   # L_t, E_t
         chosen = min((speculate, original), key=key)
         return Plan(chosen, duo_plan.goal, frame.mode, self.name, (speculate, original))
+
+    def execute(self, job, plan, steps):
+        """Dynamic Duo's speculation, with this policy's speculation history."""
+        return speculate(job, plan, steps, history=self.history)

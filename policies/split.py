@@ -24,6 +24,7 @@ from __future__ import annotations
 from adaptinf.policies.plan import GOALS, MODES, Candidate, FrameContext, Plan, Telemetry
 from adaptinf.policies.radio_power import uplink_power_w
 from adaptinf.profile import MOBILE_ONLY, Profile
+from adaptinf.policies.execution import run_partition
 
 
 class CostModel:
@@ -116,3 +117,6 @@ class SplitPolicy:
         chosen = model.choose(telemetry, goal, frame.mode, frame.deadline_s)
         candidates = tuple(model.predict(telemetry)) if explain else ()
         return Plan(chosen, goal, frame.mode, self.name, candidates)
+
+    def execute(self, job, plan: Plan, steps):
+        return run_partition(plan, steps)

@@ -44,7 +44,8 @@ def run_minions(minion_logits, thresholds):
     models = SimpleNamespace(minions=tuple(FixedLogits(z) for z in minion_logits),
                              full=FixedLogits(logits_for(0, 9.0)))
     profile = Profile("test", (PartitionProfile(MOBILE_ONLY, 1.0, 5.0, 0.0, 0),))
-    executor = Executor(bundle, models, {}, lambda: profile, None, None, Stats(), 5.0, 1.0)
+    policies = {"mmnet": mmnet.MmNetPolicy(32 * 32 * 3, 0.5, 0.1, 0.9)}   # the policy executes its plan
+    executor = Executor(bundle, models, policies, lambda: profile, None, None, Stats(), 5.0, 1.0)
     telemetry = Telemetry(uplink_bps=1e6, rtt_s=0.01)
     plan = Plan(Candidate("device", "minions", 0.001, 0, 0, 0, 0.001, 0.0, None), "latency", "normal", "mmnet")
     job = Job(1, b"peer", np.zeros((1, 32, 32, 3), np.uint8), FrameContext(), "mmnet", 0.0)

@@ -1,0 +1,166 @@
+"""What a policy's execution may do with one frame: the steps facade (issue 16).
+
+A policy plans (policies/*.py `plan`) and then executes its plan through these steps
+(`execute(job, plan, steps)`): run an engine on the device, run a partition (mobile-only,
+cloud-only, a split point) with the cloud's deadline and the device fallback, send the
+frame to the cloud's full model, race the cloud against the device (MDInference). The
+steps own the frame's stage timings and its served_by record, the device queue, the
+cloud link and the telemetry; a policy never reaches into them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from adaptinf.cloud import protocol as cloud_protocol
+from adaptinf.daemon.cloud_link import CloudError
+from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile
+from adaptinf.upload_quant import dequantize, quantize
+
+if TYPE_CHECKING:
+    from adaptinf.daemon.executor import Executor, Job
+
+FALLBACK_MARGIN_S = 0.002   # kept back from a frame's deadline for the local fallback's overheads
+
+Answer = tuple[np.ndarray, int]   # logits, and the bytes the frame sent up the uplink
+
+
+class FrameSteps:
+    def __init__(self, executor: "Executor", job: "Job", profile: Profile, stages: dict, served: dict):
+        self._x = executor
+        self.job = job
+        self.profile = profile
+        self.stages = stages          # seconds per stage of this frame
+        self.served = served          # served_by: what ran where, for the reply
+        self.models = executor.models
+        self.bundle = executor.bundle
+
+    def count(self, name: str) -> None:
+        self._x.stats.count(name)
+
+    # ---- the device ---------------------------------------------------------------------
+    def on_device(self, engine, stage: str, x: np.ndarray | None = None) -> np.ndarray:
+        """One engine run in the device's turn (the frame unless x is given): the wait for the
+        device adds to the frame's device_wait, the run itself to `stage`."""
+        with self._x.device.slot() as waited:
+            start = self._x.clock()
+            out = engine.run(self.job.frame if x is None else x)
+            elapsed = self._x.clock() - start
+        self.stages["device_wait"] = self.stages.get("device_wait", 0.0) + waited
+        self.stages[stage] = self.stages.get(stage, 0.0) + elapsed
+        return out
+
+    def profiled_on_device(self, engine, profiled_ms: float | None) -> np.ndarray:
+        """A profiled device graph (the full model, a head) on the frame: its time teaches the
+        telemetry the device's slowdown, and the power sensor its computing power."""
+        x = self._x
+        predicted = profiled_ms / 1e3 * x.telemetry.device_slowdown if profiled_ms is not None else 0.0
+        with x.device.slot(predicted) as waited:
+            start = x.clock()
+            out = engine.run(self.job.frame)
+            end = x.clock()
+        self.stages["device_wait"] = self.stages.get("device_wait", 0.0) + waited
+        self.stages["device"] = end - start
+        if x.power is not None:
+            x.power.energy_between(start, end, computing=True)  # measured PM for the planner
+        if profiled_ms is not None:
+            x.telemetry.observe_device(self.stages["device"], profiled_ms / 1e3)
+        return out
+
+    # ---- partitions -------------------------------------------------------------------
+    def partition(self, name: str) -> Answer:
+        """Paper 004's placements: mobile-only, cloud-only, or split at a point (head here, the
+        reduced tensor quantised and uploaded, the tail in the cloud; the local tail if not)."""
+        if name == MOBILE_ONLY:
+            return self.profiled_on_device(self.models.full, self.profile.partition(MOBILE_ONLY).device_ms), 0
+        if name == CLOUD_ONLY:
+            return self.full_in_cloud(self.models.full)
+        reduced = self.profiled_on_device(self.models.heads[name], self.profile.partition(name).device_ms)
+        q = quantize(reduced)
+        header = {"op": "infer", "target": name, "scale": q.scale, "zero_point": q.zero_point,
+                  "tensor": {"dtype": "uint8", "shape": list(q.data.shape)}}
+        logits = self._cloud(header, q.data, name,
+                             fallback=lambda: self.on_device(self.models.tails[name], "fallback", dequantize(*q)))
+        return logits, q.data.nbytes
+
+    def full_in_cloud(self, fallback_engine) -> Answer:
+        """The frame to the cloud's full model; `fallback_engine` answers here if the cloud cannot."""
+        payload = np.ascontiguousarray(self.job.frame)
+        header = {"op": "infer", "target": cloud_protocol.FULL_TARGET,
+                  "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
+        logits = self._cloud(header, payload, CLOUD_ONLY,
+                             fallback=lambda: self.on_device(fallback_engine, "fallback"))
+        return logits, payload.nbytes
+
+    def duplicate(self) -> Answer:
+        """MDInference's request duplication (paper 003 IV-E): the frame goes to the cloud and,
+        meanwhile, the device runs its own model; the cloud's answer is used if it arrives
+        before the SLA expires, else the device's, at once. The SLA is the frame's deadline."""
+        x, job = self._x, self.job
+        sla_end = job.deadline if job.deadline is not None else job.received + x.cloud_timeout_s
+        payload = np.ascontiguousarray(job.frame)
+        call = None
+        start = x.clock()
+        budget = sla_end - start - FALLBACK_MARGIN_S
+        if x.link is not None and x.link.up and budget > 0:
+            header = {"op": "infer", "target": cloud_protocol.FULL_TARGET, "deadline_ms": budget * 1e3,
+                      "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
+            call = x.link.call(header, payload, budget, upload_bytes=payload.nbytes)
+        local = self.profiled_on_device(self.models.full, self.profile.partition(MOBILE_ONLY).device_ms)
+        if call is not None:
+            try:
+                logits, self.stages["cloud"] = call.wait(sla_end - x.clock() - FALLBACK_MARGIN_S).logits(
+                    len(self.bundle.classes))
+                self.stages["network"] = x.clock() - start
+                self.served["answered_by"] = "cloud"
+                return logits, payload.nbytes
+            except CloudError as exc:
+                call.abandon()
+                reason = str(exc)
+        else:
+            reason = "no cloud link up, or no time for it"
+        self.served["answered_by"] = "device"
+        self.served["device_reason"] = reason
+        self.count("duplicate_device_answers")
+        return local, payload.nbytes if call is not None else 0
+
+    # ---- the cloud, with its deadline and the device fallback ---------------------------
+    def _cloud(self, header: dict, payload: np.ndarray, partition: str,
+               fallback: Callable[[], np.ndarray]) -> np.ndarray:
+        x, job = self._x, self.job
+        budget = x.cloud_timeout_s
+        if job.deadline is not None:
+            local_s = self._fallback_estimate(partition)
+            budget = min(budget, job.deadline - x.clock() - local_s - FALLBACK_MARGIN_S)
+        start = x.clock()
+        reason = None
+        if x.link is None:
+            reason = "no cloud configured"
+        elif budget <= 0:
+            reason = "no time left for the cloud within the deadline"
+        else:
+            header["deadline_ms"] = budget * 1e3
+            call = x.link.call(header, payload, budget, upload_bytes=payload.nbytes)
+            try:
+                logits, compute = call.wait(budget + 0.05).logits(len(self.bundle.classes))
+                self.stages["network"] = x.clock() - start
+                self.stages["cloud"] = compute
+                x.telemetry.observe_cloud(compute, self.profile.partition(partition).cloud_ms / 1e3)
+                return logits
+            except CloudError as exc:
+                call.abandon()
+                reason = str(exc)
+        self.stages["network"] = x.clock() - start
+        self.served["fallback"] = True
+        self.served["fallback_reason"] = reason
+        self.count("fallbacks")
+        return fallback()
+
+    def _fallback_estimate(self, partition: str) -> float:
+        """Time to finish the frame locally: the device's queue, then the tail, or the full
+        model for cloud-only."""
+        mobile = self.profile.partition(MOBILE_ONLY).device_ms / 1e3
+        head = 0.0 if partition == CLOUD_ONLY else self.profile.partition(partition).device_ms / 1e3
+        return self._x.device.backlog_s() + max(mobile - head, 0.0) * self._x.telemetry.device_slowdown
