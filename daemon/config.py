@@ -19,10 +19,11 @@ else:  # JetPack 6's Python 3.10: the same parser, as the backport
     import tomli as tomllib
 
 from adaptinf.api_protocol import DEFAULT_MAX_MESSAGE_BYTES
+from adaptinf.policies import registry as policy_registry
 from adaptinf.policies.plan import GOALS, MODES
 from adaptinf.policies.radio_power import RADIOS
 
-POLICIES = ("split", "mobile-only", "cloud-only", "mdinference", "multiplexer", "dynamic-duo", "sieve", "mmnet")
+POLICIES = policy_registry.NAMES
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 
 

@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import zmq
 
 from adaptinf import __version__
@@ -43,15 +42,9 @@ from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.daemon.warmup import DeviceTimes, cloud_partitions, measure_profile, median_ms, profile_from
 from adaptinf.engines.tensorrt_engine import tensorrt_available
 from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
-from adaptinf.policies.fixed import FixedPolicy
 from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
-from adaptinf.policies.dynamic_duo import DynamicDuoPolicy
-from adaptinf.policies.mdinference import MdInferencePolicy
-from adaptinf.policies.mmnet import MmNetPolicy
-from adaptinf.policies.sieve import SievePolicy, SpeculationHistory
-from adaptinf.policies.multiplexer import MultiplexerPolicy
+from adaptinf.policies import registry as policy_registry
 from adaptinf.policies.plan import GOALS, MODES, FrameContext
-from adaptinf.policies.split import SplitPolicy
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile, ProfileError, load_profile, save_profile
 
 log = logging.getLogger(__name__)
@@ -140,30 +133,9 @@ class Daemon:
         self.profile = self._load_or_measure_profile()
         # "split" plans per frame; every partition is also a fixed policy (mobile-only, cloud-only,
         # RB3, ...) that a request can pin, for baselines, debugging and calibration checks.
-        self.policies = {"split": SplitPolicy(cfg.policy.goal)}
-        self.policies.update({name: FixedPolicy(name) for name in self._placements()})
-        self.policies["mdinference"] = MdInferencePolicy(cfg.cloud.timeout_ms / 1e3,
-                                                         int(np.prod(self.bundle.input.shape)))
-        if self.models.pair is not None:
-            small = self.bundle.model(self.bundle.multiplexer.pair.device)
-            self.policies["multiplexer"] = MultiplexerPolicy(
-                int(np.prod(self.bundle.input.shape)), self.bundle.full_model.flops, small.flops,
-                self.models.pair.multiplexer_flops, small.accuracy)
-        if self.bundle.dynamic_duo is not None:
-            duo = self.bundle.dynamic_duo
-            speculative = {s.little: DynamicDuoPolicy(
-                int(np.prod(self.bundle.input.shape)), self._time_share([self.models.littles[s.little]]),
-                s.recovery_rate, s.power_saving_recovery_rate, self.bundle.model(s.little).accuracy,
-                duo.target_accuracy)
-                for s in (duo.own, *(a for a in duo.alternatives if a.little != duo.little))}
-            self.policies["dynamic-duo"] = speculative.pop(duo.little)     # the rest: SIEVE's alternatives
-            self.policies["sieve"] = SievePolicy(self.policies["dynamic-duo"],
-                                                 SpeculationHistory(cfg.policy.history_ms / 1e3), speculative)
-        if self.bundle.mmnet is not None:
-            spec = self.bundle.mmnet
-            self.policies["mmnet"] = MmNetPolicy(
-                int(np.prod(self.bundle.input.shape)), self._time_share(self.models.minions), spec.recovery_rate,
-                spec.target_accuracy)
+        self.policies = policy_registry.build(policy_registry.BuildContext(
+            self.bundle, self.models, tuple(self._placements()), cfg.policy.goal, cfg.policy.history_ms / 1e3,
+            cfg.cloud.timeout_ms / 1e3, self._time_share))
         if cfg.policy.name not in self.policies:
             raise StartupError(f"[policy] name = {cfg.policy.name!r} is not available with bundle "
                                f"{self.bundle.name!r} (it has no {cfg.policy.name} section); "

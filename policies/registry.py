@@ -1,0 +1,61 @@
+"""The one registry of adaptinfd's policies: which exist, and how each is built for a bundle.
+
+The daemon builds its policies here at start-up, its config accepts exactly these names,
+and reload checks a new [policy] name against what was built. A policy whose bundle
+section is missing (no multiplexer, no dynamic_duo, no mmnet) is simply not built:
+asking for it is then NOT_FOUND, and naming it in the config is a start-up error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from adaptinf.policies.dynamic_duo import DynamicDuoPolicy
+from adaptinf.policies.fixed import FixedPolicy
+from adaptinf.policies.mdinference import MdInferencePolicy
+from adaptinf.policies.mmnet import MmNetPolicy
+from adaptinf.policies.multiplexer import MultiplexerPolicy
+from adaptinf.policies.plan import Policy
+from adaptinf.policies.sieve import SievePolicy, SpeculationHistory
+from adaptinf.policies.split import SplitPolicy
+
+# Every policy name a config or a request may use; partitions (RB1, ...) are policies too.
+NAMES = ("split", "mobile-only", "cloud-only", "mdinference", "multiplexer", "dynamic-duo", "sieve", "mmnet")
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    bundle: Any                                 # adaptinf.bundle.Bundle
+    models: Any                                 # the device's engines (daemon/device_models.py)
+    placements: tuple[str, ...]                 # every partition a request can pin
+    goal: str                                   # [policy].goal
+    history_s: float                            # [policy].history_ms, as seconds
+    default_sla_s: float                        # [cloud].timeout_ms, as seconds
+    time_share: Callable[[list], float]         # engines' device time over the full model's, measured
+
+
+def build(ctx: BuildContext) -> dict[str, Policy]:
+    frame_bytes = int(np.prod(ctx.bundle.input.shape))
+    policies: dict[str, Policy] = {"split": SplitPolicy(ctx.goal)}
+    policies.update({name: FixedPolicy(name) for name in ctx.placements})
+    policies["mdinference"] = MdInferencePolicy(ctx.default_sla_s, frame_bytes)
+    bundle, models = ctx.bundle, ctx.models
+    if models.pair is not None:
+        small = bundle.model(bundle.multiplexer.pair.device)
+        policies["multiplexer"] = MultiplexerPolicy(frame_bytes, bundle.full_model.flops, small.flops,
+                                                    models.pair.multiplexer_flops, small.accuracy)
+    if bundle.dynamic_duo is not None:
+        duo = bundle.dynamic_duo
+        speculative = {s.little: DynamicDuoPolicy(frame_bytes, ctx.time_share([models.littles[s.little]]),
+                                                  s.recovery_rate, s.power_saving_recovery_rate,
+                                                  bundle.model(s.little).accuracy, duo.target_accuracy)
+                       for s in (duo.own, *(a for a in duo.alternatives if a.little != duo.little))}
+        policies["dynamic-duo"] = speculative.pop(duo.little)     # the rest: SIEVE's alternatives
+        policies["sieve"] = SievePolicy(policies["dynamic-duo"], SpeculationHistory(ctx.history_s), speculative)
+    if bundle.mmnet is not None:
+        policies["mmnet"] = MmNetPolicy(frame_bytes, ctx.time_share(models.minions), bundle.mmnet.recovery_rate,
+                                        bundle.mmnet.target_accuracy)
+    return policies
