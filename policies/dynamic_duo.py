@@ -25,8 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaptinf.policies import modes
 from adaptinf.policies.confidence import probabilities
 from adaptinf.policies.execution import recover_with_big, run_partition
+from adaptinf.policies.plan import Candidate, Plan
+from adaptinf.policies.radio_power import uplink_power_w
+from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
 
 STEPS = 100   # threshold grid: confidences are softmax maxima in [1/C, 1]
 
@@ -162,20 +166,16 @@ class DynamicDuoPolicy:
         self.target_accuracy = target_accuracy
 
     def plan(self, frame, telemetry, profile, explain: bool = False):
-        from adaptinf.policies.plan import Candidate, Plan
-        from adaptinf.policies.radio_power import uplink_power_w
-        from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
-
         mobile = profile.partition(MOBILE_ONLY)
         power_w = telemetry.device_power_w or mobile.device_power_w
         big_s = mobile.device_ms / 1e3 * telemetry.device_slowdown
-        cloud_ok = frame.mode != "private" and telemetry.cloud_up and profile.has(CLOUD_ONLY)
+        cloud_ok = modes.cloud_allowed(frame, telemetry, profile)
         if cloud_ok:
             cloud = profile.partition(CLOUD_ONLY)
             upload_s = self.frame_bytes * 8.0 / telemetry.uplink_bps
             cloud_s = cloud.cloud_ms / 1e3 * telemetry.cloud_slowdown + telemetry.cloud_queue_s
             radio_j = upload_s * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
-        if frame.mode == "mission-critical":
+        if modes.most_accurate_only(frame):
             big = (Candidate(CLOUD_ONLY, "cloud", 0.0, upload_s, telemetry.rtt_s, cloud_s,
                              upload_s + telemetry.rtt_s + cloud_s, radio_j, cloud.accuracy) if cloud_ok else
                    Candidate(MOBILE_ONLY, "device", big_s, 0.0, 0.0, 0.0, big_s, big_s * power_w, mobile.accuracy))
@@ -190,9 +190,8 @@ class DynamicDuoPolicy:
             candidates.append(Candidate("cloud", "speculate", little_s, p_r * upload_s, p_r * telemetry.rtt_s,
                                         p_r * cloud_s, little_s + p_r * remote_s,
                                         little_s * power_w + p_r * radio_j, self.target_accuracy))
-        goal = "energy" if frame.mode == "power-saving" else frame.goal
-        key = (lambda c: c.energy_j) if goal == "energy" else (lambda c: c.latency_s)
-        return Plan(min(candidates, key=key), goal, frame.mode, self.name, tuple(candidates))
+        goal = modes.goal(frame)
+        return Plan(min(candidates, key=modes.cost_key(goal)), goal, frame.mode, self.name, tuple(candidates))
 
     def execute(self, job, plan, steps):
         return speculate(job, plan, steps, history=None)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 
+from adaptinf.policies.execution import run_partition
 from adaptinf.policies.plan import FrameContext, Plan, Telemetry
 from adaptinf.policies.split import CostModel
 from adaptinf.profile import MOBILE_ONLY, Profile
-from adaptinf.policies.execution import run_partition
 
 
 class FixedPolicy:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adaptinf.drivers import mcu_protocol as proto
+from adaptinf.policies import modes
 from adaptinf.policies.plan import Candidate, FrameContext, Plan
 
 MCU = "mcu"
@@ -86,7 +87,5 @@ class McuPlacementPolicy:
         elif seen.mcu_ticks is None or seen.host_s is None:
             chosen = mcu if seen.mcu_ticks is None else host   # measure both once before choosing
         else:
-            goal = "energy" if frame.mode == "power-saving" else frame.goal
-            key = (lambda c: c.energy_j) if goal == "energy" else (lambda c: c.latency_s)
-            chosen = min(candidates, key=key)
+            chosen = min(candidates, key=modes.cost_key(modes.goal(frame)))
         return Plan(chosen, frame.goal, frame.mode, self.name, candidates)

@@ -24,7 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaptinf.policies import modes
 from adaptinf.policies.execution import run_partition
+from adaptinf.policies.plan import Candidate, Plan
+from adaptinf.policies.radio_power import uplink_power_w
+from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
 
 EPSILON_S = 1e-9
 
@@ -125,27 +129,18 @@ class MdInferencePolicy:
         self._rng = np.random.default_rng(seed)
 
     def pool(self, telemetry, profile) -> list[ModelStats]:
-        from adaptinf.profile import CLOUD_ONLY
-
         cloud = profile.partition(CLOUD_ONLY)
         return [ModelStats(CLOUD_ONLY, cloud.accuracy or 0.0,
                            cloud.cloud_ms / 1e3 * telemetry.cloud_slowdown + telemetry.cloud_queue_s, 0.0)]
 
     def plan(self, frame, telemetry, profile, explain: bool = False):
-        from adaptinf.policies.plan import Candidate, Plan
-        from adaptinf.profile import MOBILE_ONLY
-
         mobile = profile.partition(MOBILE_ONLY)
         device_s = mobile.device_ms / 1e3 * telemetry.device_slowdown
         power_w = telemetry.device_power_w or mobile.device_power_w
         local = Candidate(MOBILE_ONLY, "device", device_s, 0.0, 0.0, 0.0, device_s, device_s * power_w,
                           mobile.accuracy)
-        from adaptinf.profile import CLOUD_ONLY
-
-        if frame.mode == "private" or not telemetry.cloud_up or not profile.has(CLOUD_ONLY):
+        if not modes.cloud_allowed(frame, telemetry, profile):
             return Plan(local, frame.goal, frame.mode, self.name, (local,))
-        from adaptinf.policies.radio_power import uplink_power_w
-
         upload_s = self.frame_bytes * 8.0 / telemetry.uplink_bps
         network_s = 2 * upload_s + telemetry.rtt_s
         sla_s = frame.deadline_s or self.default_sla_s

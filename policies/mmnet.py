@@ -18,9 +18,13 @@ from itertools import combinations
 
 import numpy as np
 
-from adaptinf.policies.dynamic_duo import ModelOutputs
+from adaptinf.policies import modes
 from adaptinf.policies.confidence import probabilities
+from adaptinf.policies.dynamic_duo import ModelOutputs
 from adaptinf.policies.execution import recover_with_big, run_partition
+from adaptinf.policies.fixed import fixed
+from adaptinf.policies.plan import Candidate, Plan
+from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
 
 GRID = np.linspace(0.0, 1.0, 51)
 
@@ -74,17 +78,13 @@ class MmNetPolicy:
         self.target_accuracy = target_accuracy
 
     def plan(self, frame, telemetry, profile, explain: bool = False):
-        from adaptinf.policies.fixed import fixed
-        from adaptinf.policies.plan import Candidate, Plan
-        from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
-
-        cloud_ok = frame.mode != "private" and telemetry.cloud_up and profile.has(CLOUD_ONLY)
+        cloud_ok = modes.cloud_allowed(frame, telemetry, profile)
         on_device = fixed(MOBILE_ONLY).plan(frame, telemetry, profile).chosen
         in_cloud = fixed(CLOUD_ONLY).plan(frame, telemetry, profile).chosen if cloud_ok else None
-        goal = "energy" if frame.mode == "power-saving" else frame.goal
-        key = (lambda c: c.energy_j) if goal == "energy" else (lambda c: c.latency_s)
+        goal = modes.goal(frame)
+        key = modes.cost_key(goal)
         master = min([c for c in (on_device, in_cloud) if c is not None], key=key)   # L_t vs L_m
-        if frame.mode == "mission-critical":
+        if modes.most_accurate_only(frame):
             return Plan(master, goal, frame.mode, self.name, (master,))
         p_r = self.recovery_rate
         minions_s = on_device.device_s * self.minion_share

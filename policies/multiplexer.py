@@ -19,7 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaptinf.policies import modes
 from adaptinf.policies.execution import run_partition
+from adaptinf.policies.fixed import fixed
+from adaptinf.policies.plan import Candidate, Plan
+from adaptinf.policies.radio_power import uplink_power_w
+from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
 
 DEVICE_CLOUD_THRESHOLD = 0.5     # paper 001's; a bundle may carry one calibrated on validation
 
@@ -130,8 +135,6 @@ class MultiplexerPolicy:
     def costs(self, telemetry, profile) -> tuple[SideCost, float]:
         """Latency terms of eq. 9-12 (s), and the device's power (W) for the energy ones; without
         a measured cloud (none configured) the cloud terms are infinite."""
-        from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
-
         mobile = profile.partition(MOBILE_ONLY)
         full_s = mobile.device_ms / 1e3 * telemetry.device_slowdown
         upload_s, cloud_s = float("inf"), float("inf")
@@ -144,20 +147,14 @@ class MultiplexerPolicy:
         return side, telemetry.device_power_w or mobile.device_power_w
 
     def plan(self, frame, telemetry, profile, explain: bool = False):
-        from adaptinf.policies.plan import Candidate, Plan
-        from adaptinf.policies.radio_power import uplink_power_w
-        from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
-
         c, power_w = self.costs(telemetry, profile)
         radio_j = c.upload * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
         local = Candidate("device", "multiplex", c.hybrid_local(), 0.0, 0.0, 0.0, c.hybrid_local(),
                           c.hybrid_local() * power_w, self.device_accuracy)
-        cloud_ok = frame.mode != "private" and telemetry.cloud_up and profile.has(CLOUD_ONLY)
-        if frame.mode == "mission-critical":
+        cloud_ok = modes.cloud_allowed(frame, telemetry, profile)
+        if modes.most_accurate_only(frame):
             # the most accurate model for every frame (thesis 4.3.2): the full one, in the cloud if it can
             from dataclasses import replace
-
-            from adaptinf.policies.fixed import fixed
 
             full = fixed(CLOUD_ONLY if cloud_ok else MOBILE_ONLY).plan(frame, telemetry, profile)
             return replace(full, policy=self.name)

@@ -31,6 +31,9 @@ import threading
 from dataclasses import dataclass, replace
 
 from adaptinf.policies.dynamic_duo import speculate
+from adaptinf.policies.fixed import fixed
+from adaptinf.policies.plan import Plan
+from adaptinf.profile import CLOUD_ONLY
 
 NORMAL, TRUST_LITTLE, DIRECT_TO_CLOUD = "normal", "trust-little", "direct-to-cloud"
 HISTORY_WINDOW_S = 0.1       # "temporal distance below a predetermined threshold": 3 frames at 30 fps
@@ -75,9 +78,6 @@ class SievePolicy:
         self.alternatives = alternatives or {}   # other speculative CNNs' DynamicDuoPolicy, by model name
 
     def plan(self, frame, telemetry, profile, explain: bool = False):
-        from adaptinf.policies.plan import Plan
-        from adaptinf.profile import CLOUD_ONLY
-
         duo_plan = self.duo.plan(frame, telemetry, profile)
         if frame.mode == "mission-critical" or not any(c.name == "cloud" for c in duo_plan.candidates):
             return replace(duo_plan, policy=self.name)        # the full model alone, or private / no cloud
@@ -86,8 +86,6 @@ class SievePolicy:
             off = replace(speculate, name="detector-off", latency_s=speculate.device_s, cloud_s=0.0,
                           upload_s=0.0, network_s=0.0)
             return Plan(off, duo_plan.goal, frame.mode, self.name, (off,))
-        from adaptinf.policies.fixed import fixed
-
         key = (lambda c: c.energy_j) if duo_plan.goal == "energy" else (lambda c: c.latency_s)
         for name, policy in self.alternatives.items():       # the cheapest speculative CNN on this link
             alternative = next(c for c in policy.plan(frame, telemetry, profile).candidates if c.name == "cloud")

@@ -21,10 +21,10 @@ candidates predicted to meet it are considered, when any is.
 
 from __future__ import annotations
 
+from adaptinf.policies.execution import run_partition
 from adaptinf.policies.plan import GOALS, MODES, Candidate, FrameContext, Plan, Telemetry
 from adaptinf.policies.radio_power import uplink_power_w
 from adaptinf.profile import MOBILE_ONLY, Profile
-from adaptinf.policies.execution import run_partition
 
 
 class CostModel:
