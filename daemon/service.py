@@ -28,6 +28,7 @@ from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.device_queue import DeviceQueue
 from adaptinf.daemon.executor import Executor, FrameResult, Job, Planned
 from adaptinf.daemon.fc_executor import FcExecutor
+from adaptinf.daemon.infer_request import ServedModel, parse_infer
 from adaptinf.daemon.mcu_runtime import McuRuntime
 from adaptinf.daemon import metrics
 from adaptinf.daemon.link_estimator import LinkEstimator
@@ -44,7 +45,7 @@ from adaptinf.engines.tensorrt_engine import tensorrt_available
 from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
 from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
 from adaptinf.policies import registry as policy_registry
-from adaptinf.policies.plan import GOALS, MODES, FrameContext
+from adaptinf.policies.plan import MODES, FrameContext
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile, ProfileError, load_profile, save_profile
 
 log = logging.getLogger(__name__)
@@ -487,45 +488,30 @@ class Daemon:
         log.info("mode %s -> %s", previous, mode)
         return self._ok(req, {"mode": mode, "previous": previous})
 
+    def served_models(self) -> dict[str, ServedModel]:
+        """The models a request may name: the bundle's, and the MCU's FC model when there is one."""
+        b = self.bundle
+        models = {b.name: ServedModel(b.name, b.input.shape, b.input.dtype, tuple(self.policies),
+                                      self.config.policy.name)}
+        if self.fc is not None:
+            name = self.config.mcu.name
+            models[name] = ServedModel(name, (self.mcu.system.input_dim,), "float32", MCU_POLICIES,
+                                       self.config.mcu.policy, on_mcu=True)
+        return models
+
     def _infer(self, req: api.Request, peer: bytes, frames: list) -> list | None:
         if self.stopping:
             raise api.ApiError(api.UNAVAILABLE, "adaptinfd is shutting down")
-        h = req.header
-        model = h.get("model", self.bundle.name)
-        fc = self.fc is not None and model == self.config.mcu.name
-        if model != self.bundle.name and not fc:
-            served = [self.bundle.name] + ([self.config.mcu.name] if self.fc else [])
-            raise api.ApiError(api.NOT_FOUND, f"no model {model!r}; this daemon serves {served}")
-        if fc:
-            frame = api.tensor_from_request(req, (self.mcu.system.input_dim,), "float32")
-        else:
-            frame = api.tensor_from_request(req, self.bundle.input.shape, self.bundle.input.dtype)
-        mode = h.get("mode", self.mode)
-        if mode not in MODES:
-            raise api.ApiError(api.INVALID_ARG, f"mode must be one of {list(MODES)}")
-        policy = h.get("policy", self.config.mcu.policy if fc else self.config.policy.name)
-        available = MCU_POLICIES if fc else self.policies
-        if not isinstance(policy, str) or policy not in available:
-            raise api.ApiError(api.NOT_FOUND if policy in POLICIES else api.INVALID_ARG,
-                               f"policy {policy!r} is not available for {model!r}; available: {list(available)}")
-        goal = h.get("goal", self.config.policy.goal)
-        if goal not in GOALS:
-            raise api.ApiError(api.INVALID_ARG, f"goal must be one of {list(GOALS)}")
-        deadline_ms = h.get("deadline_ms")
-        if deadline_ms is not None and (isinstance(deadline_ms, bool) or not isinstance(deadline_ms, (int, float))
-                                        or not 0 < deadline_ms <= 3_600_000):
-            raise api.ApiError(api.INVALID_ARG, "deadline_ms must be a number in (0, 3600000]")
-        priority = h.get("priority", 0)
-        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 255:
-            raise api.ApiError(api.INVALID_ARG, "priority must be an integer in [0, 255]")
+        r = parse_infer(req, self.served_models(), self.bundle.name, self.mode, self.config.policy.goal, POLICIES)
+        fc = r.model.on_mcu
         if not self.shares.take(peer):
             raise api.ApiError(api.RESOURCE_EXHAUSTED, f"this client already has {self.shares.limit} frames in "
                                                        "flight ([daemon].max_in_flight_per_client); wait for "
                                                        "their answers")
         now = time.monotonic()
-        job = Job(req.id, peer, frame, FrameContext(goal, mode, deadline_ms / 1e3 if deadline_ms else None),
-                  policy, now, now + deadline_ms / 1e3 if deadline_ms else None, keepalive=req.buffers,
-                  model=model, priority=priority)
+        job = Job(r.id, peer, r.frame, FrameContext(r.goal, r.mode, r.deadline_s), r.policy, now,
+                  now + r.deadline_s if r.deadline_s else None, keepalive=r.keepalive, model=r.model.name,
+                  priority=r.priority)
         if not fc and self.pool.idle():  # plan now: it cannot go stale before a worker takes it
             # _answer answers it (and gives its share back), whatever planning did
             planned = self._plan_or_fail(job)

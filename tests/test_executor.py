@@ -148,3 +148,30 @@ def test_a_frame_whose_deadline_passed_in_the_queue_is_not_run():
     clock.t += 0.2                                             # it waited in the queue past its deadline
     result = executor.execute(job)
     assert result.code == "DEADLINE_EXCEEDED" and full.runs == 0
+
+
+# ---- the infer request, validated into a typed value -----------------------------------
+def test_an_infer_request_is_checked_against_the_model_it_names():
+    from adaptinf import api_protocol as api
+    from adaptinf.daemon.infer_request import ServedModel, parse_infer
+
+    served = {"b": ServedModel("b", (1, 2, 2, 3), "uint8", ("split", "mobile-only"), "split"),
+              "fc": ServedModel("fc", (4,), "float32", ("auto", "mcu", "host"), "auto", on_mcu=True)}
+
+    def req(**header):
+        buffers = [np.zeros((1, 2, 2, 3), np.uint8).tobytes()] if header.get("model") != "fc" else \
+            [np.zeros(4, np.float32).tobytes()]
+        spec = {"dtype": "uint8", "shape": [1, 2, 2, 3]} if header.get("model") != "fc" else \
+            {"dtype": "float32", "shape": [4]}
+        return api.Request(1, "infer", {"tensor": spec, **header}, buffers)
+
+    r = parse_infer(req(deadline_ms=250, priority=7), served, "b", "normal", "latency")
+    assert (r.model.name, r.policy, r.deadline_s, r.priority, r.frame.shape) == ("b", "split", 0.25, 7, (1, 2, 2, 3))
+    assert parse_infer(req(model="fc"), served, "b", "normal", "latency").model.on_mcu
+    for header, code in (({"model": "nope"}, "NOT_FOUND"), ({"policy": "mmnet"}, "NOT_FOUND"),
+                         ({"policy": 3}, "INVALID_ARG"), ({"mode": "fast"}, "INVALID_ARG"),
+                         ({"goal": "speed"}, "INVALID_ARG"), ({"deadline_ms": 0}, "INVALID_ARG"),
+                         ({"deadline_ms": True}, "INVALID_ARG"), ({"priority": 256}, "INVALID_ARG")):
+        with pytest.raises(api.ApiError) as err:
+            parse_infer(req(**header), served, "b", "normal", "latency", known_policies=("mmnet",))
+        assert err.value.code == code, header

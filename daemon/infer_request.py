@@ -1,0 +1,72 @@
+"""An `infer` request, validated into a typed value before it becomes a frame.
+
+The daemon serves models by name (daemon/service.py `served_models`): the bundle's
+(its input spec, its policies) and, with an MCU, the multi-dsNN (features in, the MCU
+placement policies). `parse_infer` checks every field against the model asked for and
+raises ApiError with the code and a message naming the field; nothing else in the
+frame path re-checks them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from adaptinf import api_protocol as api
+from adaptinf.policies.plan import GOALS, MODES
+
+MAX_DEADLINE_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    policies: tuple[str, ...]      # what a request may ask for
+    default_policy: str
+    on_mcu: bool = False
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: Any
+    model: ServedModel
+    frame: np.ndarray
+    mode: str
+    policy: str
+    goal: str
+    deadline_s: float | None
+    priority: int
+    keepalive: Any                 # the zmq frames the array views
+
+
+def parse_infer(req: api.Request, served: dict[str, ServedModel], default_model: str, default_mode: str,
+                default_goal: str, known_policies: tuple[str, ...] = ()) -> InferRequest:
+    h = req.header
+    name = h.get("model", default_model)
+    model = served.get(name) if isinstance(name, str) else None
+    if model is None:
+        raise api.ApiError(api.NOT_FOUND, f"no model {name!r}; this daemon serves {list(served)}")
+    frame = api.tensor_from_request(req, model.shape, model.dtype)
+    mode = h.get("mode", default_mode)
+    if mode not in MODES:
+        raise api.ApiError(api.INVALID_ARG, f"mode must be one of {list(MODES)}")
+    policy = h.get("policy", model.default_policy)
+    if not isinstance(policy, str) or policy not in model.policies:
+        raise api.ApiError(api.NOT_FOUND if policy in known_policies else api.INVALID_ARG,
+                           f"policy {policy!r} is not available for {name!r}; available: {list(model.policies)}")
+    goal = h.get("goal", default_goal)
+    if goal not in GOALS:
+        raise api.ApiError(api.INVALID_ARG, f"goal must be one of {list(GOALS)}")
+    deadline_ms = h.get("deadline_ms")
+    if deadline_ms is not None and (isinstance(deadline_ms, bool) or not isinstance(deadline_ms, (int, float))
+                                    or not 0 < deadline_ms <= MAX_DEADLINE_MS):
+        raise api.ApiError(api.INVALID_ARG, f"deadline_ms must be a number in (0, {MAX_DEADLINE_MS}]")
+    priority = h.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 255:
+        raise api.ApiError(api.INVALID_ARG, "priority must be an integer in [0, 255]")
+    return InferRequest(req.id, model, frame, mode, policy, goal, deadline_ms / 1e3 if deadline_ms else None,
+                        priority, req.buffers)
