@@ -46,7 +46,7 @@ from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
 from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
 from adaptinf.policies import registry as policy_registry
 from adaptinf.policies.plan import MODES, FrameContext
-from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile, ProfileError, load_profile, save_profile
+from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, ModelProfile, Profile, ProfileError, load_profile, save_profile
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,6 @@ class Daemon:
         self.fc: FcExecutor | None = None
         self._device_times: DeviceTimes | None = None   # a warm-up profile's device side
         self._cloud_measure: threading.Thread | None = None
-        self._full_ms: float | None = None   # the full model's time here: the speculative models' yardstick
 
     # ---- life cycle ---------------------------------------------------------------
     def start(self) -> "Daemon":
@@ -286,8 +285,9 @@ class Daemon:
         if not cloud:
             log.warning("the cloud is up but did not answer the measurements; retrying")
             return
-        self.profile = profile_from(self.bundle, self.models, self._device_times, cfg.device.compute_power_w,
-                                    cloud, link)
+        self.profile = replace(profile_from(self.bundle, self.models, self._device_times,
+                                            cfg.device.compute_power_w, cloud, link),
+                               models=self.profile.models)   # the model times measured since start-up
         self._save_warmup_profile(self.profile)
         log.info("cloud up: measured %s; the planner uses them from now on", [p.name for p in cloud])
 
@@ -353,13 +353,33 @@ class Daemon:
                                              self.config.device.compute_power_w) for name in MCU_POLICIES}
         return FcExecutor(self.mcu, policies, self.mcu_classes, self.stats)
 
-    def _time_share(self, engines: list) -> float:
-        """The engines' summed device time over the full model's, measured here (the full
-        model once per start)."""
-        runs = max(3, self.config.daemon.warmup_runs // 2)
-        if self._full_ms is None:
-            self._full_ms = median_ms(self.models.full, self.bundle.input, runs)
-        return sum(median_ms(e, self.bundle.input, runs) for e in engines) / self._full_ms
+    def _time_share(self, names: list[str]) -> float:
+        """The named models' summed device time over the full model's, from the profile: the one
+        source of model times the daemon plans with (calibration measures them)."""
+        return sum(self._model_device_ms(n) for n in names) / self._model_device_ms(self.bundle.full_model.name)
+
+    def _model_device_ms(self, name: str) -> float:
+        """A model's device time from the profile's models; one the profile lacks is measured
+        here, once, and added to the profile in memory."""
+        known = next((m for m in self.profile.models if m.name == name), None)
+        if known is not None:
+            return known.device_ms
+        if name == self.bundle.full_model.name:         # the full model is the mobile-only partition
+            return self.profile.partition(MOBILE_ONLY).device_ms
+        engine = self._engine_of(name)
+        ms = median_ms(engine, self.bundle.input, max(3, self.config.daemon.warmup_runs // 2))
+        entry = self.bundle.model(name)
+        self.profile = replace(self.profile, models=self.profile.models + (ModelProfile(
+            name, ms, accuracy=entry.accuracy, flops=entry.flops,
+            device_power_w=self.config.device.compute_power_w),))
+        return ms
+
+    def _engine_of(self, name: str):
+        if self.models.littles and name in self.models.littles:
+            return self.models.littles[name]
+        if self.bundle.mmnet is not None and name in self.bundle.mmnet.minions:
+            return self.models.minions[list(self.bundle.mmnet.minions).index(name)]
+        raise KeyError(f"no device engine for model {name!r}")
 
     def _load_or_measure_profile(self) -> Profile:
         cfg = self.config

@@ -34,7 +34,7 @@ class BuildContext:
     goal: str                                   # [policy].goal
     history_s: float                            # [policy].history_ms, as seconds
     default_sla_s: float                        # [cloud].timeout_ms, as seconds
-    time_share: Callable[[list], float]         # engines' device time over the full model's, measured
+    time_share: Callable[[list[str]], float]    # named models' device time over the full model's (profile)
 
 
 def build(ctx: BuildContext) -> dict[str, Policy]:
@@ -49,13 +49,13 @@ def build(ctx: BuildContext) -> dict[str, Policy]:
                                                     models.pair.multiplexer_flops, small.accuracy)
     if bundle.dynamic_duo is not None:
         duo = bundle.dynamic_duo
-        speculative = {s.little: DynamicDuoPolicy(frame_bytes, ctx.time_share([models.littles[s.little]]),
+        speculative = {s.little: DynamicDuoPolicy(frame_bytes, ctx.time_share([s.little]),
                                                   s.recovery_rate, s.power_saving_recovery_rate,
                                                   bundle.model(s.little).accuracy, duo.target_accuracy)
                        for s in (duo.own, *(a for a in duo.alternatives if a.little != duo.little))}
         policies["dynamic-duo"] = speculative.pop(duo.little)     # the rest: SIEVE's alternatives
         policies["sieve"] = SievePolicy(policies["dynamic-duo"], SpeculationHistory(ctx.history_s), speculative)
     if bundle.mmnet is not None:
-        policies["mmnet"] = MmNetPolicy(frame_bytes, ctx.time_share(models.minions), bundle.mmnet.recovery_rate,
+        policies["mmnet"] = MmNetPolicy(frame_bytes, ctx.time_share(list(bundle.mmnet.minions)), bundle.mmnet.recovery_rate,
                                         bundle.mmnet.target_accuracy)
     return policies

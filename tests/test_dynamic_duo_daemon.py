@@ -191,3 +191,18 @@ def test_energy_bench_covers_every_little_and_draws_the_fronts(duo, capsys, tmp_
     bundle = load_bundle(duo[0])
     small, large = bundle.model("pool_w8"), bundle.model("pool_w16")
     assert bench.modelled_energy_j(small, duo[0] / small.file) < bench.modelled_energy_j(large, duo[0] / large.file)
+
+
+def test_the_profile_is_the_one_source_of_model_times(duo, tmp_short):
+    """The little model's share of the big one's time comes from the profile; a model the
+    profile lacks is measured once at start-up and added to the profile in memory."""
+    bundle = duo[0]
+    daemon = daemon_for(bundle, tmp_short)
+    try:
+        little = daemon.bundle.dynamic_duo.little
+        measured = {m.name: m.device_ms for m in daemon.profile.models}
+        assert little in measured and measured[little] > 0
+        full_ms = daemon.profile.partition("mobile-only").device_ms
+        assert daemon.policies["dynamic-duo"].little_share == pytest.approx(measured[little] / full_ms)
+    finally:
+        daemon.stop()
