@@ -18,6 +18,8 @@ A retry reuses its rid; the worker de-duplicates on (device id, rid).
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -72,3 +74,73 @@ def _unpack(frame: Any) -> dict:
     if header.get("v") != VERSION:
         raise ProtocolError(f"cloud protocol version {header.get('v')!r} unsupported (speaks {VERSION})", rid=rid)
     return header
+
+
+# ---- typed requests: built here on the device side, parsed here on the cloud side ----------
+@dataclass(frozen=True)
+class Infer:
+    """Run `target` ("full" or a split point's tail) on a uint8 tensor of `shape`; a split
+    point's tensor is the quantised reduced tensor (scale, zero_point)."""
+
+    target: str
+    shape: tuple[int, ...]
+    scale: float | None = None
+    zero_point: int | None = None
+    deadline_ms: float | None = None
+
+    def header(self) -> dict:
+        h = {"op": "infer", "target": self.target, "tensor": {"dtype": "uint8", "shape": list(self.shape)}}
+        if self.target != FULL_TARGET:
+            h.update(scale=self.scale, zero_point=self.zero_point)
+        if self.deadline_ms is not None:
+            h["deadline_ms"] = self.deadline_ms
+        return h
+
+    @classmethod
+    def from_header(cls, h: dict) -> "Infer":
+        """ValueError naming the field when a device's header does not make a valid request."""
+        target, spec = h.get("target"), h.get("tensor")
+        if not isinstance(target, str):
+            raise ValueError(f"infer needs a string 'target', got {target!r}")
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if not isinstance(shape, list) or not shape or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise ValueError("infer needs 'tensor': {dtype: uint8, shape: [positive integers]}")
+        if spec.get("dtype", "uint8") != "uint8":
+            raise ValueError(f"tensor dtype {spec.get('dtype')!r}: the link carries uint8")
+        scale, zero_point = h.get("scale"), h.get("zero_point")
+        if target != FULL_TARGET and not (
+                isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0
+                and isinstance(zero_point, int) and not isinstance(zero_point, bool) and 0 <= zero_point <= 255):
+            raise ValueError("a split point's tensor needs a finite positive 'scale' and a uint8 'zero_point'")
+        deadline = h.get("deadline_ms")
+        if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))):
+            raise ValueError(f"deadline_ms must be a number, got {deadline!r}")
+        return cls(target, tuple(shape), scale, zero_point, deadline)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The worker times its own engines (median and std per target) on synthetic input."""
+
+    runs: int = 20
+    targets: tuple[str, ...] | None = None      # None: every target it serves
+
+    def header(self) -> dict:
+        h = {"op": "timing", "runs": self.runs}
+        if self.targets is not None:
+            h["targets"] = list(self.targets)
+        return h
+
+    @classmethod
+    def from_header(cls, h: dict) -> "Timing":
+        runs, targets = h.get("runs", 20), h.get("targets")
+        if isinstance(runs, bool) or not isinstance(runs, int):
+            raise ValueError("timing needs an integer 'runs'")
+        if targets is not None and not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
+            raise ValueError("timing 'targets' must be a list of names")
+        return cls(max(1, min(runs, 1000)), tuple(targets) if targets else None)
+
+
+PING = {"op": "ping"}
+PROBE = {"op": "probe"}      # its payload (the probe bytes) is discarded

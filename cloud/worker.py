@@ -280,9 +280,10 @@ class CloudWorker:
             return self._reply(header, "DEADLINE_EXCEEDED", "expired in the cloud queue", queue_s=queued_s)
         try:
             if header["op"] == "timing":
-                return self._reply(header, timings=self._timings(header))
+                return self._reply(header, timings=self._timings(protocol.Timing.from_header(header)))
+            request = protocol.Infer.from_header(header)
             start = time.perf_counter()
-            logits = self._infer(header, job.payload)
+            logits = self._infer(request, job.payload)
             compute_s = time.perf_counter() - start
         except (KeyError, ValueError, TypeError) as exc:
             return self._reply(header, "INVALID_ARG", str(exc), queue_s=queued_s)
@@ -291,43 +292,30 @@ class CloudWorker:
         self._service_s += SERVICE_EWMA_ALPHA * (compute_s - self._service_s)
         return self._reply(header, queue_s=queued_s, compute_s=compute_s) + [np.ascontiguousarray(logits, np.float32)]
 
-    def _infer(self, header: dict, payload: Any) -> np.ndarray:
-        target = header.get("target")
+    def _infer(self, request: protocol.Infer, payload: Any) -> np.ndarray:
+        target, shape = request.target, request.shape
         if target not in self._engines:
             raise KeyError(f"unknown target {target!r}")
-        spec = header.get("tensor") or {}
-        shape = spec.get("shape")
-        if payload is None or not isinstance(shape, list):
-            raise ValueError("infer needs a tensor spec and a payload")
+        if payload is None:
+            raise ValueError("infer needs a payload")
         engine = self._engines[target]
         expected = _expected_shape(engine, target)
         if expected is not None and (len(shape) != len(expected) or
                                      any(e is not None and d != e for d, e in zip(shape, expected))):
-            raise ValueError(f"target {target!r} takes shape {list(expected)}, got {shape}")
-        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-            raise ValueError(f"shape must be positive integers, got {shape}")
+            raise ValueError(f"target {target!r} takes shape {list(expected)}, got {list(shape)}")
         data = np.frombuffer(payload.buffer, dtype=np.uint8)
         if data.size != int(np.prod(shape)):
-            raise ValueError(f"payload of {data.size} bytes does not fit shape {shape}")
+            raise ValueError(f"payload of {data.size} bytes does not fit shape {list(shape)}")
         data = data.reshape(shape)
         if target != protocol.FULL_TARGET:
-            scale, zero_point = header.get("scale"), header.get("zero_point")
-            if not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0 \
-                    or not isinstance(zero_point, int) or not 0 <= zero_point <= 255:
-                raise ValueError("a split point's tensor needs a finite positive 'scale' and a uint8 'zero_point'")
-            data = dequantize(data, float(scale), zero_point)
+            data = dequantize(data, float(request.scale), request.zero_point)
         return engine.run(data)
 
-    def _timings(self, header: dict) -> dict:
+    def _timings(self, request: protocol.Timing) -> dict:
         """Median and std of compute time per target, on synthetic input of the right shape."""
-        runs, targets = header.get("runs", 20), header.get("targets") or list(self._engines)
-        if isinstance(runs, bool) or not isinstance(runs, int) or not isinstance(targets, list):
-            raise ValueError("timing needs an integer 'runs' and a list of 'targets'")
-        runs = max(1, min(runs, 1000))
+        runs = request.runs
         out = {}
-        for target in targets:
-            if not isinstance(target, str):
-                raise ValueError(f"targets must be names, got {target!r}")
+        for target in request.targets or list(self._engines):
             engine = self._engines.get(target)
             if engine is None:
                 continue

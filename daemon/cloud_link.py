@@ -325,7 +325,7 @@ class CloudLink:
 
     def _heartbeat(self, pending: dict, send: Callable[[_Pending], None], now: float) -> None:
         rid = self.next_rid()
-        p = _Pending(CloudCall(rid), [protocol.pack({"op": "ping", "rid": list(rid)})],
+        p = _Pending(CloudCall(rid), [protocol.pack(dict(protocol.PING, rid=list(rid)))],
                      now + HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S, 0, kind="ping",
                      on_reply=lambda header, rtt: self.estimator.observe_rtt(rtt))
         pending[rid] = p
@@ -343,7 +343,7 @@ class CloudLink:
 
     def _probe(self, pending: dict, send: Callable[[_Pending], None], now: float, size: int = PROBE_BYTES) -> None:
         rid = self.next_rid()
-        p = _Pending(CloudCall(rid), [protocol.pack({"op": "probe", "rid": list(rid)}), bytes(size)],
+        p = _Pending(CloudCall(rid), [protocol.pack(dict(protocol.PROBE, rid=list(rid))), bytes(size)],
                      now + 10.0, size, kind="probe",
                      on_reply=lambda header, rtt: self.estimator.observe_upload(size, rtt, 0.0))
         pending[rid] = p

@@ -12,6 +12,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from adaptinf.cloud import protocol
 from adaptinf.daemon.cloud_link import PROBE_BYTES, CloudError, CloudLink
 from adaptinf.daemon.link_estimator import LinkEstimator
 from adaptinf.engines import Engine
@@ -32,7 +33,7 @@ def time_engine(engine: Engine, x: np.ndarray, runs: int, warmup: int = 3) -> li
 
 def measure_cloud(link: CloudLink, runs: int) -> dict:
     try:
-        reply = link.call({"op": "timing", "runs": runs}, None, 120.0).wait(120.0)
+        reply = link.call(protocol.Timing(runs).header(), None, 120.0).wait(120.0)
     except CloudError as exc:
         raise RuntimeError(f"the cloud worker did not answer the timing request: {exc}") from None
     timings = reply.header.get("timings")
@@ -47,7 +48,7 @@ def measure_cloud(link: CloudLink, runs: int) -> dict:
 def measure_link(link: CloudLink, estimator: LinkEstimator, probes: int, progress: bool = True) -> dict:
     for _ in tqdm(range(probes), desc="link", unit="probe", disable=not progress):
         try:
-            link.call({"op": "probe"}, bytes(PROBE_BYTES), 10.0, upload_bytes=PROBE_BYTES).wait(10.0)
+            link.call(protocol.PROBE, bytes(PROBE_BYTES), 10.0, upload_bytes=PROBE_BYTES).wait(10.0)
         except CloudError as exc:
             raise RuntimeError(f"link probe failed: {exc}") from None
     est = estimator.estimate()

@@ -10,6 +10,7 @@ cloud link and the telemetry; a policy never reaches into them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -79,18 +80,16 @@ class FrameSteps:
             return self.full_in_cloud(self.models.full)
         reduced = self.profiled_on_device(self.models.heads[name], self.profile.partition(name).device_ms)
         q = quantize(reduced)
-        header = {"op": "infer", "target": name, "scale": q.scale, "zero_point": q.zero_point,
-                  "tensor": {"dtype": "uint8", "shape": list(q.data.shape)}}
-        logits = self._cloud(header, q.data, name,
+        request = cloud_protocol.Infer(name, q.data.shape, q.scale, q.zero_point)
+        logits = self._cloud(request, q.data, name,
                              fallback=lambda: self.on_device(self.models.tails[name], "fallback", dequantize(*q)))
         return logits, q.data.nbytes
 
     def full_in_cloud(self, fallback_engine) -> Answer:
         """The frame to the cloud's full model; `fallback_engine` answers here if the cloud cannot."""
         payload = np.ascontiguousarray(self.job.frame)
-        header = {"op": "infer", "target": cloud_protocol.FULL_TARGET,
-                  "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
-        logits = self._cloud(header, payload, CLOUD_ONLY,
+        request = cloud_protocol.Infer(cloud_protocol.FULL_TARGET, payload.shape)
+        logits = self._cloud(request, payload, CLOUD_ONLY,
                              fallback=lambda: self.on_device(fallback_engine, "fallback"))
         return logits, payload.nbytes
 
@@ -105,9 +104,8 @@ class FrameSteps:
         start = x.clock()
         budget = sla_end - start - FALLBACK_MARGIN_S
         if x.link is not None and x.link.up and budget > 0:
-            header = {"op": "infer", "target": cloud_protocol.FULL_TARGET, "deadline_ms": budget * 1e3,
-                      "tensor": {"dtype": "uint8", "shape": list(payload.shape)}}
-            call = x.link.call(header, payload, budget, upload_bytes=payload.nbytes)
+            request = cloud_protocol.Infer(cloud_protocol.FULL_TARGET, payload.shape, deadline_ms=budget * 1e3)
+            call = x.link.call(request.header(), payload, budget, upload_bytes=payload.nbytes)
         local = self.profiled_on_device(self.models.full, self.profile.partition(MOBILE_ONLY).device_ms)
         if call is not None:
             try:
@@ -127,7 +125,7 @@ class FrameSteps:
         return local, payload.nbytes if call is not None else 0
 
     # ---- the cloud, with its deadline and the device fallback ---------------------------
-    def _cloud(self, header: dict, payload: np.ndarray, partition: str,
+    def _cloud(self, request: cloud_protocol.Infer, payload: np.ndarray, partition: str,
                fallback: Callable[[], np.ndarray]) -> np.ndarray:
         x, job = self._x, self.job
         budget = x.cloud_timeout_s
@@ -141,7 +139,7 @@ class FrameSteps:
         elif budget <= 0:
             reason = "no time left for the cloud within the deadline"
         else:
-            header["deadline_ms"] = budget * 1e3
+            header = replace(request, deadline_ms=budget * 1e3).header()
             call = x.link.call(header, payload, budget, upload_bytes=payload.nbytes)
             try:
                 logits, compute = call.wait(budget + 0.05).logits(len(self.bundle.classes))
