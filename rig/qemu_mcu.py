@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from adaptinf.rig.processes import free_port
+
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware" / "stm32"
 FIRMWARE_ELF = FIRMWARE_DIR / "build" / "adaptinf-mcu.elf"
 
@@ -34,11 +36,6 @@ def build_firmware() -> Path:
     return FIRMWARE_ELF
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class QemuMcu:
     """The firmware in QEMU. `reset()`, `pause()` and `resume()` go through QEMU's monitor
@@ -47,7 +44,7 @@ class QemuMcu:
 
     def __init__(self, elf: Path = FIRMWARE_ELF, serial: str = "tcp"):
         """serial: "tcp" (socket://127.0.0.1:PORT) or "pty" (a /dev/pts/N path, as a board's tty)."""
-        self.port, self.monitor_port = _free_port(), _free_port()
+        self.port, self.monitor_port = free_port(), free_port()
         backend = "pty" if serial == "pty" else f"tcp:127.0.0.1:{self.port},server=on,wait=off,nodelay=on"
         self.process = subprocess.Popen(
             ["qemu-system-arm", "-M", "netduinoplus2", "-nographic",

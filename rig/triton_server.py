@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from adaptinf.rig.processes import free_port
 
 
 class TritonUnavailable(RuntimeError):
@@ -35,19 +36,14 @@ def pytriton_root() -> Path:
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class TritonServer:
     def __init__(self, repository: Path | str, grpc_port: int = 0, http_port: int = 0):
         self.root = pytriton_root()
         self.repository = Path(repository)
-        self.grpc_port = grpc_port or _free_port()
-        self.http_port = http_port or _free_port()
-        self.metrics_port = _free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.http_port = http_port or free_port()
+        self.metrics_port = free_port()
         self._backends = Path(tempfile.mkdtemp(prefix="adaptinf-triton-backends-"))
         python = self._backends / "python"
         shutil.copytree(self.root / "backends" / "python", python)
