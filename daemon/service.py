@@ -136,10 +136,10 @@ class Daemon:
         self.policies = policy_registry.build(policy_registry.BuildContext(
             self.bundle, self.models, tuple(self._placements()), cfg.policy.goal, cfg.policy.history_ms / 1e3,
             cfg.cloud.timeout_ms / 1e3, self._time_share))
-        if cfg.policy.name not in self.policies:
-            raise StartupError(f"[policy] name = {cfg.policy.name!r} is not available with bundle "
-                               f"{self.bundle.name!r} (it has no {cfg.policy.name} section); "
-                               f"available: {list(self.policies)}")
+        try:
+            self._check_policy(cfg)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from None
         self.power = self._open_power()
         self.board = JetsonBoard.open()
         self.registry, self.frame_metrics = metrics.make_registry(
@@ -150,6 +150,7 @@ class Daemon:
         self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,
                                  self.telemetry, self.stats, cfg.device.compute_power_w, cfg.cloud.timeout_ms / 1e3,
                                  self.power, device=self.device)
+        self._apply_live(cfg)
         if cfg.mcu.port:
             self.fc = self._start_mcu()
         results = f"inproc://adaptinfd-results-{id(self)}"
@@ -215,9 +216,7 @@ class Daemon:
         profile ([daemon].profile). Anything else is logged as needing a restart.
         """
         old = self.config
-        if new.policy.name not in self.policies:
-            raise ConfigError(f"[policy] name = {new.policy.name!r} is not available with bundle "
-                              f"{self.bundle.name!r}; available: {list(self.policies)}")
+        self._check_policy(new)
         changes = []
         fixed = [f"{section}.{key}" for section in ("daemon", "device", "cloud", "power", "mcu")
                  for key, value in vars(getattr(new, section)).items()
@@ -236,13 +235,10 @@ class Daemon:
                 log.error("SIGHUP: keeping the running profile: %s", exc)
                 changes.append(f"profile refused: {exc}")
         if new.policy != old.policy:
-            self.policies["split"].default_goal = new.policy.goal
-            if new.policy.mode != old.policy.mode:
-                self.mode = new.policy.mode
             changes.append(f"policy {new.policy}")
-        self.executor.cloud_timeout_s = new.cloud.timeout_ms / 1e3
-        self.executor.compute_power_w = new.device.compute_power_w
-        self.telemetry.radio = new.cloud.radio
+        # a mode the file did not change stays as set_mode left it
+        self._apply_live(new if new.policy.mode != old.policy.mode
+                         else replace(new, policy=replace(new.policy, mode=self.mode)))
         self.config = replace(self.config, policy=new.policy,
                               cloud=replace(old.cloud, timeout_ms=new.cloud.timeout_ms, radio=new.cloud.radio),
                               device=replace(old.device, compute_power_w=new.device.compute_power_w))
@@ -251,6 +247,21 @@ class Daemon:
                 changes.append(f"{section}.{key}")
         log.info("SIGHUP: reloaded (%s)", ", ".join(changes) or "nothing changed")
         return changes
+
+    def _check_policy(self, cfg: Config) -> None:
+        """The same check at start-up and on reload: [policy].name must be one the bundle allows."""
+        if cfg.policy.name not in self.policies:
+            raise ConfigError(f"[policy] name = {cfg.policy.name!r} is not available with bundle "
+                              f"{self.bundle.name!r} (it has no {cfg.policy.name} section); "
+                              f"available: {list(self.policies)}")
+
+    def _apply_live(self, cfg: Config) -> None:
+        """What a config sets that can change while serving; start-up and SIGHUP both apply it here."""
+        self.policies["split"].default_goal = cfg.policy.goal
+        self.mode = cfg.policy.mode
+        self.executor.cloud_timeout_s = cfg.cloud.timeout_ms / 1e3
+        self.executor.compute_power_w = cfg.device.compute_power_w
+        self.telemetry.radio = cfg.cloud.radio
 
     def _placements(self) -> list[str]:
         """Every placement a request can pin: the profile's, and with a cloud configured also

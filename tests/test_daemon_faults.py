@@ -303,3 +303,18 @@ def test_a_flooding_client_gets_its_share_and_the_others_are_served(tmp_short, b
     finally:
         daemon.stop()
         worker.stop()
+
+
+def test_reload_applies_live_settings_as_start_does_and_keeps_a_set_mode(tmp_short):
+    daemon = Daemon(daemon_config(tmp_short)).start()
+    try:
+        with Client(daemon.api.bound_endpoint) as c:
+            c.set_mode("power-saving")
+        changes = daemon.reload(daemon_config(tmp_short, policy={"goal": "energy"}, cloud={"timeout_ms": 250.0}))
+        assert daemon.policies["split"].default_goal == "energy" and daemon.executor.cloud_timeout_s == 0.25
+        assert daemon.mode == "power-saving"                   # the file did not change the mode
+        assert any(c.startswith("policy") for c in changes) and "cloud.timeout_ms" in changes
+        daemon.reload(daemon_config(tmp_short, policy={"goal": "energy", "mode": "private"}))
+        assert daemon.mode == "private"                        # now it did
+    finally:
+        daemon.stop()
