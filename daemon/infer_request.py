@@ -27,6 +27,8 @@ class ServedModel:
     dtype: str
     policies: tuple[str, ...]      # what a request may ask for
     default_policy: str
+    classes: tuple[str, ...]       # label -> class name, for the reply
+    run: Any = None                # job -> FrameResult: the executor that serves it
     on_mcu: bool = False
 
 

@@ -153,6 +153,7 @@ class Daemon:
         self._apply_live(cfg)
         if cfg.mcu.port:
             self.fc = self._start_mcu()
+        self._served = self.served_models()
         results = f"inproc://adaptinfd-results-{id(self)}"
         self.api = ApiServer(cfg.daemon.api_endpoint, self._handlers(), self.stats, cfg.daemon.max_message_bytes,
                              results, self._ctx)
@@ -520,20 +521,22 @@ class Daemon:
         return self._ok(req, {"mode": mode, "previous": previous})
 
     def served_models(self) -> dict[str, ServedModel]:
-        """The models a request may name: the bundle's, and the MCU's FC model when there is one."""
+        """The models a request may name, each with what serves it: the bundle's (the executor),
+        and the MCU's FC model when there is one (the FC executor, MCU or host)."""
         b = self.bundle
         models = {b.name: ServedModel(b.name, b.input.shape, b.input.dtype, tuple(self.policies),
-                                      self.config.policy.name)}
+                                      self.config.policy.name, tuple(b.classes), self.executor.execute)}
         if self.fc is not None:
             name = self.config.mcu.name
             models[name] = ServedModel(name, (self.mcu.system.input_dim,), "float32", MCU_POLICIES,
-                                       self.config.mcu.policy, on_mcu=True)
+                                       self.config.mcu.policy, tuple(str(c) for c in range(self.mcu_classes)),
+                                       self.fc.run, on_mcu=True)
         return models
 
     def _infer(self, req: api.Request, peer: bytes, frames: list) -> list | None:
         if self.stopping:
             raise api.ApiError(api.UNAVAILABLE, "adaptinfd is shutting down")
-        r = parse_infer(req, self.served_models(), self.bundle.name, self.mode, self.config.policy.goal, POLICIES)
+        r = parse_infer(req, self._served, self.bundle.name, self.mode, self.config.policy.goal, POLICIES)
         fc = r.model.on_mcu
         if not self.shares.take(peer):
             raise api.ApiError(api.RESOURCE_EXHAUSTED, f"this client already has {self.shares.limit} frames in "
@@ -576,10 +579,10 @@ class Daemon:
         try:
             if isinstance(planned, FrameResult):
                 result = planned
-            elif self.fc is not None and job.model == self.config.mcu.name:
-                result = self.fc.run(job)
+            elif planned is not None:
+                result = self.executor.run(job, planned)
             else:
-                result = self.executor.run(job, planned) if planned else self.executor.execute(job)
+                result = self._served[job.model].run(job)
         except Exception as exc:
             log.exception("frame %r failed", job.id)
             result = FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
@@ -589,8 +592,8 @@ class Daemon:
         served = result.served_by
         self.frame_metrics.observe("fallback" if served.get("fallback") else str(served.get("placement", "device")),
                                    result.stages_s.get("total", 0.0), result.energy_j, result.energy_source)
-        names = self.bundle.classes if job.model != self.config.mcu.name else None
-        body = {"label": result.label, "class": names[result.label] if names else str(result.label),
+        names = self._served[job.model].classes
+        body = {"label": result.label, "class": names[result.label],
                 "confidence": result.confidence,
                 "served_by": result.served_by, "latency_ms": {k: v * 1e3 for k, v in result.stages_s.items()},
                 "energy_j": result.energy_j, "energy_source": result.energy_source,

@@ -155,8 +155,8 @@ def test_an_infer_request_is_checked_against_the_model_it_names():
     from adaptinf import api_protocol as api
     from adaptinf.daemon.infer_request import ServedModel, parse_infer
 
-    served = {"b": ServedModel("b", (1, 2, 2, 3), "uint8", ("split", "mobile-only"), "split"),
-              "fc": ServedModel("fc", (4,), "float32", ("auto", "mcu", "host"), "auto", on_mcu=True)}
+    served = {"b": ServedModel("b", (1, 2, 2, 3), "uint8", ("split", "mobile-only"), "split", ("a", "b")),
+              "fc": ServedModel("fc", (4,), "float32", ("auto", "mcu", "host"), "auto", ("0", "1"), on_mcu=True)}
 
     def req(**header):
         buffers = [np.zeros((1, 2, 2, 3), np.uint8).tobytes()] if header.get("model") != "fc" else \
