@@ -25,7 +25,7 @@ from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.steps import FrameSteps
 from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.policies.confidence import probabilities
-from adaptinf.policies.plan import FrameContext, Plan, Telemetry
+from adaptinf.policies.plan import FrameContext, Plan, ServedBy, Telemetry
 from adaptinf.policies.radio_power import uplink_power_w
 from adaptinf.profile import Profile
 
@@ -60,7 +60,7 @@ class FrameResult:
     label: int = -1
     confidence: float = 0.0
     scores: np.ndarray | None = None
-    served_by: dict = field(default_factory=dict)
+    served_by: ServedBy | None = None
     stages_s: dict = field(default_factory=dict)
     energy_j: float = 0.0
     energy_source: str = "model"
@@ -113,16 +113,15 @@ class Executor:
         run_start = self.clock()
         stages = {"queue": run_start - job.received - planned.plan_s, "plan": planned.plan_s}
         chosen = plan.chosen
-        served = {"placement": chosen.kind, "partition": chosen.name, "policy": plan.policy, "goal": plan.goal,
-                  "mode": plan.mode, "fallback": False, "predicted_ms": chosen.latency_s * 1e3,
-                  "est_uplink_bps": telemetry.uplink_bps}
+        served = ServedBy(chosen.kind, plan.policy, plan.goal, plan.mode, partition=chosen.name,
+                          predicted_s=chosen.latency_s, est_uplink_bps=telemetry.uplink_bps)
         logits, upload_bytes = self._run(job, plan, profile, stages, served)
         stages["total"] = self.clock() - job.received
         probs = probabilities(logits.reshape(-1))
         label = int(probs.argmax())
         energy, source, idle = self._energy(run_start, stages, upload_bytes, telemetry)
-        served["upload_bytes"] = upload_bytes
-        placement = "fallback" if served["fallback"] else (
+        served.upload_bytes = upload_bytes
+        placement = "fallback" if served.fallback else (
             f"split:{chosen.name}" if chosen.kind == "split" else chosen.kind)
         self.stats.record_frame(plan.policy, placement, stages)
         return FrameResult("OK", label=label, confidence=float(probs[label]), scores=probs.astype(np.float32),
@@ -146,6 +145,6 @@ class Executor:
         compute_s = sum(stages.get(k, 0.0) for k in ("mux", "device", "recovery", "fallback"))
         return compute_s * self.compute_power_w + radio_j, "model", None
 
-    def _run(self, job: Job, plan: Plan, profile: Profile, stages: dict, served: dict) -> tuple[np.ndarray, int]:
+    def _run(self, job: Job, plan: Plan, profile: Profile, stages: dict, served: ServedBy) -> tuple[np.ndarray, int]:
         """The plan's policy executes it through this frame's steps (daemon/steps.py)."""
         return self.policies[plan.policy].execute(job, plan, FrameSteps(self, job, profile, stages, served))

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from adaptinf.daemon.executor import FrameResult, Job
+from adaptinf.policies.plan import ServedBy
 from adaptinf.policies.confidence import probabilities
 from adaptinf.daemon.mcu_runtime import McuRuntime
 from adaptinf.daemon.stats import Stats
@@ -37,21 +38,20 @@ class FcExecutor:
         plan = policy.plan(job.context, self.seen)
         x = np.asarray(job.frame, np.float32).reshape(-1)
         stages = {"queue": start - job.received}
-        served = {"placement": plan.chosen.name, "policy": plan.policy, "goal": plan.goal, "mode": plan.mode,
-                  "fallback": False, "predicted_ms": plan.chosen.latency_s * 1e3}
+        served = ServedBy(plan.chosen.name, plan.policy, plan.goal, plan.mode, predicted_s=plan.chosen.latency_s)
         result = None
         if plan.chosen.name == MCU:
             begin = self._clock()
             try:
                 r = self.runtime.infer(x)
             except McuError as exc:
-                served.update(fallback=True, fallback_reason=str(exc))
+                served.fallback, served.fallback_reason = True, str(exc)
                 self.stats.count("mcu_fallbacks")
             else:
                 stages["mcu"] = self._clock() - begin
                 self.seen.observe("mcu_ticks", r.count)
                 self.seen.observe("mcu_round_trip_s", stages["mcu"])
-                served.update(net=("main", "tail")[r.net], mcu_ticks=r.count, dtype=r.dtype)
+                served.net, served.mcu_ticks, served.dtype = ("main", "tail")[r.net], r.count, r.dtype
                 label, logits = r.label, r.logits
                 energy = policy.model.compute_j(r.count)
                 result = (label, logits, r.net, energy, "mcu-model")
@@ -60,14 +60,14 @@ class FcExecutor:
             label, net, logits = self.runtime.reference(x)
             stages["host"] = self._clock() - begin
             self.seen.observe("host_s", stages["host"])
-            if served["fallback"]:
-                served["placement"] = "host"
-            served["net"] = ("main", "tail")[net]
+            if served.fallback:
+                served.placement = "host"
+            served.net = ("main", "tail")[net]
             result = (label, logits, net, stages["host"] * policy.host_power_w, "model")
         label, logits, net, energy, source = result
         stages["total"] = self._clock() - job.received
         scores = self._scores(logits, net)
-        self.stats.record_frame(plan.policy, "fallback" if served["fallback"] else served["placement"], stages)
+        self.stats.record_frame(plan.policy, "fallback" if served.fallback else served.placement, stages)
         return FrameResult("OK", label=int(label), confidence=float(scores[label]), scores=scores,
                            served_by=served, stages_s=stages, energy_j=energy, energy_source=source)
 

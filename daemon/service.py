@@ -590,12 +590,12 @@ class Daemon:
         if result.code != api.OK:
             return api.encode_reply(job.id, result.code, result.message)
         served = result.served_by
-        self.frame_metrics.observe("fallback" if served.get("fallback") else str(served.get("placement", "device")),
+        self.frame_metrics.observe("fallback" if served.fallback else served.placement,
                                    result.stages_s.get("total", 0.0), result.energy_j, result.energy_source)
         names = self._served[job.model].classes
         body = {"label": result.label, "class": names[result.label],
                 "confidence": result.confidence,
-                "served_by": result.served_by, "latency_ms": {k: v * 1e3 for k, v in result.stages_s.items()},
+                "served_by": served.to_reply(), "latency_ms": {k: v * 1e3 for k, v in result.stages_s.items()},
                 "energy_j": result.energy_j, "energy_source": result.energy_source,
                 "energy_idle_j": result.energy_idle_j,
                 "scores": {"dtype": "float32", "shape": [len(result.scores)]}}

@@ -17,6 +17,7 @@ import numpy as np
 
 from adaptinf.cloud import protocol as cloud_protocol
 from adaptinf.daemon.cloud_link import CloudError
+from adaptinf.policies.plan import ServedBy
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile
 from adaptinf.upload_quant import dequantize, quantize
 
@@ -29,7 +30,7 @@ Answer = tuple[np.ndarray, int]   # logits, and the bytes the frame sent up the 
 
 
 class FrameSteps:
-    def __init__(self, executor: "Executor", job: "Job", profile: Profile, stages: dict, served: dict):
+    def __init__(self, executor: "Executor", job: "Job", profile: Profile, stages: dict, served: ServedBy):
         self._x = executor
         self.job = job
         self.profile = profile
@@ -112,15 +113,15 @@ class FrameSteps:
                 logits, self.stages["cloud"] = call.wait(sla_end - x.clock() - FALLBACK_MARGIN_S).logits(
                     len(self.bundle.classes))
                 self.stages["network"] = x.clock() - start
-                self.served["answered_by"] = "cloud"
+                self.served.answered_by = "cloud"
                 return logits, payload.nbytes
             except CloudError as exc:
                 call.abandon()
                 reason = str(exc)
         else:
             reason = "no cloud link up, or no time for it"
-        self.served["answered_by"] = "device"
-        self.served["device_reason"] = reason
+        self.served.answered_by = "device"
+        self.served.device_reason = reason
         self.count("duplicate_device_answers")
         return local, payload.nbytes if call is not None else 0
 
@@ -151,8 +152,8 @@ class FrameSteps:
                 call.abandon()
                 reason = str(exc)
         self.stages["network"] = x.clock() - start
-        self.served["fallback"] = True
-        self.served["fallback_reason"] = reason
+        self.served.fallback = True
+        self.served.fallback_reason = reason
         self.count("fallbacks")
         return fallback()
 

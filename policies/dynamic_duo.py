@@ -210,7 +210,7 @@ def speculate(job, plan, steps, history=None):
     served = steps.served
     advice = history.advice(job.peer, job.received) if history is not None else sieve.NORMAL
     if advice != sieve.NORMAL:
-        served["history"] = advice
+        served.history = advice
     if advice == sieve.DIRECT_TO_CLOUD and plan.chosen.name == "cloud":
         return recover_with_big(plan, steps)
     spec = steps.bundle.dynamic_duo.speculative(plan.chosen.model)     # SIEVE may have picked another little
@@ -220,12 +220,12 @@ def speculate(job, plan, steps, history=None):
     predicted = int(probs.argmax())
     detect = advice != sieve.TRUST_LITTLE and plan.chosen.name != "detector-off"
     again = detect and bool(probs[predicted] < thresholds[predicted])
-    served.update(little=spec.little, little_confidence=float(probs[predicted]),
-                  threshold=float(thresholds[predicted]), recovered=again, detector=detect)
+    served.little, served.little_confidence = spec.little, float(probs[predicted])
+    served.threshold, served.recovered, served.detector = float(thresholds[predicted]), again, detect
     if not again:
         if history is not None and detect:
             history.record(job.peer, job.received, recovered=False)
-        served["answered_by"] = "little"
+        served.answered_by = "little"
         return little, 0
     steps.count("recoveries")
     logits, upload_bytes = recover_with_big(plan, steps)

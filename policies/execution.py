@@ -23,8 +23,8 @@ def run_partition(plan: Plan, steps: Steps) -> Answer:
 def recover_with_big(plan: Plan, steps: Steps) -> Answer:
     if plan.chosen.name == "cloud":
         answer = steps.full_in_cloud(steps.models.full)
-        steps.served["answered_by"] = "big:device" if steps.served["fallback"] else "big:cloud"
+        steps.served.answered_by = "big:device" if steps.served.fallback else "big:cloud"
         return answer
     logits = steps.on_device(steps.models.full, "recovery")
-    steps.served["answered_by"] = "big:device"
+    steps.served.answered_by = "big:device"
     return logits, 0

@@ -106,10 +106,11 @@ class MmNetPolicy:
         predicted = [int(p.argmax()) for p in probs]
         confidence = [float(p[c]) for p, c in zip(probs, predicted)]
         again = bool(recover(confidence[0], predicted[0], confidence[1], predicted[1], *spec.thresholds))
-        steps.served.update(minions=list(spec.minions), minion_confidence=confidence,
-                            minions_agree=predicted[0] == predicted[1], recovered=again)
+        served = steps.served
+        served.minions, served.minion_confidence = list(spec.minions), confidence
+        served.minions_agree, served.recovered = predicted[0] == predicted[1], again
         if not again:
-            steps.served["answered_by"] = "minions"
+            served.answered_by = "minions"
             return logits[0], 0
         steps.count("recoveries")
         return recover_with_big(plan, steps)

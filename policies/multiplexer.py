@@ -175,14 +175,14 @@ class MultiplexerPolicy:
         w = np.asarray(steps.on_device(pair.multiplexer, "mux"), dtype=np.float64).reshape(-1)
         wants_cloud = bool(to_cloud(w, steps.bundle.multiplexer.pair.threshold)[0])
         sides = {c.name: c for c in plan.candidates}
-        served.update(w=[round(float(v), 4) for v in w], wants="cloud" if wants_cloud else "device",
-                      predicted_side_ms={name: c.latency_s * 1e3 for name, c in sides.items()})
+        served.w, served.wants = [round(float(v), 4) for v in w], "cloud" if wants_cloud else "device"
+        served.predicted_side_s = {name: c.latency_s for name, c in sides.items()}
         if wants_cloud and plan.chosen.name == "cloud":
             answer = steps.full_in_cloud(pair.device)
-            served["answered_by"] = "device" if served["fallback"] else "cloud"
+            served.answered_by = "device" if served.fallback else "cloud"
             return answer
         if wants_cloud:
-            served["device_reason"] = "private mode" if plan.mode == "private" else "cloud down"
-        served["answered_by"] = "device"
+            served.device_reason = "private mode" if plan.mode == "private" else "cloud down"
+        served.answered_by = "device"
         # not profiled, only FLOPs-scaled: no evidence for the device slowdown estimate
         return steps.on_device(pair.device, "device"), 0

@@ -83,3 +83,51 @@ class Policy(Protocol):
 
     def plan(self, frame: FrameContext, telemetry: Telemetry, profile: Any, explain: bool = False) -> Plan: ...
     def execute(self, job: Any, plan: Plan, steps: Steps) -> Answer: ...
+
+
+@dataclass
+class ServedBy:
+    """What served one frame, filled in as it runs (the executor, then the policy's execution)
+    and turned into the reply's `served_by` at the API edge (`to_reply`: unset fields left out,
+    seconds as the API's milliseconds). docs/protocols.md lists the fields."""
+
+    placement: str
+    policy: str
+    goal: str
+    mode: str
+    partition: str | None = None
+    fallback: bool = False
+    fallback_reason: str | None = None
+    predicted_s: float | None = None
+    est_uplink_bps: float | None = None
+    upload_bytes: int | None = None
+    answered_by: str | None = None          # duplicate, multiplex, speculate, minions
+    device_reason: str | None = None
+    w: list | None = None                   # multiplexer
+    wants: str | None = None
+    predicted_side_s: dict | None = None
+    little: str | None = None               # dynamic-duo, sieve
+    little_confidence: float | None = None
+    threshold: float | None = None
+    recovered: bool | None = None           # also mmnet
+    detector: bool | None = None
+    history: str | None = None              # sieve
+    minions: list | None = None             # mmnet
+    minion_confidence: list | None = None
+    minions_agree: bool | None = None
+    net: str | None = None                  # the MCU's multi-dsNN
+    mcu_ticks: int | None = None
+    dtype: str | None = None
+
+    def to_reply(self) -> dict:
+        out = {}
+        for key, value in vars(self).items():
+            if value is None:
+                continue
+            if key == "predicted_s":
+                out["predicted_ms"] = value * 1e3
+            elif key == "predicted_side_s":
+                out["predicted_side_ms"] = {k: v * 1e3 for k, v in value.items()}
+            else:
+                out[key] = value
+        return out

@@ -49,7 +49,7 @@ def run_minions(minion_logits, thresholds):
     telemetry = Telemetry(uplink_bps=1e6, rtt_s=0.01)
     plan = Plan(Candidate("device", "minions", 0.001, 0, 0, 0, 0.001, 0.0, None), "latency", "normal", "mmnet")
     job = Job(1, b"peer", np.zeros((1, 32, 32, 3), np.uint8), FrameContext(), "mmnet", 0.0)
-    return executor.run(job, Planned(plan, telemetry, profile, 0.0)).served_by
+    return executor.run(job, Planned(plan, telemetry, profile, 0.0)).served_by.to_reply()   # as the reply has it
 
 
 @pytest.mark.parametrize("margin_1, margin_2", [(2.0, 2.5), (0.7, 3.1), (4.0, 0.3)])

@@ -104,7 +104,7 @@ def test_cloud_only_answers_from_the_cloud_and_times_its_stages():
     link = Link(None, label=2, round_trip_s=0.02)
     executor, clock, full = make(link)
     result = run(executor, clock, "cloud-only")
-    assert result.label == 2 and full.runs == 0 and not result.served_by["fallback"]
+    assert result.label == 2 and full.runs == 0 and not result.served_by.fallback
     assert result.stages_s["network"] == pytest.approx(0.02) and result.stages_s["cloud"] == pytest.approx(0.001)
     assert link.calls[0]["target"] == "full"
 
@@ -114,7 +114,7 @@ def test_a_failed_cloud_call_falls_back_to_the_device_once():
     executor, clock, full = make(link, device_label=1)
     result = run(executor, clock, "cloud-only")
     assert result.label == 1 and full.runs == 1
-    assert result.served_by["fallback"] and "no reply" in result.served_by["fallback_reason"]
+    assert result.served_by.fallback and "no reply" in result.served_by.fallback_reason
     assert executor.stats.snapshot()["counters"]["fallbacks"] == 1
 
 
@@ -123,14 +123,14 @@ def test_no_time_left_for_the_cloud_goes_straight_to_the_device():
     executor, clock, full = make(link, device_s=0.05)
     result = run(executor, clock, "cloud-only", deadline_s=0.04)   # less than the device fallback itself
     assert link.calls == [] and full.runs == 1
-    assert result.served_by["fallback_reason"] == "no time left for the cloud within the deadline"
+    assert result.served_by.fallback_reason == "no time left for the cloud within the deadline"
 
 
 def test_mdinference_uses_the_clouds_answer_when_it_beats_the_sla():
     link = Link(None, label=3, round_trip_s=0.01)
     executor, clock, full = make(link, device_label=0)
     result = run(executor, clock, "mdinference", deadline_s=0.5)
-    assert result.served_by["answered_by"] == "cloud" and result.label == 3
+    assert result.served_by.answered_by == "cloud" and result.label == 3
     assert full.runs == 1                                      # the duplicate ran on the device meanwhile
 
 
@@ -138,8 +138,8 @@ def test_mdinference_answers_with_the_device_when_the_cloud_misses_the_sla():
     link = Link(None, error=CloudError("DEADLINE", "past the SLA"))
     executor, clock, full = make(link, device_label=0)
     result = run(executor, clock, "mdinference", deadline_s=0.5)
-    assert result.served_by["answered_by"] == "device" and result.label == 0
-    assert "past the SLA" in result.served_by["device_reason"]
+    assert result.served_by.answered_by == "device" and result.label == 0
+    assert "past the SLA" in result.served_by.device_reason
 
 
 def test_a_frame_whose_deadline_passed_in_the_queue_is_not_run():
