@@ -142,10 +142,13 @@ def _fmt(value, scale=1.0, unit="", digits=1) -> str:
     return "?" if value is None else f"{value * scale:.{digits}f}{unit}"
 
 
-def render_status(status: dict, stats: dict) -> str:
-    """The daemon at a glance: what a person checks first."""
-    link, cloud, power, device = status["link"], status["cloud"], status["power"], status["device"]
-    lat = status.get("latency") or {}
+def render_status(reply: dict, stats: dict) -> str:
+    """The daemon at a glance: what a person checks first (the status reply, read as its typed value)."""
+    from adaptinf.daemon.status import DaemonStatus
+
+    st = DaemonStatus.from_reply(reply)
+    link, cloud, power, device = st.link, st.cloud, st.power, st.device
+    lat = st.latency
     placements = "  ".join(f"{k} {v}" for k, v in sorted(stats["placements"].items(), key=lambda kv: -kv[1]))
     codes = "  ".join(f"{k} {v}" for k, v in sorted(stats["codes"].items()))
     if power.get("sensor"):
@@ -153,29 +156,29 @@ def render_status(status: dict, stats: dict) -> str:
                   f"{_fmt(power.get('idle_power_w'), unit=' W', digits=2)}, computing "
                   f"{_fmt(power.get('active_power_w'), unit=' W', digits=2)}, errors {power.get('errors', 0)})")
     else:
-        sensor = f"model: {power['model_compute_power_w']} W while computing (no sensor)"
+        sensor = f"model: {power.get('model_compute_power_w')} W while computing (no sensor)"
     return "\n".join([
-        f"adaptinfd  {status['bundle']['name']} ({status['bundle']['sha256'][:12]})  up "
-        f"{status['uptime_s']:.0f} s  mode {status['mode']}  policy {status['policy']} (goal {status['goal']})",
-        f"link      {link['state']:<10} uplink {_fmt(link['uplink_bps'], 1e-6, ' Mbit/s', 2)} "
-        f"± {_fmt(link['uplink_bps_std'], 1e-6, '', 2)}  RTT {_fmt(link['rtt_ms'], unit=' ms')} "
-        f"± {_fmt(link['rtt_ms_std'])}  radio {link['radio']}  measured "
-        f"{_fmt(link.get('uplink_age_s'), unit=' s ago')}  uplink queue {_fmt(link.get('uplink_backlog_ms'), unit=' ms')}",
-        f"cloud     {cloud['state']:<10} queue {cloud['queue_depth']}  service {_fmt(cloud['service_ms'], unit=' ms', digits=2)}"
-        f"  compute x{cloud['time_vs_profile']:.2f} of profile  retries {cloud['retries']}  reconnects {cloud['reconnects']}"
-        f"  late replies dropped {cloud['late_replies_dropped']}",
+        f"adaptinfd  {st.bundle_name} ({st.bundle_sha256[:12]})  up "
+        f"{st.uptime_s:.0f} s  mode {st.mode}  policy {st.policy} (goal {st.goal})",
+        f"link      {link.state:<10} uplink {_fmt(link.uplink_bps, 1e-6, ' Mbit/s', 2)} "
+        f"± {_fmt(link.uplink_bps_std, 1e-6, '', 2)}  RTT {_fmt(link.rtt_s, 1e3, ' ms')} "
+        f"± {_fmt(link.rtt_s_std, 1e3)}  radio {link.radio}  measured "
+        f"{_fmt(link.uplink_age_s, unit=' s ago')}  uplink queue {_fmt(link.uplink_backlog_s, 1e3, ' ms')}",
+        f"cloud     {cloud.state:<10} queue {cloud.queue_depth}  service {_fmt(cloud.service_s, 1e3, ' ms', 2)}"
+        f"  compute x{cloud.time_vs_profile:.2f} of profile  retries {cloud.retries}  reconnects {cloud.reconnects}"
+        f"  late replies dropped {cloud.late_replies_dropped}",
         f"power     {sensor}",
-        f"device    {device['backend']}  compute x{device['time_vs_profile']:.2f} of profile"
-        f"{'  (emulated x%g slower)' % device['emulated_slowdown'] if device.get('emulated_slowdown', 1) != 1 else ''}"
-        f"  queued {device['queue_depth']}"
-        f"  busy workers {device['busy_workers']}  at the device {device.get('frames_at_device', 0)}"
-        f" (wait {_fmt(device.get('device_wait_ms'), unit=' ms')})",
+        f"device    {device.backend}  compute x{device.time_vs_profile:.2f} of profile"
+        f"{'  (emulated x%g slower)' % device.emulated_slowdown if device.emulated_slowdown != 1 else ''}"
+        f"  queued {device.queue_depth}"
+        f"  busy workers {device.busy_workers}  at the device {device.frames_at_device}"
+        f" (wait {_fmt(device.device_wait_s, 1e3, ' ms')})",
         f"latency   p50 {_fmt(lat.get('p50_ms'), unit=' ms')}  p95 {_fmt(lat.get('p95_ms'), unit=' ms')}"
         f"  p99 {_fmt(lat.get('p99_ms'), unit=' ms')}",
         f"frames    {placements or 'none yet'}",
         f"replies   {codes or 'none yet'}",
-        f"profile   {status['profile']}",
-    ] + _board_lines(device.get("board")))
+        f"profile   {st.profile}",
+    ] + _board_lines(device.board))
 
 
 def _board_lines(board: dict | None) -> list[str]:

@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, Info, Proce
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from adaptinf.daemon.status import DaemonStatus
+
 log = logging.getLogger(__name__)
 
 # Seconds: from a 1 ms device frame to a cloud frame over a bad 3G link.
@@ -42,7 +44,7 @@ class FrameMetrics:
 class DaemonCollector(Collector):
     """The daemon's own counters and gauges, read from status and statistics per scrape."""
 
-    def __init__(self, status: Callable[[], dict], stats: Callable[[], dict]):
+    def __init__(self, status: Callable[[], DaemonStatus], stats: Callable[[], dict]):
         self._status, self._stats = status, stats
 
     def collect(self):
@@ -68,18 +70,18 @@ class DaemonCollector(Collector):
                       [(k, v["count"]) for k, v in stats["stages"].items()])
         yield counter("adaptinf_events", "Fallbacks, inline frames, dropped replies.", "event",
                       sorted(stats["counters"].items()))
-        link, cloud, power, device = status["link"], status["cloud"], status["power"], status["device"]
-        yield gauge("adaptinf_link_up", "1 when the cloud link is up.", float(link["state"] == "up"))
-        if link["uplink_bps"] is not None:
-            yield gauge("adaptinf_link_uplink_bits_per_second", "Measured uplink bandwidth.", link["uplink_bps"])
-        if link["rtt_ms"] is not None:
-            yield gauge("adaptinf_link_rtt_seconds", "Measured round-trip time.", link["rtt_ms"] / 1e3)
-        yield gauge("adaptinf_cloud_queue_depth", "The cloud worker's reported queue depth.", cloud["queue_depth"])
-        yield counter("adaptinf_cloud_reconnects", "Cloud link reconnections.", None, [(None, cloud["reconnects"])])
-        yield counter("adaptinf_cloud_retries", "Cloud requests resent.", None, [(None, cloud["retries"])])
+        link, cloud, power, device = status.link, status.cloud, status.power, status.device
+        yield gauge("adaptinf_link_up", "1 when the cloud link is up.", float(link.state == "up"))
+        if link.uplink_bps is not None:
+            yield gauge("adaptinf_link_uplink_bits_per_second", "Measured uplink bandwidth.", link.uplink_bps)
+        if link.rtt_s is not None:
+            yield gauge("adaptinf_link_rtt_seconds", "Measured round-trip time.", link.rtt_s)
+        yield gauge("adaptinf_cloud_queue_depth", "The cloud worker's reported queue depth.", cloud.queue_depth)
+        yield counter("adaptinf_cloud_reconnects", "Cloud link reconnections.", None, [(None, cloud.reconnects)])
+        yield counter("adaptinf_cloud_retries", "Cloud requests resent.", None, [(None, cloud.retries)])
         yield counter("adaptinf_cloud_late_replies", "Cloud replies dropped after a fallback.", None,
-                      [(None, cloud["late_replies_dropped"])])
-        yield gauge("adaptinf_device_queue_depth", "Frames waiting for a frame worker.", device["queue_depth"])
+                      [(None, cloud.late_replies_dropped)])
+        yield gauge("adaptinf_device_queue_depth", "Frames waiting for a frame worker.", device.queue_depth)
         yield gauge("adaptinf_power_sensor_healthy", "1 when a power sensor is read successfully.",
                     float(bool(power.get("healthy"))))
         if power.get("power_w") is not None:
@@ -87,7 +89,7 @@ class DaemonCollector(Collector):
                         {"sensor": power["sensor"]})
 
 
-def make_registry(status: Callable[[], dict], stats: Callable[[], dict], build: dict[str, str]
+def make_registry(status: Callable[[], DaemonStatus], stats: Callable[[], dict], build: dict[str, str]
                   ) -> tuple[CollectorRegistry, FrameMetrics]:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)

@@ -38,6 +38,7 @@ from adaptinf.drivers.ina226 import SensorError
 from adaptinf.drivers.jetson_board import JetsonBoard
 from adaptinf.drivers.power_sources import PowerSource, open_power_source
 from adaptinf.daemon.stats import Stats
+from adaptinf.daemon.status import CloudStatus, DaemonStatus, DeviceStatus, LinkStatus
 from adaptinf.daemon.systemd_notify import Notifier
 from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.daemon.warmup import DeviceTimes, cloud_partitions, measure_profile, median_ms, profile_from
@@ -143,7 +144,7 @@ class Daemon:
         self.power = self._open_power()
         self.board = JetsonBoard.open()
         self.registry, self.frame_metrics = metrics.make_registry(
-            self.status_body, self.stats_body, {"version": __version__, "bundle": self.bundle.name,
+            self.status, self.stats_body, {"version": __version__, "bundle": self.bundle.name,
                                                 "bundle_sha256": self.bundle.manifest_sha256[:12]})
         self.device = DeviceQueue()
         self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio, self.power, self.device)
@@ -461,36 +462,28 @@ class Daemon:
     def _status(self, req: api.Request, peer: bytes, frames: list) -> list:
         return self._ok(req, self.status_body())
 
-    def status_body(self) -> dict:
+    def status(self) -> DaemonStatus:
         est = self.estimator.estimate()
         link = self.link.status() if self.link else None
         t = self.telemetry.snapshot(self.profile)
-        return {
-            "mode": self.mode, "policy": self.config.policy.name, "goal": self.config.policy.goal,
-            "bundle": {"name": self.bundle.name, "sha256": self.bundle.manifest_sha256},
-            "profile": self.profile_source, "uptime_s": time.monotonic() - self.started,
-            "link": {"state": link.state if link else "none", "uplink_bps": est.uplink_bps,
-                     "uplink_bps_std": est.uplink_bps_std,
-                     "rtt_ms": est.rtt_s * 1e3 if est.rtt_s is not None else None,
-                     "rtt_ms_std": est.rtt_s_std * 1e3, "samples": {"rtt": est.rtt_samples,
-                                                                     "bandwidth": est.bandwidth_samples},
-                     "uplink_age_s": est.uplink_age_s, "uplink_backlog_ms": t.uplink_backlog_s * 1e3,
-                     "radio": self.config.cloud.radio},
-            "power": self._power_status(),
-            "cloud": {"state": link.state if link else "none", "queue_depth": link.queue_depth if link else 0,
-                      "service_ms": link.service_s * 1e3 if link else 0.0,
-                      # measured compute time over the profile's (1.0: as calibrated), not the emulation
-                      "time_vs_profile": t.cloud_slowdown,
-                      "retries": link.retries if link else 0, "reconnects": link.reconnects if link else 0,
-                      "late_replies_dropped": link.late_replies if link else 0,
-                      "in_flight": link.in_flight if link else 0},
-            "device": {"backend": self.models.backend, "time_vs_profile": t.device_slowdown,
-                       "emulated_slowdown": self.config.device.emulate_slowdown,
-                       "board": self.board.snapshot() if self.board else None,
-                       "queue_depth": self.pool.depth(), "busy_workers": self.pool.busy,
-                       "frames_at_device": self.device.depth(), "device_wait_ms": t.device_queue_s * 1e3},
-            "latency": self.stats.latency_percentiles(),
-            "mcu": dict(self.mcu.status(), model=self.config.mcu.name) if self.mcu else None}
+        state = link.state if link else "none"
+        return DaemonStatus(
+            self.mode, self.config.policy.name, self.config.policy.goal, self.bundle.name,
+            self.bundle.manifest_sha256, self.profile_source, time.monotonic() - self.started,
+            LinkStatus(state, est.uplink_bps, est.uplink_bps_std, est.rtt_s, est.rtt_s_std, est.rtt_samples,
+                       est.bandwidth_samples, est.uplink_age_s, t.uplink_backlog_s, self.config.cloud.radio),
+            self._power_status(),
+            CloudStatus(state, link.queue_depth if link else 0, link.service_s if link else 0.0, t.cloud_slowdown,
+                        link.retries if link else 0, link.reconnects if link else 0,
+                        link.late_replies if link else 0, link.in_flight if link else 0),
+            DeviceStatus(self.models.backend, t.device_slowdown, self.config.device.emulate_slowdown,
+                         self.board.snapshot() if self.board else None, self.pool.depth(), self.pool.busy,
+                         self.device.depth(), t.device_queue_s),
+            self.stats.latency_percentiles(),
+            dict(self.mcu.status(), model=self.config.mcu.name) if self.mcu else None)
+
+    def status_body(self) -> dict:
+        return self.status().to_reply()
 
     def _power_status(self) -> dict:
         model = {"model_compute_power_w": self.config.device.compute_power_w}
