@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from importlib import metadata
 from pathlib import Path
 
 from adaptinf.rig.processes import free_port
@@ -26,15 +27,16 @@ class TritonUnavailable(RuntimeError):
 
 
 def pytriton_root() -> Path:
+    """The wheel's tritonserver tree, found through the installed distribution's files (the
+    wheel is only a carrier for the binary: nothing of pytriton's Python is imported)."""
     try:
-        import pytriton
-    except ImportError:
+        dist = metadata.distribution("nvidia-pytriton")
+    except metadata.PackageNotFoundError:
         raise TritonUnavailable("the nvidia-pytriton wheel is not installed (pip install 'adaptinf[test]')") from None
-    root = Path(pytriton.__file__).parent / "tritonserver"
+    root = Path(dist.locate_file("pytriton/tritonserver"))
     if not (root / "bin" / "tritonserver").is_file():
         raise TritonUnavailable(f"{root} has no bin/tritonserver")
     return root
-
 
 
 class TritonServer:
