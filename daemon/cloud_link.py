@@ -39,13 +39,25 @@ RECONNECT_MAX_S = 5.0
 RETRY_MIN_S = 0.25              # resend an unanswered request after max(this, 4 * SRTT)
 # Idle probes: sized to take PROBE_TRANSFER_S at the estimated uplink (so the transfer is
 # visible over RTT jitter) and spaced so they use at most PROBE_SHARE of it; before any
-# estimate, PROBE_BYTES every PROBE_INTERVAL_S.
+# estimate, PROBE_BYTES every PROBE_INTERVAL_S. At least one probe every PROBE_MAX_INTERVAL_S,
+# even where that is over PROBE_SHARE (below 240 kbit/s estimated: 1200 bytes per 2 s): a
+# link that fell to nothing must be seen when it comes back, not 48 s later.
 PROBE_INTERVAL_S = 2.0
+PROBE_MAX_INTERVAL_S = 2.0
 PROBE_BYTES = 16 * 1024
 PROBE_SHARE = 0.02
 PROBE_TRANSFER_S = 0.025
 PROBE_MIN_BYTES, PROBE_MAX_BYTES = 1200, 256 * 1024   # one packet at the least: probes stay frequent on a slow link
 EXPIRED_MEMORY = 4096           # rids of expired calls remembered, to count their late replies
+
+
+def probe_plan(uplink_bps: float | None) -> tuple[int, float]:
+    """(bytes, seconds between probes) at this uplink estimate: PROBE_TRANSFER_S of it, at
+    most PROBE_SHARE of it on average, and at least one every PROBE_MAX_INTERVAL_S."""
+    if not uplink_bps:
+        return PROBE_BYTES, PROBE_INTERVAL_S
+    size = int(min(max(uplink_bps * PROBE_TRANSFER_S / 8, PROBE_MIN_BYTES), PROBE_MAX_BYTES))
+    return size, min(size * 8 / (PROBE_SHARE * uplink_bps), PROBE_MAX_INTERVAL_S)
 
 
 class CloudError(Exception):
@@ -252,7 +264,7 @@ class CloudLink:
                 return  # not connected yet (IMMEDIATE): the retry timer resends
             t = self._clock()
             if p.upload_bytes:
-                self.estimator.sent(p.upload_bytes, t)
+                self.estimator.sent(p.upload_bytes, t, token=p.call.rid)
             if p.attempts == 0:
                 p.first_sent = t
             else:
@@ -295,7 +307,9 @@ class CloudLink:
                     if p.kind == "call":
                         self._expired[rid] = p    # its late reply still measures the uplink
                         while len(self._expired) > EXPIRED_MEMORY:
-                            self._expired.popitem(last=False)
+                            self.estimator.lost(self._expired.popitem(last=False)[0], now)
+                    elif p.upload_bytes:
+                        self.estimator.lost(rid, now)
                     p.call._finish(error=CloudError("DEADLINE_EXCEEDED", "no cloud reply before the deadline"))
                 elif self.state == "up" and p.kind == "call" and (p.attempts == 0 or now - p.last_sent > retry_after):
                     send(p)
@@ -305,6 +319,10 @@ class CloudLink:
                 log.warning("cloud link down: silent for %.1f s; reconnecting", now - last_recv)
                 self.state, reconnect_at = "down", now
             if self.state == "down" and now >= reconnect_at:
+                # what was on the old connection is gone: its silence stays as a sample,
+                # and the pending calls are resent (their clocks restart)
+                for rid in [*pending, *self._expired]:
+                    self.estimator.lost(rid, now)
                 poller.unregister(sock)
                 sock.close(0)
                 sock = self._open()
@@ -314,7 +332,7 @@ class CloudLink:
                 self._heartbeat(pending, send, now)
             elif now - last_send > HEARTBEAT_INTERVAL_S:
                 self._heartbeat(pending, send, now)
-            probe_bytes, probe_every_s = self._probe_plan()
+            probe_bytes, probe_every_s = probe_plan(self.estimator.estimate().uplink_bps)
             if (self.state == "up" and now - last_upload > probe_every_s
                     and not any(p.kind in ("call", "probe") for p in pending.values())):
                 self._probe(pending, send, now, probe_bytes)
@@ -332,20 +350,11 @@ class CloudLink:
         send(p)
         p.attempts = max(p.attempts, 1)  # pings are never retried: the next one replaces them
 
-    def _probe_plan(self) -> tuple[int, float]:
-        """(bytes, seconds between probes): PROBE_TRANSFER_S of the estimated uplink, at most
-        PROBE_SHARE of it on average."""
-        bps = self.estimator.estimate().uplink_bps
-        if not bps:
-            return PROBE_BYTES, PROBE_INTERVAL_S
-        size = int(min(max(bps * PROBE_TRANSFER_S / 8, PROBE_MIN_BYTES), PROBE_MAX_BYTES))
-        return size, size * 8 / (PROBE_SHARE * bps)
-
     def _probe(self, pending: dict, send: Callable[[_Pending], None], now: float, size: int = PROBE_BYTES) -> None:
         rid = self.next_rid()
         p = _Pending(CloudCall(rid), [protocol.pack(dict(protocol.PROBE, rid=list(rid))), bytes(size)],
                      now + 10.0, size, kind="probe",
-                     on_reply=lambda header, rtt: self.estimator.observe_upload(size, rtt, 0.0))
+                     on_reply=lambda header, rtt: self.estimator.observe_upload(size, rtt, 0.0, token=rid))
         pending[rid] = p
         send(p)
         p.attempts = max(p.attempts, 1)
@@ -383,4 +392,6 @@ class CloudLink:
         if p.upload_bytes and p.attempts <= 1 and header.get("ok"):
             service = sum(v for v in (header.get("compute_s"), header.get("queue_s"))
                           if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 3600)
-            self.estimator.observe_upload(p.upload_bytes, now - p.last_sent, service, now)
+            self.estimator.observe_upload(p.upload_bytes, now - p.last_sent, service, now, token=p.call.rid)
+        else:
+            self.estimator.forget(p.call.rid)

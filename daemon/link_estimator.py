@@ -13,6 +13,14 @@ of the newest and at most WINDOW_SAMPLES of them: after a step in capacity the o
 samples are gone within WINDOW_SAMPLES uploads or WINDOW_S, so the estimate follows a
 cellular link that moves five-fold within seconds (docs/demo.md measures it).
 
+Silence is evidence too. Samples arrive only with replies, so when the link falls the
+newest samples are the old, fast ones. An upload that has been on its way longer than the
+estimate allows bounds the capacity from above: if its bits have not crossed in the time
+since it could start (less the base RTT, the cloud's recent service time and
+SILENCE_GRACE_S of jitter), the link is slower than bits / that time, and the estimate is
+capped there until the reply comes. An upload the link loses (reconnect, or forgotten)
+leaves that bound behind as a sample, so a dead link is not remembered as a fast one.
+
 The uplink's queue is modelled too: every upload handed to the link occupies it for
 bytes * 8 / estimate after whatever is still ahead of it, so the planner can see that
 a frame sent now waits behind earlier ones (`uplink_backlog_s`).
@@ -25,7 +33,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Hashable
 
 RTT_GAIN = 1 / 8
 VAR_GAIN = 1 / 4
@@ -34,6 +42,8 @@ MIN_TRANSFER_S = 2e-4         # transfers faster than this are clamped: a lower 
 BASE_RTT_WINDOW = 16
 WINDOW_S = 1.0                # bandwidth samples older than this (vs the newest) are dropped
 WINDOW_SAMPLES = 4
+SILENCE_GRACE_S = 0.05        # jitter allowed an unanswered upload before its silence counts
+SERVICE_GAIN = 1 / 4
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,8 @@ class LinkEstimator:
         self._rtt_n = 0
         self._bw_n = 0
         self._uplink_free_at = -math.inf
+        self._outstanding: dict[Hashable, tuple[float, float]] = {}  # token -> (sent at, bits)
+        self._service_s = 0.0         # the cloud's recent service time (smoothed)
 
     def observe_rtt(self, rtt_s: float) -> None:
         if rtt_s <= 0:
@@ -81,12 +93,15 @@ class LinkEstimator:
                 self._srtt += RTT_GAIN * (rtt_s - self._srtt)
 
     def observe_upload(self, upload_bytes: int, round_trip_s: float, cloud_service_s: float,
-                       now: float | None = None) -> None:
-        """An upload of upload_bytes answered round_trip_s after it was sent (at `now`)."""
-        if upload_bytes < MIN_UPLOAD_BYTES:
-            return
+                       now: float | None = None, token: Hashable | None = None) -> None:
+        """An upload of upload_bytes answered round_trip_s after it was sent (at `now`).
+        `token` is the one it was `sent` with: its silence bound ends here."""
         now = self._clock() if now is None else now
         with self._lock:
+            self._outstanding.pop(token, None)
+            if upload_bytes < MIN_UPLOAD_BYTES:
+                return
+            self._service_s += SERVICE_GAIN * (max(0.0, cloud_service_s) - self._service_s)
             base = min(self._recent_rtts) if self._recent_rtts else 0.0
             sent = now - round_trip_s
             done = now - cloud_service_s - base
@@ -100,13 +115,51 @@ class LinkEstimator:
             if self._uplink_free_at > now + transfer:   # a reply proves the queue ahead of it is gone
                 self._uplink_free_at = now
 
-    def sent(self, upload_bytes: int, now: float | None = None) -> None:
-        """An upload was handed to the uplink: it occupies it after what is already queued."""
+    def sent(self, upload_bytes: int, now: float | None = None, token: Hashable | None = None) -> None:
+        """An upload was handed to the uplink: it occupies it after what is already queued.
+        With a `token`, it is awaited: until `observe_upload` or `lost` names the token, its
+        silence bounds the estimate (a resend restarts its clock)."""
         now = self._clock() if now is None else now
         with self._lock:
-            bps = self._bandwidth_locked()[0]
+            if token is not None and upload_bytes >= MIN_UPLOAD_BYTES:
+                self._outstanding[token] = (now, upload_bytes * 8.0)
+            bps = self._bandwidth_locked(now)[0]
             if bps:
                 self._uplink_free_at = max(now, self._uplink_free_at) + upload_bytes * 8.0 / bps
+
+    def lost(self, token: Hashable, now: float | None = None) -> None:
+        """An awaited upload will never be answered (the link dropped it, or it was given up):
+        the time it went unanswered stays behind as a sample, an upper bound on the link."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            entry = self._outstanding.pop(token, None)
+            if entry is None:
+                return
+            waited = now - self._silence_start_locked(entry[0]) - self._allowance_locked()
+            if waited > 0:
+                self._samples.append(_Sample(now, entry[1], waited, now))
+                self._bw_n += 1
+
+    def forget(self, token: Hashable) -> None:
+        """An awaited upload was answered but cannot be timed (a retry): no bound, no sample."""
+        with self._lock:
+            self._outstanding.pop(token, None)
+
+    def _silence_start_locked(self, sent_at: float) -> float:
+        """When an upload sent at sent_at could start crossing: after the last one known done."""
+        return max(sent_at, self._prev_done)
+
+    def _allowance_locked(self) -> float:
+        base = min(self._recent_rtts) if self._recent_rtts else 0.0
+        return base + self._service_s + SILENCE_GRACE_S
+
+    def _silence_bound_locked(self, now: float) -> float | None:
+        """bits / time for the oldest awaited upload, once it has waited past its allowance."""
+        if not self._outstanding:
+            return None
+        sent_at, bits = min(self._outstanding.values())
+        waited = now - self._silence_start_locked(sent_at) - self._allowance_locked()
+        return bits / waited if waited > 0 else None
 
     def uplink_backlog_s(self, now: float | None = None) -> float:
         """How long an upload handed over now waits behind earlier ones (the modelled queue)."""
@@ -114,7 +167,7 @@ class LinkEstimator:
         with self._lock:
             return max(0.0, self._uplink_free_at - now)
 
-    def _bandwidth_locked(self) -> tuple[float | None, float]:
+    def _bandwidth_locked(self, now: float) -> tuple[float | None, float]:
         if not self._samples:
             return None, 0.0
         newest = self._samples[-1].done
@@ -122,12 +175,16 @@ class LinkEstimator:
         bps = sum(s.bits for s in window) / sum(s.transfer_s for s in window)
         rates = [s.bits / s.transfer_s for s in window]
         std = (sum((r - bps) ** 2 for r in rates) / len(rates)) ** 0.5
+        bound = self._silence_bound_locked(now)
+        if bound is not None and bound < bps:
+            return bound, max(std, bps - bound)
         return bps, std
 
     def estimate(self) -> LinkEstimate:
         with self._lock:
-            bps, std = self._bandwidth_locked()
-            age = self._clock() - self._samples[-1].observed_at if self._samples else None
+            now = self._clock()
+            bps, std = self._bandwidth_locked(now)
+            age = now - self._samples[-1].observed_at if self._samples else None
             return LinkEstimate(bps, std, self._srtt, self._rttvar, self._rtt_n, self._bw_n,
                                 None if age is None else max(0.0, age))
 

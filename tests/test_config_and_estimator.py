@@ -1,7 +1,7 @@
 import pytest
 
 from adaptinf.daemon.config import ConfigError, load_config, parse_config
-from adaptinf.daemon.link_estimator import LinkEstimator
+from adaptinf.daemon.link_estimator import SILENCE_GRACE_S, LinkEstimator
 
 
 def test_defaults_and_overrides(tmp_path):
@@ -110,3 +110,49 @@ def test_the_estimate_reports_its_age_and_the_uplink_queue():
     assert est.uplink_backlog_s() == pytest.approx(0.6, rel=1e-6)
     clock.now += 0.5
     assert est.uplink_backlog_s() == pytest.approx(0.1, rel=1e-6)
+
+
+def _steady(est: LinkEstimator, clock: FakeClock, bps: float, nbytes: int = 6272, frames: int = 10) -> None:
+    for _ in range(frames):                     # one answered upload per 100 ms frame
+        clock.now += 0.1
+        est.observe_upload(nbytes, nbytes * 8 / bps + 0.04, 0.0)
+
+
+def test_an_upload_unanswered_for_longer_than_the_estimate_allows_caps_the_estimate():
+    clock, nbytes = FakeClock(), 6272
+    est = LinkEstimator(clock)
+    est.observe_rtt(0.04)
+    _steady(est, clock, 8e6)
+    est.sent(nbytes, token="a")
+    clock.now += 0.04 + SILENCE_GRACE_S         # within its allowance: no evidence yet
+    assert est.estimate().uplink_bps == pytest.approx(8e6, rel=0.01)
+    clock.now += 0.5                            # 0.5 s past it, and still not across
+    assert est.estimate().uplink_bps == pytest.approx(nbytes * 8 / 0.5, rel=0.01)
+    clock.now += 0.05
+    est.observe_upload(nbytes, 0.59, 0.0, token="a")    # its reply ends the bound
+    assert est.estimate().uplink_bps > nbytes * 8 / 0.5
+
+
+def test_an_upload_the_link_lost_leaves_its_silence_as_a_sample():
+    clock, nbytes = FakeClock(), 6272
+    est = LinkEstimator(clock)
+    est.observe_rtt(0.04)
+    _steady(est, clock, 8e6)
+    est.sent(nbytes, token="a")
+    clock.now += 2.0 + 0.04 + SILENCE_GRACE_S
+    est.lost("a")
+    assert est.estimate().uplink_bps == pytest.approx(nbytes * 8 / 2.0, rel=0.01)
+    est.forget("never-sent")                   # unknown tokens are ignored
+    est.lost("never-sent")
+    assert est.estimate().bandwidth_samples == 11
+
+
+def test_a_retried_upload_answered_is_forgotten_without_a_sample():
+    clock = FakeClock()
+    est = LinkEstimator(clock)
+    est.observe_rtt(0.04)
+    _steady(est, clock, 8e6)
+    est.sent(6272, token="r")
+    est.forget("r")
+    clock.now += 5.0
+    assert est.estimate().uplink_bps == pytest.approx(8e6, rel=0.01)
