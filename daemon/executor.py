@@ -25,7 +25,7 @@ from adaptinf.daemon.stats import Stats
 from adaptinf.daemon.steps import FrameSteps
 from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.policies.confidence import probabilities
-from adaptinf.policies.plan import FrameContext, Plan, ServedBy, Telemetry
+from adaptinf.policies.plan import FrameContext, Plan, ServedBy, StageTimes, Telemetry
 from adaptinf.policies.radio_power import uplink_power_w
 from adaptinf.profile import Profile
 
@@ -61,7 +61,7 @@ class FrameResult:
     confidence: float = 0.0
     scores: np.ndarray | None = None
     served_by: ServedBy | None = None
-    stages_s: dict = field(default_factory=dict)
+    stages: StageTimes = field(default_factory=StageTimes)
     energy_j: float = 0.0
     energy_source: str = "model"
     energy_idle_j: float | None = None   # the idle baseline's share of energy_j (sensor only)
@@ -93,7 +93,7 @@ class Executor:
         start = self.clock()
         if job.deadline is not None and start >= job.deadline:
             return FrameResult("DEADLINE_EXCEEDED", "deadline passed while the frame was queued",
-                               stages_s={"queue": start - job.received})
+                               stages=StageTimes(queue=start - job.received))
         profile = self.profile_ref()
         telemetry = self.telemetry.snapshot(profile)
         plan = self.policies[job.policy].plan(job.context, telemetry, profile)
@@ -111,12 +111,12 @@ class Executor:
     def _run_planned(self, job: Job, planned: Planned) -> FrameResult:
         plan, telemetry, profile = planned.plan, planned.telemetry, planned.profile
         run_start = self.clock()
-        stages = {"queue": run_start - job.received - planned.plan_s, "plan": planned.plan_s}
+        stages = StageTimes(queue=run_start - job.received - planned.plan_s, plan=planned.plan_s)
         chosen = plan.chosen
         served = ServedBy(chosen.kind, plan.policy, plan.goal, plan.mode, partition=chosen.name,
                           predicted_s=chosen.latency_s, est_uplink_bps=telemetry.uplink_bps)
         logits, upload_bytes = self._run(job, plan, profile, stages, served)
-        stages["total"] = self.clock() - job.received
+        stages.total = self.clock() - job.received
         probs = probabilities(logits.reshape(-1))
         label = int(probs.argmax())
         energy, source, idle = self._energy(run_start, stages, upload_bytes, telemetry)
@@ -125,10 +125,10 @@ class Executor:
             f"split:{chosen.name}" if chosen.kind == "split" else chosen.kind)
         self.stats.record_frame(plan.policy, placement, stages)
         return FrameResult("OK", label=label, confidence=float(probs[label]), scores=probs.astype(np.float32),
-                           served_by=served, stages_s=stages, energy_j=energy, energy_source=source,
+                           served_by=served, stages=stages, energy_j=energy, energy_source=source,
                            energy_idle_j=idle)
 
-    def _energy(self, run_start: float, stages: dict, upload_bytes: int,
+    def _energy(self, run_start: float, stages: StageTimes, upload_bytes: int,
                 telemetry: Telemetry) -> tuple[float, str, float | None]:
         """Device energy of the frame: measured by the sensor when it is healthy, else the model.
 
@@ -142,9 +142,9 @@ class Executor:
         if measured is not None:
             idle = (self.power.idle_power_w or 0.0) * (end - run_start)
             return measured + radio_j, f"sensor:{self.power.source.name}" + ("+radio-model" if radio_j else ""), idle
-        compute_s = sum(stages.get(k, 0.0) for k in ("mux", "device", "recovery", "fallback"))
+        compute_s = sum(getattr(stages, k) or 0.0 for k in ("mux", "device", "recovery", "fallback"))
         return compute_s * self.compute_power_w + radio_j, "model", None
 
-    def _run(self, job: Job, plan: Plan, profile: Profile, stages: dict, served: ServedBy) -> tuple[np.ndarray, int]:
+    def _run(self, job: Job, plan: Plan, profile: Profile, stages: StageTimes, served: ServedBy) -> tuple[np.ndarray, int]:
         """The plan's policy executes it through this frame's steps (daemon/steps.py)."""
         return self.policies[plan.policy].execute(job, plan, FrameSteps(self, job, profile, stages, served))

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from adaptinf.daemon.executor import FrameResult, Job
-from adaptinf.policies.plan import ServedBy
+from adaptinf.policies.plan import ServedBy, StageTimes
 from adaptinf.policies.confidence import probabilities
 from adaptinf.daemon.mcu_runtime import McuRuntime
 from adaptinf.daemon.stats import Stats
@@ -37,7 +37,7 @@ class FcExecutor:
         policy = self.policies[job.policy]
         plan = policy.plan(job.context, self.seen)
         x = np.asarray(job.frame, np.float32).reshape(-1)
-        stages = {"queue": start - job.received}
+        stages = StageTimes(queue=start - job.received)
         served = ServedBy(plan.chosen.name, plan.policy, plan.goal, plan.mode, predicted_s=plan.chosen.latency_s)
         result = None
         if plan.chosen.name == MCU:
@@ -48,9 +48,9 @@ class FcExecutor:
                 served.fallback, served.fallback_reason = True, str(exc)
                 self.stats.count("mcu_fallbacks")
             else:
-                stages["mcu"] = self._clock() - begin
+                stages.mcu = self._clock() - begin
                 self.seen.observe("mcu_ticks", r.count)
-                self.seen.observe("mcu_round_trip_s", stages["mcu"])
+                self.seen.observe("mcu_round_trip_s", stages.mcu)
                 served.net, served.mcu_ticks, served.dtype = ("main", "tail")[r.net], r.count, r.dtype
                 label, logits = r.label, r.logits
                 energy = policy.model.compute_j(r.count)
@@ -58,18 +58,18 @@ class FcExecutor:
         if result is None:
             begin = self._clock()
             label, net, logits = self.runtime.reference(x)
-            stages["host"] = self._clock() - begin
-            self.seen.observe("host_s", stages["host"])
+            stages.host = self._clock() - begin
+            self.seen.observe("host_s", stages.host)
             if served.fallback:
                 served.placement = "host"
             served.net = ("main", "tail")[net]
-            result = (label, logits, net, stages["host"] * policy.host_power_w, "model")
+            result = (label, logits, net, stages.host * policy.host_power_w, "model")
         label, logits, net, energy, source = result
-        stages["total"] = self._clock() - job.received
+        stages.total = self._clock() - job.received
         scores = self._scores(logits, net)
         self.stats.record_frame(plan.policy, "fallback" if served.fallback else served.placement, stages)
         return FrameResult("OK", label=int(label), confidence=float(scores[label]), scores=scores,
-                           served_by=served, stages_s=stages, energy_j=energy, energy_source=source)
+                           served_by=served, stages=stages, energy_j=energy, energy_source=source)
 
     def _scores(self, logits: np.ndarray, net: int) -> np.ndarray:
         """The chosen net's softmax spread over all classes (a dsNN may know only some)."""

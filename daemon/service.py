@@ -584,11 +584,11 @@ class Daemon:
             return api.encode_reply(job.id, result.code, result.message)
         served = result.served_by
         self.frame_metrics.observe("fallback" if served.fallback else served.placement,
-                                   result.stages_s.get("total", 0.0), result.energy_j, result.energy_source)
+                                   result.stages.total or 0.0, result.energy_j, result.energy_source)
         names = self._served[job.model].classes
         body = {"label": result.label, "class": names[result.label],
                 "confidence": result.confidence,
-                "served_by": served.to_reply(), "latency_ms": {k: v * 1e3 for k, v in result.stages_s.items()},
+                "served_by": served.to_reply(), "latency_ms": result.stages.to_reply_ms(),
                 "energy_j": result.energy_j, "energy_source": result.energy_source,
                 "energy_idle_j": result.energy_idle_j,
                 "scores": {"dtype": "float32", "shape": [len(result.scores)]}}

@@ -8,7 +8,9 @@ from collections import Counter, defaultdict, deque
 
 import numpy as np
 
-STAGES = ("queue", "plan", "device_wait", "mux", "device", "recovery", "network", "cloud", "fallback", "mcu", "host", "total")
+from adaptinf.policies.plan import StageTimes
+
+STAGES = StageTimes.NAMES
 LATENCY_WINDOW = 2048
 
 
@@ -32,15 +34,16 @@ class Stats:
         with self._lock:
             self.codes[code] += 1
 
-    def record_frame(self, policy: str, placement: str, stage_s: dict[str, float]) -> None:
+    def record_frame(self, policy: str, placement: str, stages: StageTimes) -> None:
+        total = stages.total or 0.0
         with self._lock:
-            for stage, seconds in stage_s.items():
+            for stage, seconds in stages.items():
                 self.stages[stage]["count"] += 1
                 self.stages[stage]["ns"] += int(seconds * 1e9)
             self.placements[placement] += 1
             self.policies[policy]["count"] += 1
-            self.policies[policy]["ns"] += int(stage_s.get("total", 0.0) * 1e9)
-            self._latencies.append(stage_s.get("total", 0.0))
+            self.policies[policy]["ns"] += int(total * 1e9)
+            self._latencies.append(total)
 
     def latency_percentiles(self) -> dict[str, float]:
         with self._lock:

@@ -17,7 +17,7 @@ import numpy as np
 
 from adaptinf.cloud import protocol as cloud_protocol
 from adaptinf.daemon.cloud_link import CloudError
-from adaptinf.policies.plan import ServedBy
+from adaptinf.policies.plan import ServedBy, StageTimes
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile
 from adaptinf.upload_quant import dequantize, quantize
 
@@ -30,11 +30,11 @@ Answer = tuple[np.ndarray, int]   # logits, and the bytes the frame sent up the 
 
 
 class FrameSteps:
-    def __init__(self, executor: "Executor", job: "Job", profile: Profile, stages: dict, served: ServedBy):
+    def __init__(self, executor: "Executor", job: "Job", profile: Profile, stages: StageTimes, served: ServedBy):
         self._x = executor
         self.job = job
         self.profile = profile
-        self.stages = stages          # seconds per stage of this frame
+        self.stages = stages          # where this frame's time goes
         self.served = served          # served_by: what ran where, for the reply
         self.models = executor.models
         self.bundle = executor.bundle
@@ -50,8 +50,8 @@ class FrameSteps:
             start = self._x.clock()
             out = engine.run(self.job.frame if x is None else x)
             elapsed = self._x.clock() - start
-        self.stages["device_wait"] = self.stages.get("device_wait", 0.0) + waited
-        self.stages[stage] = self.stages.get(stage, 0.0) + elapsed
+        self.stages.add("device_wait", waited)
+        self.stages.add(stage, elapsed)
         return out
 
     def profiled_on_device(self, engine, profiled_ms: float | None) -> np.ndarray:
@@ -63,12 +63,12 @@ class FrameSteps:
             start = x.clock()
             out = engine.run(self.job.frame)
             end = x.clock()
-        self.stages["device_wait"] = self.stages.get("device_wait", 0.0) + waited
-        self.stages["device"] = end - start
+        self.stages.add("device_wait", waited)
+        self.stages.device = end - start
         if x.power is not None:
             x.power.energy_between(start, end, computing=True)  # measured PM for the planner
         if profiled_ms is not None:
-            x.telemetry.observe_device(self.stages["device"], profiled_ms / 1e3)
+            x.telemetry.observe_device(self.stages.device, profiled_ms / 1e3)
         return out
 
     # ---- partitions -------------------------------------------------------------------
@@ -110,9 +110,9 @@ class FrameSteps:
         local = self.profiled_on_device(self.models.full, self.profile.partition(MOBILE_ONLY).device_ms)
         if call is not None:
             try:
-                logits, self.stages["cloud"] = call.wait(sla_end - x.clock() - FALLBACK_MARGIN_S).logits(
+                logits, self.stages.cloud = call.wait(sla_end - x.clock() - FALLBACK_MARGIN_S).logits(
                     len(self.bundle.classes))
-                self.stages["network"] = x.clock() - start
+                self.stages.network = x.clock() - start
                 self.served.answered_by = "cloud"
                 return logits, payload.nbytes
             except CloudError as exc:
@@ -144,14 +144,14 @@ class FrameSteps:
             call = x.link.call(header, payload, budget, upload_bytes=payload.nbytes)
             try:
                 logits, compute = call.wait(budget + 0.05).logits(len(self.bundle.classes))
-                self.stages["network"] = x.clock() - start
-                self.stages["cloud"] = compute
+                self.stages.network = x.clock() - start
+                self.stages.cloud = compute
                 x.telemetry.observe_cloud(compute, self.profile.partition(partition).cloud_ms / 1e3)
                 return logits
             except CloudError as exc:
                 call.abandon()
                 reason = str(exc)
-        self.stages["network"] = x.clock() - start
+        self.stages.network = x.clock() - start
         self.served.fallback = True
         self.served.fallback_reason = reason
         self.count("fallbacks")

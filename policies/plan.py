@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import ClassVar, Any, Protocol
 
 GOALS = ("latency", "energy")
 MODES = ("normal", "mission-critical", "power-saving", "private")
@@ -83,6 +83,41 @@ class Policy(Protocol):
 
     def plan(self, frame: FrameContext, telemetry: Telemetry, profile: Any, explain: bool = False) -> Plan: ...
     def execute(self, job: Any, plan: Plan, steps: Steps) -> Answer: ...
+
+
+@dataclass
+class StageTimes:
+    """Where one frame's time went, in seconds; unset stages are None. Filled in as the frame
+    runs (the executor, then the steps), read by the statistics, and turned into the reply's
+    `latency_ms` at the API edge (`to_reply_ms`). docs/protocols.md lists the stages."""
+
+    queue: float | None = None          # waiting for a worker
+    plan: float | None = None           # the policy's plan
+    device_wait: float | None = None    # waiting for the one device
+    mux: float | None = None            # the multiplexer's selector
+    device: float | None = None         # on the device (the head, or the whole model)
+    recovery: float | None = None       # the big model after a misspeculation
+    network: float | None = None        # the cloud call, send to reply
+    cloud: float | None = None          # the cloud's compute, as it reported
+    fallback: float | None = None       # the device after a failed cloud call
+    mcu: float | None = None            # the MCU's round trip
+    host: float | None = None           # the host's copy of the MCU's model
+    total: float | None = None          # receipt to answer
+
+    NAMES: ClassVar[tuple[str, ...]] = ("queue", "plan", "device_wait", "mux", "device", "recovery", "network",
+                                        "cloud", "fallback", "mcu", "host", "total")
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Accumulate: a stage may run more than once in a frame (e.g. two device steps)."""
+        if stage not in self.NAMES:
+            raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(self.NAMES)}")
+        setattr(self, stage, (getattr(self, stage) or 0.0) + seconds)
+
+    def items(self) -> list[tuple[str, float]]:
+        return [(name, value) for name in self.NAMES if (value := getattr(self, name)) is not None]
+
+    def to_reply_ms(self) -> dict[str, float]:
+        return {name: value * 1e3 for name, value in self.items()}
 
 
 @dataclass

@@ -105,7 +105,7 @@ def test_cloud_only_answers_from_the_cloud_and_times_its_stages():
     executor, clock, full = make(link)
     result = run(executor, clock, "cloud-only")
     assert result.label == 2 and full.runs == 0 and not result.served_by.fallback
-    assert result.stages_s["network"] == pytest.approx(0.02) and result.stages_s["cloud"] == pytest.approx(0.001)
+    assert result.stages.network == pytest.approx(0.02) and result.stages.cloud == pytest.approx(0.001)
     assert link.calls[0]["target"] == "full"
 
 
