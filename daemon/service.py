@@ -1,6 +1,6 @@
 """adaptinfd composed: bundle, engines, profile, policies, cloud link, executor, API.
 
-The request path: ApiServer (socket) -> handler table here -> WorkerPool -> Executor
+The request path: ApiServer (socket) -> ApiHandlers (daemon/api_handlers.py) -> WorkerPool -> Executor
 (policy -> engines / cloud link) -> reply frames back through the ApiServer.
 """
 
@@ -20,15 +20,16 @@ import zmq
 from adaptinf import __version__
 from adaptinf import api_protocol as api
 from adaptinf.bundle import Bundle, load_bundle
+from adaptinf.daemon.api_handlers import ApiHandlers
 from adaptinf.daemon.api_server import ApiServer, ApiStartError
 from adaptinf.daemon.client_shares import ClientShares
 from adaptinf.daemon.cloud_link import CloudLink
 from adaptinf.daemon.config import MCU_POLICIES, POLICIES, Config, ConfigError
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.device_queue import DeviceQueue
-from adaptinf.daemon.executor import Executor, FrameResult, Job, Planned
+from adaptinf.daemon.executor import Executor, Job
 from adaptinf.daemon.fc_executor import FcExecutor
-from adaptinf.daemon.infer_request import ServedModel, parse_infer
+from adaptinf.daemon.infer_request import ServedModel
 from adaptinf.daemon.mcu_runtime import McuRuntime
 from adaptinf.daemon import metrics
 from adaptinf.daemon.link_estimator import LinkEstimator
@@ -43,17 +44,15 @@ from adaptinf.daemon.systemd_notify import Notifier
 from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.daemon.warmup import DeviceTimes, cloud_partitions, measure_profile, median_ms, profile_from
 from adaptinf.engines.tensorrt_engine import tensorrt_available
-from adaptinf.daemon.worker_pool import QueueFull, WorkerPool
+from adaptinf.daemon.worker_pool import WorkerPool
 from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
 from adaptinf.policies import registry as policy_registry
-from adaptinf.policies.plan import MODES, FrameContext
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, ModelProfile, Profile, ProfileError, load_profile, save_profile
 
 log = logging.getLogger(__name__)
 
 STEP_TIMEOUT_S = 900.0            # EXTEND_TIMEOUT_USEC per start-up step: a TensorRT build takes minutes
 LINK_WAIT_S = 3.0                 # at start-up, how long to wait for the cloud before profiling without it
-FEATURES = ("infer", "deadline", "priority", "modes", "policies", "scores", "split", "fallback")
 
 
 class StartupError(RuntimeError):
@@ -104,6 +103,7 @@ class Daemon:
         self.fc: FcExecutor | None = None
         self._device_times: DeviceTimes | None = None   # a warm-up profile's device side
         self._cloud_measure: threading.Thread | None = None
+        self.handlers = ApiHandlers(self)
 
     # ---- life cycle ---------------------------------------------------------------
     def start(self) -> "Daemon":
@@ -156,13 +156,13 @@ class Daemon:
             self.fc = self._start_mcu()
         self._served = self.served_models()
         results = f"inproc://adaptinfd-results-{id(self)}"
-        self.api = ApiServer(cfg.daemon.api_endpoint, self._handlers(), self.stats, cfg.daemon.max_message_bytes,
+        self.api = ApiServer(cfg.daemon.api_endpoint, self.handlers.table(), self.stats, cfg.daemon.max_message_bytes,
                              results, self._ctx)
         try:
             self.api.start()
         except ApiStartError as exc:
             raise StartupError(str(exc)) from None
-        self.pool = WorkerPool(cfg.daemon.workers, cfg.daemon.queue_size, results, self._answer, self._ctx)
+        self.pool = WorkerPool(cfg.daemon.workers, cfg.daemon.queue_size, results, self.handlers.answer, self._ctx)
         self.pool.start()
         if cfg.daemon.metrics_endpoint:
             try:
@@ -424,44 +424,7 @@ class Daemon:
             log.warning("could not write the warm-up profile to %s: %s", path, exc)
             self.profile_source = "warm-up (not saved)"
 
-    # ---- handlers: op -> reply frames (or None: a worker answers) ------------------
-    def _handlers(self) -> dict:
-        return {"hello": self._hello, "health": self._health, "models": self._models, "status": self._status,
-                "stats": self._stats, "set_mode": self._set_mode, "infer": self._infer}
-
-    def _ok(self, req: api.Request, body: dict) -> list:
-        self.stats.record_reply(api.OK)
-        return api.encode_reply(req.id, api.OK, body=body)
-
-    def _hello(self, req: api.Request, peer: bytes, frames: list) -> list:
-        return self._ok(req, {"protocol": [api.PROTOCOL_MAJOR, api.PROTOCOL_MINOR], "server": "adaptinfd",
-                              "version": __version__, "features": list(FEATURES),
-                              "max_message_bytes": self.config.daemon.max_message_bytes,
-                              "ops": list(api.OPS), "dtypes": list(api.TENSOR_DTYPES)})
-
-    def _health(self, req: api.Request, peer: bytes, frames: list) -> list:
-        ready = self.profile is not None and self.pool is not None
-        return self._ok(req, {"live": True, "ready": ready})
-
-    def _models(self, req: api.Request, peer: bytes, frames: list) -> list:
-        b = self.bundle
-        return self._ok(req, {"models": [{
-            "name": b.name, "ready": True, "classes": list(b.classes), "backend": self.models.backend,
-            "inputs": [{"name": b.input.name, "dtype": b.input.dtype, "shape": list(b.input.shape)}],
-            "outputs": [{"name": "scores", "dtype": "float32", "shape": [len(b.classes)]}],
-            "partitions": self.usable_partitions(), "policies": list(self.policies)}]
-            + ([self._fc_model_entry()] if self.fc else [])})
-
-    def _fc_model_entry(self) -> dict:
-        return {"name": self.config.mcu.name, "ready": True, "classes": [str(c) for c in range(self.mcu_classes)],
-                "backend": "mcu" if self.mcu.up else "host (MCU down)",
-                "inputs": [{"name": "features", "dtype": "float32", "shape": [self.mcu.system.input_dim]}],
-                "outputs": [{"name": "scores", "dtype": "float32", "shape": [self.mcu_classes]}],
-                "policies": list(MCU_POLICIES)}
-
-    def _status(self, req: api.Request, peer: bytes, frames: list) -> list:
-        return self._ok(req, self.status_body())
-
+    # ---- what the API and metrics read -------------------------------------------
     def status(self) -> DaemonStatus:
         est = self.estimator.estimate()
         link = self.link.status() if self.link else None
@@ -495,23 +458,12 @@ class Daemon:
                 "active_power_w": p.active_power_w, "samples": p.samples, "errors": p.errors,
                 "last_error": p.last_error, **model}
 
-    def _stats(self, req: api.Request, peer: bytes, frames: list) -> list:
-        return self._ok(req, self.stats_body())
-
     def stats_body(self) -> dict:
         body = self.stats.snapshot()
         if self.link:
             body["cloud"] = {"late_replies_dropped": self.link.late_replies, "retries": self.link.retries,
                              "reconnects": self.link.reconnects}
         return body
-
-    def _set_mode(self, req: api.Request, peer: bytes, frames: list) -> list:
-        mode = req.header.get("mode")
-        if mode not in MODES:
-            raise api.ApiError(api.INVALID_ARG, f"mode must be one of {list(MODES)}")
-        previous, self.mode = self.mode, mode
-        log.info("mode %s -> %s", previous, mode)
-        return self._ok(req, {"mode": mode, "previous": previous})
 
     def served_models(self) -> dict[str, ServedModel]:
         """The models a request may name, each with what serves it: the bundle's (the executor),
@@ -526,70 +478,3 @@ class Daemon:
                                        self.fc.run, on_mcu=True)
         return models
 
-    def _infer(self, req: api.Request, peer: bytes, frames: list) -> list | None:
-        if self.stopping:
-            raise api.ApiError(api.UNAVAILABLE, "adaptinfd is shutting down")
-        r = parse_infer(req, self._served, self.bundle.name, self.mode, self.config.policy.goal, POLICIES)
-        fc = r.model.on_mcu
-        if not self.shares.take(peer):
-            raise api.ApiError(api.RESOURCE_EXHAUSTED, f"this client already has {self.shares.limit} frames in "
-                                                       "flight ([daemon].max_in_flight_per_client); wait for "
-                                                       "their answers")
-        now = time.monotonic()
-        job = Job(r.id, peer, r.frame, FrameContext(r.goal, r.mode, r.deadline_s), r.policy, now,
-                  now + r.deadline_s if r.deadline_s else None, keepalive=r.keepalive, model=r.model.name,
-                  priority=r.priority)
-        if not fc and self.pool.idle():  # plan now: it cannot go stale before a worker takes it
-            # _answer answers it (and gives its share back), whatever planning did
-            planned = self._plan_or_fail(job)
-            if isinstance(planned, FrameResult) or (planned.plan.chosen.kind == "device" and
-                                                    planned.plan.chosen.device_s <= self._inline_max_s):
-                self.stats.count("frames_inline")
-                return self._answer(job, planned)
-            job.planned = planned
-        try:
-            self.pool.submit(job)
-        except QueueFull:
-            self.shares.give_back(peer)
-            raise api.ApiError(api.RESOURCE_EXHAUSTED, "frame queue is full; retry later") from None
-        return None
-
-    def _plan_or_fail(self, job: Job) -> "Planned | FrameResult":
-        try:
-            return self.executor.plan(job)
-        except Exception as exc:
-            log.exception("planning frame %r failed", job.id)
-            return FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
-
-    def _answer(self, job: Job, planned: "Planned | FrameResult | None" = None) -> list:
-        """Every job gets exactly one reply, whatever happens (on a worker, or inline)."""
-        try:
-            return self._reply_for(job, planned)
-        finally:
-            self.shares.give_back(job.peer)
-
-    def _reply_for(self, job: Job, planned: "Planned | FrameResult | None") -> list:
-        try:
-            if isinstance(planned, FrameResult):
-                result = planned
-            elif planned is not None:
-                result = self.executor.run(job, planned)
-            else:
-                result = self._served[job.model].run(job)
-        except Exception as exc:
-            log.exception("frame %r failed", job.id)
-            result = FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
-        self.stats.record_reply(result.code)
-        if result.code != api.OK:
-            return api.encode_reply(job.id, result.code, result.message)
-        served = result.served_by
-        self.frame_metrics.observe("fallback" if served.fallback else served.placement,
-                                   result.stages.total or 0.0, result.energy_j, result.energy_source)
-        names = self._served[job.model].classes
-        body = {"label": result.label, "class": names[result.label],
-                "confidence": result.confidence,
-                "served_by": served.to_reply(), "latency_ms": result.stages.to_reply_ms(),
-                "energy_j": result.energy_j, "energy_source": result.energy_source,
-                "energy_idle_j": result.energy_idle_j,
-                "scores": {"dtype": "float32", "shape": [len(result.scores)]}}
-        return api.encode_reply(job.id, api.OK, body=body, buffers=(result.scores.tobytes(),))

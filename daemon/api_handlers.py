@@ -1,0 +1,150 @@
+"""The API's handlers: one per op, from a decoded request to reply frames.
+
+The edge of the daemon: requests are validated here (parse_infer), frames become jobs for
+the worker pool, and results become replies (served_by, latency_ms, scores). Every job is
+answered exactly once by `answer`, on a worker or inline. The daemon (daemon/service.py)
+owns the state these read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from adaptinf import __version__
+from adaptinf import api_protocol as api
+from adaptinf.daemon.config import MCU_POLICIES, POLICIES
+from adaptinf.daemon.executor import FrameResult, Job, Planned
+from adaptinf.daemon.infer_request import parse_infer
+from adaptinf.daemon.worker_pool import QueueFull
+from adaptinf.policies.plan import MODES, FrameContext
+
+if TYPE_CHECKING:
+    from adaptinf.daemon.service import Daemon
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("infer", "deadline", "priority", "modes", "policies", "scores", "split", "fallback")
+
+
+class ApiHandlers:
+    def __init__(self, daemon: "Daemon"):
+        self.d = daemon
+
+    def table(self) -> dict:
+        """op -> handler: reply frames, or None when a worker will answer."""
+        return {"hello": self._hello, "health": self._health, "models": self._models, "status": self._status,
+                "stats": self._stats, "set_mode": self._set_mode, "infer": self._infer}
+
+    def _ok(self, req: api.Request, body: dict) -> list:
+        self.d.stats.record_reply(api.OK)
+        return api.encode_reply(req.id, api.OK, body=body)
+
+    def _hello(self, req: api.Request, peer: bytes, frames: list) -> list:
+        return self._ok(req, {"protocol": [api.PROTOCOL_MAJOR, api.PROTOCOL_MINOR], "server": "adaptinfd",
+                              "version": __version__, "features": list(FEATURES),
+                              "max_message_bytes": self.d.config.daemon.max_message_bytes,
+                              "ops": list(api.OPS), "dtypes": list(api.TENSOR_DTYPES)})
+
+    def _health(self, req: api.Request, peer: bytes, frames: list) -> list:
+        ready = self.d.profile is not None and self.d.pool is not None
+        return self._ok(req, {"live": True, "ready": ready})
+
+    def _models(self, req: api.Request, peer: bytes, frames: list) -> list:
+        b = self.d.bundle
+        return self._ok(req, {"models": [{
+            "name": b.name, "ready": True, "classes": list(b.classes), "backend": self.d.models.backend,
+            "inputs": [{"name": b.input.name, "dtype": b.input.dtype, "shape": list(b.input.shape)}],
+            "outputs": [{"name": "scores", "dtype": "float32", "shape": [len(b.classes)]}],
+            "partitions": self.d.usable_partitions(), "policies": list(self.d.policies)}]
+            + ([self._fc_model_entry()] if self.d.fc else [])})
+
+    def _fc_model_entry(self) -> dict:
+        return {"name": self.d.config.mcu.name, "ready": True, "classes": [str(c) for c in range(self.d.mcu_classes)],
+                "backend": "mcu" if self.d.mcu.up else "host (MCU down)",
+                "inputs": [{"name": "features", "dtype": "float32", "shape": [self.d.mcu.system.input_dim]}],
+                "outputs": [{"name": "scores", "dtype": "float32", "shape": [self.d.mcu_classes]}],
+                "policies": list(MCU_POLICIES)}
+
+    def _status(self, req: api.Request, peer: bytes, frames: list) -> list:
+        return self._ok(req, self.d.status_body())
+
+    def _stats(self, req: api.Request, peer: bytes, frames: list) -> list:
+        return self._ok(req, self.d.stats_body())
+
+    def _set_mode(self, req: api.Request, peer: bytes, frames: list) -> list:
+        mode = req.header.get("mode")
+        if mode not in MODES:
+            raise api.ApiError(api.INVALID_ARG, f"mode must be one of {list(MODES)}")
+        previous, self.d.mode = self.d.mode, mode
+        log.info("mode %s -> %s", previous, mode)
+        return self._ok(req, {"mode": mode, "previous": previous})
+
+    def _infer(self, req: api.Request, peer: bytes, frames: list) -> list | None:
+        if self.d.stopping:
+            raise api.ApiError(api.UNAVAILABLE, "adaptinfd is shutting down")
+        r = parse_infer(req, self.d._served, self.d.bundle.name, self.d.mode, self.d.config.policy.goal, POLICIES)
+        fc = r.model.on_mcu
+        if not self.d.shares.take(peer):
+            raise api.ApiError(api.RESOURCE_EXHAUSTED, f"this client already has {self.d.shares.limit} frames in "
+                                                       "flight ([daemon].max_in_flight_per_client); wait for "
+                                                       "their answers")
+        now = time.monotonic()
+        job = Job(r.id, peer, r.frame, FrameContext(r.goal, r.mode, r.deadline_s), r.policy, now,
+                  now + r.deadline_s if r.deadline_s else None, keepalive=r.keepalive, model=r.model.name,
+                  priority=r.priority)
+        if not fc and self.d.pool.idle():  # plan now: it cannot go stale before a worker takes it
+            # _answer answers it (and gives its share back), whatever planning did
+            planned = self._plan_or_fail(job)
+            if isinstance(planned, FrameResult) or (planned.plan.chosen.kind == "device" and
+                                                    planned.plan.chosen.device_s <= self.d._inline_max_s):
+                self.d.stats.count("frames_inline")
+                return self.answer(job, planned)
+            job.planned = planned
+        try:
+            self.d.pool.submit(job)
+        except QueueFull:
+            self.d.shares.give_back(peer)
+            raise api.ApiError(api.RESOURCE_EXHAUSTED, "frame queue is full; retry later") from None
+        return None
+
+    def _plan_or_fail(self, job: Job) -> "Planned | FrameResult":
+        try:
+            return self.d.executor.plan(job)
+        except Exception as exc:
+            log.exception("planning frame %r failed", job.id)
+            return FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
+
+    def answer(self, job: Job, planned: "Planned | FrameResult | None" = None) -> list:
+        """Every job gets exactly one reply, whatever happens (on a worker, or inline)."""
+        try:
+            return self._reply_for(job, planned)
+        finally:
+            self.d.shares.give_back(job.peer)
+
+    def _reply_for(self, job: Job, planned: "Planned | FrameResult | None") -> list:
+        try:
+            if isinstance(planned, FrameResult):
+                result = planned
+            elif planned is not None:
+                result = self.d.executor.run(job, planned)
+            else:
+                result = self.d._served[job.model].run(job)
+        except Exception as exc:
+            log.exception("frame %r failed", job.id)
+            result = FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
+        self.d.stats.record_reply(result.code)
+        if result.code != api.OK:
+            return api.encode_reply(job.id, result.code, result.message)
+        served = result.served_by
+        self.d.frame_metrics.observe("fallback" if served.fallback else served.placement,
+                                   result.stages.total or 0.0, result.energy_j, result.energy_source)
+        names = self.d._served[job.model].classes
+        body = {"label": result.label, "class": names[result.label],
+                "confidence": result.confidence,
+                "served_by": served.to_reply(), "latency_ms": result.stages.to_reply_ms(),
+                "energy_j": result.energy_j, "energy_source": result.energy_source,
+                "energy_idle_j": result.energy_idle_j,
+                "scores": {"dtype": "float32", "shape": [len(result.scores)]}}
+        return api.encode_reply(job.id, api.OK, body=body, buffers=(result.scores.tobytes(),))
