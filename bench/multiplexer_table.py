@@ -28,7 +28,7 @@ import numpy as np
 
 from adaptinf.bundle import load_bundle
 from adaptinf.daemon.measurement import time_engine
-from adaptinf.cli import parse_rate
+from adaptinf.programs.cli import parse_rate
 from adaptinf.engines import open_engine
 from adaptinf.engines.base import run_batched
 from adaptinf.policies.multiplexer import DEVICE_CLOUD_THRESHOLD, SideCost, to_cloud

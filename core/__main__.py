@@ -1,3 +1,3 @@
-from adaptinf.cli import main
+from adaptinf.programs.cli import main
 
 raise SystemExit(main())

@@ -22,7 +22,7 @@ RUNTIME_PACKAGES = ("adaptinf", "adaptinf.daemon", "adaptinf.drivers", "adaptinf
                     "adaptinf.cloud")
 NOT_INSTALLED = ("torch", "onnx", "matplotlib", "PIL", "sklearn")    # extras only: a device install lacks them
 # modules of the run-time packages that are programs needing an extra (they say so when run)
-NEEDS_EXTRA = {"adaptinf.demo", "adaptinf.mcu_selftest"}
+NEEDS_EXTRA = {"adaptinf.programs.demo", "adaptinf.programs.mcu_selftest"}
 NOT_A_LIBRARY = {"adaptinf.__main__"}              # `python -m adaptinf`: runs the CLI when imported
 
 results: list[tuple[str, str | None]] = []

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from adaptinf.cli import main as cli_main
+from adaptinf.programs.cli import main as cli_main
 from adaptinf.daemon.config import parse_config
 from adaptinf.daemon.service import Daemon
 from conftest import DEMO_BUNDLE

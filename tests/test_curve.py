@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from adaptinf.cli import main as cli_main
+from adaptinf.programs.cli import main as cli_main
 from adaptinf.client import Client
 from adaptinf.cloud.curve_auth import generate_keypair
 from adaptinf.cloud.worker import CloudWorker
@@ -119,7 +119,7 @@ def test_daemon_over_curve_and_keys_cli(bundle, worker, pki, tmp_short, glyph_fr
 
 
 def test_keys_generate_keeps_an_existing_key_and_refuses_a_missing_directory(tmp_path, capsys):
-    from adaptinf.cli import main
+    from adaptinf.programs.cli import main
 
     assert main(["keys", "generate", "dev-a", "--dir", str(tmp_path)]) == 0
     secret = tmp_path / "dev-a.key_secret"

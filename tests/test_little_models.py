@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def littles(mux_build, tmp_path_factory):
     """`adaptinf build little` on a copy of the tiny pool, through the CLI."""
-    from adaptinf.cli import main
+    from adaptinf.programs.cli import main
 
     out = tmp_path_factory.mktemp("little") / "bundle"
     shutil.copytree(mux_build[0], out)

@@ -116,7 +116,7 @@ def test_calibration_measures_the_dsnns_on_the_mcu(mcu, bundle, tmp_path):
 
 
 def test_selftest_command_passes_on_the_firmware(mcu, dsnn_export, capsys):
-    from adaptinf.cli import main
+    from adaptinf.programs.cli import main
 
     assert main(["mcu", "selftest", "--port", mcu.url, "--count", "30"]) == 0
     assert main(["mcu", "selftest", "--port", mcu.url, "--model", str(dsnn_export[2]), "--count", "30"]) == 0
@@ -125,7 +125,7 @@ def test_selftest_command_passes_on_the_firmware(mcu, dsnn_export, capsys):
 
 
 def test_selftest_fails_clearly_without_an_mcu(capsys):
-    from adaptinf.cli import main
+    from adaptinf.programs.cli import main
 
     assert main(["mcu", "selftest", "--port", "socket://127.0.0.1:9", "--count", "1"]) == 1
     assert "FAIL  serial" in capsys.readouterr().out

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from adaptinf.policies import mdinference as md
 from adaptinf.policies.mdinference import ModelStats
-from adaptinf.sim import NASNET_FICTIONAL, PAPER_003_DEVICE, PAPER_003_MODELS, Network, main, simulate
+from adaptinf.programs.sim import NASNET_FICTIONAL, PAPER_003_DEVICE, PAPER_003_MODELS, Network, main, simulate
 
 MODELS = list(PAPER_003_MODELS)
 BY_NAME = {m.name: m for m in MODELS}

@@ -5,7 +5,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adaptinf.cli import main as cli_main
+from adaptinf.programs.cli import main as cli_main
 from adaptinf.client import Client
 from adaptinf.cloud.worker import CloudWorker
 from adaptinf.daemon.config import parse_config
@@ -112,7 +112,7 @@ def test_metrics_are_off_by_default(bundle, tmp_short):
 
 def test_status_shows_the_board_as_jtop_does(capsys):
     """jtop's own dict shapes (jetson-stats 4.x: stats, gpu, board), as a Jetson Orin reports them."""
-    from adaptinf.cli import render_status
+    from adaptinf.programs.cli import render_status
     from adaptinf.drivers.jetson_board import snapshot_from_jtop
 
     board = snapshot_from_jtop(

@@ -1,6 +1,6 @@
 import json
 
-from adaptinf.cli import main, parse_rate
+from adaptinf.programs.cli import main, parse_rate
 from adaptinf.profile import save_profile
 from test_split_policy import PROFILE
 

@@ -153,7 +153,7 @@ def test_daemon_reports_measured_energy_and_plans_with_measured_power(bundle, tm
 
 
 def test_power_cli_finds_sensors_and_prints_samples(tmp_path, capsys):
-    from adaptinf.cli import main
+    from adaptinf.programs.cli import main
 
     hwmon_tree.ina3221_jp5(tmp_path, {"VDD_IN": (5000, 1400), "VDD_GPU": (5000, 600)})
     assert main(["power", "--sysfs-root", f"{tmp_path}/", "--count", "2", "--rate", "50"]) == 0

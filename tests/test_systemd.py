@@ -10,7 +10,7 @@ import msgpack
 import pytest
 import zmq
 
-from adaptinf.cli import main as cli_main
+from adaptinf.programs.cli import main as cli_main
 from adaptinf.client import Client
 from adaptinf.daemon.systemd_notify import Notifier
 from adaptinf.rig.link_shaper import LinkProfile, LinkShaper
@@ -189,7 +189,7 @@ def test_the_units_security_exposure_is_low(tmp_path):
 
 
 def test_install_service_warns_when_the_unit_would_hide_the_daemon():
-    from adaptinf.cli import hidden_by_unit
+    from adaptinf.programs.cli import hidden_by_unit
 
     assert any("ProtectHome" in w for w in hidden_by_unit("/home/me/venv/bin/adaptinfd"))
     assert any("PrivateTmp" in w for w in hidden_by_unit("/tmp/venv/bin/adaptinfd"))

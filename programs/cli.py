@@ -424,7 +424,7 @@ def cmd_build_mmnet(args: argparse.Namespace) -> int:
 
 
 def cmd_mcu_selftest(args: argparse.Namespace) -> int:
-    from adaptinf.mcu_selftest import selftest
+    from adaptinf.programs.mcu_selftest import selftest
 
     return 0 if selftest(args.port, args.model, args.count) else 1
 
@@ -573,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sim"]:
-        from adaptinf.sim import main as sim_main
+        from adaptinf.programs.sim import main as sim_main
 
         return sim_main(argv[1:])
     if argv[:1] == ["demo"]:
@@ -593,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo_main(argv: list[str]) -> int:
-    from adaptinf.demo import main as demo_main
+    from adaptinf.programs.demo import main as demo_main
 
     return demo_main(argv)
 
