@@ -86,14 +86,14 @@ class Infer:
     shape: tuple[int, ...]
     scale: float | None = None
     zero_point: int | None = None
-    deadline_ms: float | None = None
+    deadline_s: float | None = None     # seconds here; the wire carries deadline_ms
 
     def header(self) -> dict:
         h = {"op": "infer", "target": self.target, "tensor": {"dtype": "uint8", "shape": list(self.shape)}}
         if self.target != FULL_TARGET:
             h.update(scale=self.scale, zero_point=self.zero_point)
-        if self.deadline_ms is not None:
-            h["deadline_ms"] = self.deadline_ms
+        if self.deadline_s is not None:
+            h["deadline_ms"] = self.deadline_s * 1e3
         return h
 
     @classmethod
@@ -116,7 +116,7 @@ class Infer:
         deadline = h.get("deadline_ms")
         if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))):
             raise ValueError(f"deadline_ms must be a number, got {deadline!r}")
-        return cls(target, tuple(shape), scale, zero_point, deadline)
+        return cls(target, tuple(shape), scale, zero_point, None if deadline is None else deadline / 1e3)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,15 @@ class PartitionProfile:
     def kind(self) -> str:
         return {MOBILE_ONLY: "device", CLOUD_ONLY: "cloud"}.get(self.name, "split")
 
+    # the file holds milliseconds; the run-time code works in seconds
+    @property
+    def device_s(self) -> float:
+        return self.device_ms / 1e3
+
+    @property
+    def cloud_s(self) -> float:
+        return self.cloud_ms / 1e3
+
 
 @dataclass(frozen=True)
 class ModelProfile:
@@ -55,6 +64,22 @@ class ModelProfile:
     device_power_w: float = 0.0
     accuracy: float | None = None
     flops: int = 0
+
+    @property
+    def device_s(self) -> float:
+        return self.device_ms / 1e3
+
+    @property
+    def cloud_s(self) -> float:
+        return self.cloud_ms / 1e3
+
+    @property
+    def device_s_std(self) -> float:
+        return self.device_ms_std / 1e3
+
+    @property
+    def cloud_s_std(self) -> float:
+        return self.cloud_ms_std / 1e3
 
 
 @dataclass(frozen=True)

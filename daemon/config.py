@@ -50,6 +50,10 @@ class DaemonSection:
     # so a client that floods (or never reads its replies) cannot take the others' share.
     max_in_flight_per_client: int = 16
 
+    @property
+    def inline_max_s(self) -> float:     # the file holds ms; the run-time code, seconds
+        return self.inline_max_ms / 1e3
+
 
 @dataclass(frozen=True)
 class PolicySection:
@@ -58,6 +62,10 @@ class PolicySection:
     mode: str = "normal"
     # sieve: frames of one client closer than this are "similar" (speculation history, thesis 4.3.2)
     history_ms: float = 100.0
+
+    @property
+    def history_s(self) -> float:
+        return self.history_ms / 1e3
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,10 @@ class CloudSection:
     # CURVE (both or neither): this device's .key_secret file and the cloud's public .key file
     curve_secret_key: str = ""
     curve_server_key: str = ""
+
+    @property
+    def timeout_s(self) -> float:
+        return self.timeout_ms / 1e3
 
 
 POWER_SOURCES = ("auto", "none", "ina226", "hwmon", "ina3221", "jtop")
@@ -116,6 +128,10 @@ class McuSection:
     clock_hz: float = 16e6            # the firmware runs on the HSI reset clock
     cycles_per_tick: float = 1.0      # 1 on silicon; 1/0.168 for QEMU -icount shift=0
     energy_per_cycle_nj: float = 0.79
+
+    @property
+    def timeout_s(self) -> float:
+        return self.timeout_ms / 1e3
 
 
 @dataclass(frozen=True)

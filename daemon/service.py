@@ -87,7 +87,7 @@ class Daemon:
         self._progress = progress
         self.mode = config.policy.mode
         self.stopping = False
-        self._inline_max_s = config.daemon.inline_max_ms / 1e3
+        self._inline_max_s = config.daemon.inline_max_s
         self.started = time.monotonic()
         self.stats = Stats()
         self.shares = ClientShares(config.daemon.max_in_flight_per_client)
@@ -135,8 +135,8 @@ class Daemon:
         # "split" plans per frame; every partition is also a fixed policy (mobile-only, cloud-only,
         # RB3, ...) that a request can pin, for baselines, debugging and calibration checks.
         self.policies = policy_registry.build(policy_registry.BuildContext(
-            self.bundle, self.models, tuple(self._placements()), cfg.policy.goal, cfg.policy.history_ms / 1e3,
-            cfg.cloud.timeout_ms / 1e3, self._time_share))
+            self.bundle, self.models, tuple(self._placements()), cfg.policy.goal, cfg.policy.history_s,
+            cfg.cloud.timeout_s, self._time_share))
         try:
             self._check_policy(cfg)
         except ConfigError as exc:
@@ -149,7 +149,7 @@ class Daemon:
         self.device = DeviceQueue()
         self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio, self.power, self.device)
         self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,
-                                 self.telemetry, self.stats, cfg.device.compute_power_w, cfg.cloud.timeout_ms / 1e3,
+                                 self.telemetry, self.stats, cfg.device.compute_power_w, cfg.cloud.timeout_s,
                                  self.power, device=self.device)
         self._apply_live(cfg)
         if cfg.mcu.port:
@@ -261,7 +261,7 @@ class Daemon:
         """What a config sets that can change while serving; start-up and SIGHUP both apply it here."""
         self.policies["split"].default_goal = cfg.policy.goal
         self.mode = cfg.policy.mode
-        self.executor.cloud_timeout_s = cfg.cloud.timeout_ms / 1e3
+        self.executor.cloud_timeout_s = cfg.cloud.timeout_s
         self.executor.compute_power_w = cfg.device.compute_power_w
         self.telemetry.radio = cfg.cloud.radio
 
@@ -351,7 +351,7 @@ class Daemon:
         directory = Path(cfg.model)
         try:
             manifest = json.loads((directory / "dsnn.json").read_text())
-            self.mcu = McuRuntime(cfg.port, directory / manifest["chosen"]["system"], cfg.timeout_ms / 1e3,
+            self.mcu = McuRuntime(cfg.port, directory / manifest["chosen"]["system"], cfg.timeout_s,
                                   baudrate=cfg.baudrate)
         except (OSError, KeyError, ValueError) as exc:
             raise StartupError(f"[mcu].model {cfg.model}: not an exported multi-dsNN ({exc}); "

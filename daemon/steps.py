@@ -54,11 +54,11 @@ class FrameSteps:
         self.stages.add(stage, elapsed)
         return out
 
-    def profiled_on_device(self, engine, profiled_ms: float | None) -> np.ndarray:
+    def profiled_on_device(self, engine, profiled_s: float | None) -> np.ndarray:
         """A profiled device graph (the full model, a head) on the frame: its time teaches the
         telemetry the device's slowdown, and the power sensor its computing power."""
         x = self._x
-        predicted = profiled_ms / 1e3 * x.telemetry.device_slowdown if profiled_ms is not None else 0.0
+        predicted = profiled_s * x.telemetry.device_slowdown if profiled_s is not None else 0.0
         with x.device.slot(predicted) as waited:
             start = x.clock()
             out = engine.run(self.job.frame)
@@ -67,8 +67,8 @@ class FrameSteps:
         self.stages.device = end - start
         if x.power is not None:
             x.power.energy_between(start, end, computing=True)  # measured PM for the planner
-        if profiled_ms is not None:
-            x.telemetry.observe_device(self.stages.device, profiled_ms / 1e3)
+        if profiled_s is not None:
+            x.telemetry.observe_device(self.stages.device, profiled_s)
         return out
 
     # ---- partitions -------------------------------------------------------------------
@@ -76,10 +76,10 @@ class FrameSteps:
         """Paper 004's placements: mobile-only, cloud-only, or split at a point (head here, the
         reduced tensor quantised and uploaded, the tail in the cloud; the local tail if not)."""
         if name == MOBILE_ONLY:
-            return self.profiled_on_device(self.models.full, self.profile.partition(MOBILE_ONLY).device_ms), 0
+            return self.profiled_on_device(self.models.full, self.profile.partition(MOBILE_ONLY).device_s), 0
         if name == CLOUD_ONLY:
             return self.full_in_cloud(self.models.full)
-        reduced = self.profiled_on_device(self.models.heads[name], self.profile.partition(name).device_ms)
+        reduced = self.profiled_on_device(self.models.heads[name], self.profile.partition(name).device_s)
         q = quantize(reduced)
         request = cloud_protocol.Infer(name, q.data.shape, q.scale, q.zero_point)
         logits = self._cloud(request, q.data, name,
@@ -105,9 +105,9 @@ class FrameSteps:
         start = x.clock()
         budget = sla_end - start - FALLBACK_MARGIN_S
         if x.link is not None and x.link.up and budget > 0:
-            request = cloud_protocol.Infer(cloud_protocol.FULL_TARGET, payload.shape, deadline_ms=budget * 1e3)
+            request = cloud_protocol.Infer(cloud_protocol.FULL_TARGET, payload.shape, deadline_s=budget)
             call = x.link.call(request.header(), payload, budget, upload_bytes=payload.nbytes)
-        local = self.profiled_on_device(self.models.full, self.profile.partition(MOBILE_ONLY).device_ms)
+        local = self.profiled_on_device(self.models.full, self.profile.partition(MOBILE_ONLY).device_s)
         if call is not None:
             try:
                 logits, self.stages.cloud = call.wait(sla_end - x.clock() - FALLBACK_MARGIN_S).logits(
@@ -140,13 +140,13 @@ class FrameSteps:
         elif budget <= 0:
             reason = "no time left for the cloud within the deadline"
         else:
-            header = replace(request, deadline_ms=budget * 1e3).header()
+            header = replace(request, deadline_s=budget).header()
             call = x.link.call(header, payload, budget, upload_bytes=payload.nbytes)
             try:
                 logits, compute = call.wait(budget + 0.05).logits(len(self.bundle.classes))
                 self.stages.network = x.clock() - start
                 self.stages.cloud = compute
-                x.telemetry.observe_cloud(compute, self.profile.partition(partition).cloud_ms / 1e3)
+                x.telemetry.observe_cloud(compute, self.profile.partition(partition).cloud_s)
                 return logits
             except CloudError as exc:
                 call.abandon()
@@ -160,6 +160,6 @@ class FrameSteps:
     def _fallback_estimate(self, partition: str) -> float:
         """Time to finish the frame locally: the device's queue, then the tail, or the full
         model for cloud-only."""
-        mobile = self.profile.partition(MOBILE_ONLY).device_ms / 1e3
-        head = 0.0 if partition == CLOUD_ONLY else self.profile.partition(partition).device_ms / 1e3
+        mobile = self.profile.partition(MOBILE_ONLY).device_s
+        head = 0.0 if partition == CLOUD_ONLY else self.profile.partition(partition).device_s
         return self._x.device.backlog_s() + max(mobile - head, 0.0) * self._x.telemetry.device_slowdown

@@ -168,12 +168,12 @@ class DynamicDuoPolicy:
     def plan(self, frame, telemetry, profile, explain: bool = False):
         mobile = profile.partition(MOBILE_ONLY)
         power_w = telemetry.device_power_w or mobile.device_power_w
-        big_s = mobile.device_ms / 1e3 * telemetry.device_slowdown
+        big_s = telemetry.compute_s(mobile.device_s)
         cloud_ok = modes.cloud_allowed(frame, telemetry, profile)
         if cloud_ok:
             cloud = profile.partition(CLOUD_ONLY)
             upload_s = self.frame_bytes * 8.0 / telemetry.uplink_bps
-            cloud_s = cloud.cloud_ms / 1e3 * telemetry.cloud_slowdown + telemetry.cloud_queue_s
+            cloud_s = telemetry.cloud_s(cloud.cloud_s)
             radio_j = upload_s * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
         if modes.most_accurate_only(frame):
             big = (Candidate(CLOUD_ONLY, "cloud", 0.0, upload_s, telemetry.rtt_s, cloud_s,

@@ -131,11 +131,11 @@ class MdInferencePolicy:
     def pool(self, telemetry, profile) -> list[ModelStats]:
         cloud = profile.partition(CLOUD_ONLY)
         return [ModelStats(CLOUD_ONLY, cloud.accuracy or 0.0,
-                           cloud.cloud_ms / 1e3 * telemetry.cloud_slowdown + telemetry.cloud_queue_s, 0.0)]
+                           telemetry.cloud_s(cloud.cloud_s), 0.0)]
 
     def plan(self, frame, telemetry, profile, explain: bool = False):
         mobile = profile.partition(MOBILE_ONLY)
-        device_s = mobile.device_ms / 1e3 * telemetry.device_slowdown
+        device_s = telemetry.compute_s(mobile.device_s)
         power_w = telemetry.device_power_w or mobile.device_power_w
         local = Candidate(MOBILE_ONLY, "device", device_s, 0.0, 0.0, 0.0, device_s, device_s * power_w,
                           mobile.accuracy)

@@ -136,12 +136,12 @@ class MultiplexerPolicy:
         """Latency terms of eq. 9-12 (s), and the device's power (W) for the energy ones; without
         a measured cloud (none configured) the cloud terms are infinite."""
         mobile = profile.partition(MOBILE_ONLY)
-        full_s = mobile.device_ms / 1e3 * telemetry.device_slowdown
+        full_s = telemetry.compute_s(mobile.device_s)
         upload_s, cloud_s = float("inf"), float("inf")
         if profile.has(CLOUD_ONLY):
             cloud = profile.partition(CLOUD_ONLY)
             upload_s = self.frame_bytes * 8.0 / telemetry.uplink_bps
-            cloud_s = cloud.cloud_ms / 1e3 * telemetry.cloud_slowdown + telemetry.cloud_queue_s
+            cloud_s = telemetry.cloud_s(cloud.cloud_s)
         side = SideCost(mux=full_s * self.multiplexer_share, mobile=full_s * self.device_share,
                         upload=upload_s, cloud=cloud_s, download=telemetry.rtt_s)
         return side, telemetry.device_power_w or mobile.device_power_w

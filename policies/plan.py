@@ -24,6 +24,19 @@ class Telemetry:
     uplink_backlog_s: float = 0.0  # predicted wait behind uploads already on the uplink
     device_power_w: float | None = None  # measured power while computing (sensor); None: the profile's
 
+    # The cost terms every policy plans with, defined once (paper 004 eq. 1-4's TM and TC):
+    def compute_s(self, profiled_device_s: float) -> float:
+        """The device's compute time now for a graph profiled at profiled_device_s."""
+        return profiled_device_s * self.device_slowdown
+
+    def cloud_s(self, profiled_cloud_s: float) -> float:
+        """The cloud's time now for a graph profiled at profiled_cloud_s: service and queue."""
+        return profiled_cloud_s * self.cloud_slowdown + self.cloud_queue_s
+
+    def upload_s(self, upload_bytes: float) -> float:
+        """Sending upload_bytes now: behind what is already on the uplink."""
+        return upload_bytes * 8.0 / self.uplink_bps + self.uplink_backlog_s
+
 
 @dataclass(frozen=True)
 class FrameContext:

@@ -40,7 +40,7 @@ class CostModel:
             raise ValueError("profile has no mobile-only partition: there would be no plan without the cloud")
         self.profile = profile
         best = max((p.accuracy for p in profile.partitions if p.accuracy is not None), default=None)
-        self._rows = [(p.name, p.kind, p.device_ms / 1e3, p.device_power_w, p.cloud_ms / 1e3,
+        self._rows = [(p.name, p.kind, p.device_s, p.device_power_w, p.cloud_s,
                        p.upload_bytes * 8.0, p.accuracy,
                        best is None or (p.accuracy is not None and p.accuracy >= best - 1e-9))
                       for p in profile.partitions]
@@ -51,13 +51,13 @@ class CostModel:
         _, kind, device_s, power_w, cloud_s, upload_bits, _, _ = row
         if t.device_power_w is not None:  # a sensor measured it: plan with that, not the profile's
             power_w = t.device_power_w
-        compute = device_s * t.device_slowdown
+        compute = t.compute_s(device_s)
         tm = compute + (t.device_queue_s if device_s > 0 else 0.0)
         if kind == "device":
             return tm, 0.0, 0.0, 0.0, tm, compute * power_w
         send = upload_bits / t.uplink_bps
         tu = send + t.uplink_backlog_s
-        tc = cloud_s * t.cloud_slowdown + t.cloud_queue_s
+        tc = t.cloud_s(cloud_s)
         return tm, tu, t.rtt_s, tc, tm + tu + t.rtt_s + tc, compute * power_w + send * radio_w
 
     def _candidate(self, row: tuple, t: Telemetry, radio_w: float) -> Candidate:

@@ -35,7 +35,7 @@ def perfect_knowledge(profile: Profile, link: LinkProfile, radio: str, send_time
     for t in send_times_s:
         best_latency = best_energy = None
         for p in profile.partitions:
-            device_s = p.device_ms / 1e3
+            device_s = p.device_s
             power_w = device_power_w if device_power_w is not None else p.device_power_w
             if p.kind == "device":
                 latency, energy = device_s, device_s * power_w
@@ -45,7 +45,7 @@ def perfect_knowledge(profile: Profile, link: LinkProfile, radio: str, send_time
                 else:
                     upload_s = p.upload_bytes * 8.0 / link.uplink_bps
                 rate = p.upload_bytes * 8.0 / upload_s if upload_s > 0 else link.uplink_bps
-                latency = device_s + upload_s + link.rtt_s + p.cloud_ms / 1e3
+                latency = device_s + upload_s + link.rtt_s + p.cloud_s
                 energy = device_s * power_w + upload_s * uplink_power_w(radio, rate)
             if best_latency is None or latency < best_latency[0]:
                 best_latency = (latency, p.name)
