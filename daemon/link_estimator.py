@@ -17,7 +17,7 @@ Silence is evidence too. Samples arrive only with replies, so when the link fall
 newest samples are the old, fast ones. An upload that has been on its way longer than the
 estimate allows bounds the capacity from above: if its bits have not crossed in the time
 since it could start (less the base RTT, the cloud's recent service time and
-SILENCE_GRACE_S of jitter), the link is slower than bits / that time, and the estimate is
+a jitter allowance, SILENCE_GRACE_S or 4 RTT deviations), the link is slower than bits / that time, and the estimate is
 capped there until the reply comes. An upload the link loses (reconnect, or forgotten)
 leaves that bound behind as a sample, so a dead link is not remembered as a fast one.
 
@@ -42,7 +42,8 @@ MIN_TRANSFER_S = 2e-4         # transfers faster than this are clamped: a lower 
 BASE_RTT_WINDOW = 16
 WINDOW_S = 1.0                # bandwidth samples older than this (vs the newest) are dropped
 WINDOW_SAMPLES = 4
-SILENCE_GRACE_S = 0.05        # jitter allowed an unanswered upload before its silence counts
+SILENCE_GRACE_S = 0.1         # jitter allowed an unanswered upload before its silence counts:
+                              # at least this, or 4 RTT deviations where the link (or host) is noisier
 SERVICE_GAIN = 1 / 4
 
 
@@ -151,7 +152,7 @@ class LinkEstimator:
 
     def _allowance_locked(self) -> float:
         base = min(self._recent_rtts) if self._recent_rtts else 0.0
-        return base + self._service_s + SILENCE_GRACE_S
+        return base + self._service_s + max(SILENCE_GRACE_S, 4 * self._rttvar)
 
     def _silence_bound_locked(self, now: float) -> float | None:
         """bits / time for the oldest awaited upload, once it has waited past its allowance."""
