@@ -58,7 +58,7 @@ class ApiHandlers:
             "inputs": [{"name": b.input.name, "dtype": b.input.dtype, "shape": list(b.input.shape)}],
             "outputs": [{"name": "scores", "dtype": "float32", "shape": [len(b.classes)]}],
             "partitions": self.d.usable_partitions(), "policies": list(self.d.policies)}]
-            + ([self._fc_model_entry()] if self.d.fc else [])})
+            + ([self._fc_model_entry()] if self.d.mcu_policies else [])})
 
     def _fc_model_entry(self) -> dict:
         return {"name": self.d.config.mcu.name, "ready": True, "classes": [str(c) for c in range(self.d.mcu_classes)],

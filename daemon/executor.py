@@ -1,6 +1,7 @@
 """The executor: turns one frame into exactly one answer.
 
-policy.plan -> policy.execute(job, plan, steps) -> answer. The executor times the
+policy.plan -> policy.execute(job, plan, steps) -> answer, for every served model: the
+bundle's (its policies) and the MCU's FC model (policies/mcu_placement.py, by model name). The executor times the
 frame's stages, keeps its served_by record, accounts its energy and records its
 statistics; what runs where is the policy's, through the steps (daemon/steps.py). A
 cloud step that fails, loses its link or misses its deadline falls back to the device;
@@ -84,6 +85,12 @@ class Executor:
         self.power = power
         self.clock = clock
         self.device = device or DeviceQueue(clock)
+        self.model_policies: dict[str, dict] = {}   # other served models' policies (the MCU's), by model
+        self.mcu = None                             # the McuRuntime, when an MCU serves the FC model
+
+    def _policy(self, job: Job, name: str | None = None):
+        """The policy `name` (default: the job's) of the model the job asked for."""
+        return self.model_policies.get(job.model, self.policies)[name or job.policy]
 
     def execute(self, job: Job) -> FrameResult:
         planned = job.planned or self.plan(job)
@@ -96,7 +103,7 @@ class Executor:
                                stages=StageTimes(queue=start - job.received))
         profile = self.profile_ref()
         telemetry = self.telemetry.snapshot(profile)
-        plan = self.policies[job.policy].plan(job.context, telemetry, profile)
+        plan = self._policy(job).plan(job.context, telemetry, profile)
         return Planned(plan, telemetry, profile, self.clock() - start)
 
     def run(self, job: Job, planned: Planned) -> FrameResult:
@@ -115,14 +122,18 @@ class Executor:
         chosen = plan.chosen
         served = ServedBy(chosen.kind, plan.policy, plan.goal, plan.mode, partition=chosen.name,
                           predicted_s=chosen.latency_s, est_uplink_bps=telemetry.uplink_bps)
-        logits, upload_bytes = self._run(job, plan, profile, stages, served)
+        steps = FrameSteps(self, job, profile, stages, served)
+        logits, upload_bytes = self._policy(job, plan.policy).execute(job, plan, steps)
         stages.total = self.clock() - job.received
         probs = probabilities(logits.reshape(-1))
         label = int(probs.argmax())
-        energy, source, idle = self._energy(run_start, stages, upload_bytes, telemetry)
+        if steps.energy is not None:        # the step knew its own energy (the MCU's cycles)
+            (energy, source), idle = steps.energy, None
+        else:
+            energy, source, idle = self._energy(run_start, stages, upload_bytes, telemetry)
         served.upload_bytes = upload_bytes
         placement = "fallback" if served.fallback else (
-            f"split:{chosen.name}" if chosen.kind == "split" else chosen.kind)
+            f"split:{chosen.name}" if chosen.kind == "split" else served.placement)
         self.stats.record_frame(plan.policy, placement, stages)
         return FrameResult("OK", label=label, confidence=float(probs[label]), scores=probs.astype(np.float32),
                            served_by=served, stages=stages, energy_j=energy, energy_source=source,
@@ -142,9 +153,5 @@ class Executor:
         if measured is not None:
             idle = (self.power.idle_power_w or 0.0) * (end - run_start)
             return measured + radio_j, f"sensor:{self.power.source.name}" + ("+radio-model" if radio_j else ""), idle
-        compute_s = sum(getattr(stages, k) or 0.0 for k in ("mux", "device", "recovery", "fallback"))
+        compute_s = sum(getattr(stages, k) or 0.0 for k in ("mux", "device", "recovery", "fallback", "host"))
         return compute_s * self.compute_power_w + radio_j, "model", None
-
-    def _run(self, job: Job, plan: Plan, profile: Profile, stages: StageTimes, served: ServedBy) -> tuple[np.ndarray, int]:
-        """The plan's policy executes it through this frame's steps (daemon/steps.py)."""
-        return self.policies[plan.policy].execute(job, plan, FrameSteps(self, job, profile, stages, served))

@@ -28,7 +28,6 @@ from adaptinf.daemon.config import MCU_POLICIES, POLICIES, Config, ConfigError
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.device_queue import DeviceQueue
 from adaptinf.daemon.executor import Executor, Job
-from adaptinf.daemon.fc_executor import FcExecutor
 from adaptinf.daemon.infer_request import ServedModel
 from adaptinf.daemon.mcu_runtime import McuRuntime
 from adaptinf.daemon import metrics
@@ -45,7 +44,7 @@ from adaptinf.daemon.telemetry import TelemetryTracker
 from adaptinf.daemon.warmup import DeviceTimes, cloud_partitions, measure_profile, median_ms, profile_from
 from adaptinf.engines.tensorrt_engine import tensorrt_available
 from adaptinf.daemon.worker_pool import WorkerPool
-from adaptinf.policies.mcu_placement import McuCostModel, McuPlacementPolicy
+from adaptinf.policies.mcu_placement import FcObservations, McuCostModel, McuPlacementPolicy
 from adaptinf.policies import registry as policy_registry
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, ModelProfile, Profile, ProfileError, load_profile, save_profile
 
@@ -87,6 +86,7 @@ class Daemon:
         self._progress = progress
         self.mode = config.policy.mode
         self.stopping = False
+        self._stopped = False
         self._inline_max_s = config.daemon.inline_max_s
         self.started = time.monotonic()
         self.stats = Stats()
@@ -100,13 +100,22 @@ class Daemon:
         self.pool: WorkerPool | None = None
         self.metrics: MetricsServer | None = None
         self.mcu: McuRuntime | None = None
-        self.fc: FcExecutor | None = None
+        self.mcu_policies: dict[str, McuPlacementPolicy] = {}
         self._device_times: DeviceTimes | None = None   # a warm-up profile's device side
         self._cloud_measure: threading.Thread | None = None
         self.handlers = ApiHandlers(self)
 
     # ---- life cycle ---------------------------------------------------------------
     def start(self) -> "Daemon":
+        """Start serving; a start that fails (or is stopped) releases what it took (threads,
+        sockets, the endpoint's lock) before the error leaves."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> "Daemon":
         cfg = self.config
         self._claim_endpoint(cfg.daemon.api_endpoint)
         self._starting(f"loading bundle {cfg.daemon.bundle}")
@@ -153,7 +162,9 @@ class Daemon:
                                  self.power, device=self.device)
         self._apply_live(cfg)
         if cfg.mcu.port:
-            self.fc = self._start_mcu()
+            self.mcu_policies = self._start_mcu()
+            self.executor.mcu = self.mcu
+            self.executor.model_policies[cfg.mcu.name] = self.mcu_policies
         self._served = self.served_models()
         results = f"inproc://adaptinfd-results-{id(self)}"
         self.api = ApiServer(cfg.daemon.api_endpoint, self.handlers.table(), self.stats, cfg.daemon.max_message_bytes,
@@ -181,7 +192,10 @@ class Daemon:
             self._notifier.status(what, extend_timeout_s=STEP_TIMEOUT_S)
 
     def stop(self) -> None:
-        """Stop taking frames, answer every queued one explicitly, then close."""
+        """Stop taking frames, answer every queued one explicitly, then close. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.stopping = True  # from here on, new frames get UNAVAILABLE instead of a queue slot
         if self.pool is not None:
             for job in self.pool.stop():
@@ -344,7 +358,7 @@ class Daemon:
         log.info("power sensor: %s at %.0f Hz", source.name, cfg.rate_hz)
         return PowerMonitor(source, cfg.rate_hz).start()
 
-    def _start_mcu(self) -> FcExecutor:
+    def _start_mcu(self) -> dict[str, McuPlacementPolicy]:
         """The FC model on the MCU; a missing or silent MCU is not fatal: frames run on the host
         until the prober brings it up."""
         cfg = self.config.mcu
@@ -362,9 +376,10 @@ class Daemon:
                         self.mcu.last_error, cfg.name)
         self.mcu.start_prober()
         cost = McuCostModel(cfg.clock_hz, cfg.cycles_per_tick, cfg.energy_per_cycle_nj, cfg.baudrate)
-        policies = {name: McuPlacementPolicy(name, cost, self.mcu.system.input_dim, self.mcu_classes,
-                                             self.config.device.compute_power_w) for name in MCU_POLICIES}
-        return FcExecutor(self.mcu, policies, self.mcu_classes, self.stats)
+        seen, mcu = FcObservations(), self.mcu      # one MCU: its policies share what it measured
+        return {name: McuPlacementPolicy(name, cost, mcu.system.input_dim, self.mcu_classes,
+                                         self.config.device.compute_power_w, seen, lambda: mcu.up)
+                for name in MCU_POLICIES}
 
     def _time_share(self, names: list[str]) -> float:
         """The named models' summed device time over the full model's, from the profile: the one
@@ -471,10 +486,10 @@ class Daemon:
         b = self.bundle
         models = {b.name: ServedModel(b.name, b.input.shape, b.input.dtype, tuple(self.policies),
                                       self.config.policy.name, tuple(b.classes), self.executor.execute)}
-        if self.fc is not None:
+        if self.mcu_policies:
             name = self.config.mcu.name
             models[name] = ServedModel(name, (self.mcu.system.input_dim,), "float32", MCU_POLICIES,
                                        self.config.mcu.policy, tuple(str(c) for c in range(self.mcu_classes)),
-                                       self.fc.run, on_mcu=True)
+                                       self.executor.execute, on_mcu=True)
         return models
 

@@ -38,9 +38,34 @@ class FrameSteps:
         self.served = served          # served_by: what ran where, for the reply
         self.models = executor.models
         self.bundle = executor.bundle
+        self.energy: tuple[float, str] | None = None   # set by a step that knows its own energy (the MCU)
 
     def count(self, name: str) -> None:
         self._x.stats.count(name)
+
+    def set_energy(self, joules: float, source: str) -> None:
+        """This frame's device energy is known from its own model (the MCU's cycles), not the
+        Jetson's power: the executor reports it as is."""
+        self.energy = (joules, source)
+
+    # ---- the MCU (the FC model's served path) -----------------------------------------
+    def on_mcu(self, features: np.ndarray):
+        """One inference on the MCU over serial (McuError when it is down, silent or resetting)."""
+        start = self._x.clock()
+        result = self._x.mcu.infer(features)
+        self.stages.mcu = self._x.clock() - start
+        return result
+
+    def on_host_twin(self, features: np.ndarray) -> tuple[int, int, np.ndarray]:
+        """The same system on the Jetson's CPU, bit-exact: (label, net, logits)."""
+        start = self._x.clock()
+        out = self._x.mcu.reference(features)
+        self.stages.host = self._x.clock() - start
+        return out
+
+    def mcu_labels(self, net: int) -> tuple[int, ...]:
+        """The classes net `net` of the MCU's system answers, in its output order."""
+        return self._x.mcu.system.labels[net]
 
     # ---- the device ---------------------------------------------------------------------
     def on_device(self, engine, stage: str, x: np.ndarray | None = None) -> np.ndarray:

@@ -11,18 +11,28 @@ The Cortex-M4 cost model (docs/mcu.md):
   been measured, then the smoothed measured round trip (it includes USB CDC, the host's
   scheduling, everything).
 The Jetson side: its measured time for the host reference x device power.
+
+Like every policy it plans, then executes through the frame's steps (policies/plan.py):
+on the MCU, or on the host's bit-exact twin of the same system; an MCU that is down,
+silent or resetting makes the frame run on the host instead (served_by says fallback and
+why), so every frame gets exactly one answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from adaptinf.drivers import mcu_protocol as proto
+from adaptinf.drivers.mcu import McuError
 from adaptinf.policies import modes
-from adaptinf.policies.plan import Candidate, FrameContext, Plan
+from adaptinf.policies.plan import Answer, Candidate, FrameContext, Plan, Steps, Telemetry
 
 MCU = "mcu"
 HOST = "host"
+NETS = ("main", "tail")      # the multi-dsNN's two nets, as served_by names them
 
 
 @dataclass(frozen=True)
@@ -60,13 +70,17 @@ class FcObservations:
 
 
 class McuPlacementPolicy:
-    """"auto" picks by goal; "mcu" and "host" pin a placement (an MCU that is down still falls back)."""
+    """"auto" picks by goal; "mcu" and "host" pin a placement (an MCU that is down still falls back).
+    The policies of one MCU share its observations (`seen`) and whether it is up (`is_up`)."""
 
-    def __init__(self, name: str, model: McuCostModel, input_dim: int, classes: int, host_power_w: float):
+    def __init__(self, name: str, model: McuCostModel, input_dim: int, classes: int, host_power_w: float,
+                 seen: FcObservations | None = None, is_up: Callable[[], bool] = lambda: True):
         self.name = name
         self.model = model
         self.input_dim, self.classes = input_dim, classes
         self.host_power_w = host_power_w
+        self.seen = seen if seen is not None else FcObservations()
+        self._is_up = is_up
 
     def candidates(self, seen: FcObservations) -> tuple[Candidate, ...]:
         ticks = seen.mcu_ticks or 0.0
@@ -78,7 +92,11 @@ class McuPlacementPolicy:
                           self.model.compute_j(ticks), None),
                 Candidate(HOST, "device", host_s, 0.0, 0.0, 0.0, host_s, host_s * self.host_power_w, None))
 
-    def plan(self, frame: FrameContext, seen: FcObservations) -> Plan:
+    def plan(self, frame: FrameContext, telemetry: Telemetry | None = None, profile: Any = None,
+             explain: bool = False) -> Plan:
+        """The Jetson's telemetry and profile do not price the MCU: its own observations do."""
+        seen = self.seen
+        seen.mcu_up = self._is_up()
         mcu, host = candidates = self.candidates(seen)
         if self.name == MCU or self.name == HOST:
             chosen = mcu if self.name == MCU else host
@@ -89,3 +107,31 @@ class McuPlacementPolicy:
         else:
             chosen = min(candidates, key=modes.cost_key(modes.goal(frame)))
         return Plan(chosen, frame.goal, frame.mode, self.name, candidates)
+
+    def execute(self, job: Any, plan: Plan, steps: Steps) -> Answer:
+        x = np.asarray(job.frame, np.float32).reshape(-1)
+        served, seen = steps.served, self.seen
+        served.partition = served.est_uplink_bps = None     # the Jetson's split and link are not this frame's
+        if plan.chosen.name == MCU:
+            try:
+                r = steps.on_mcu(x)
+            except McuError as exc:
+                served.fallback, served.fallback_reason = True, str(exc)
+                steps.count("mcu_fallbacks")
+            else:
+                seen.observe("mcu_ticks", r.count)
+                seen.observe("mcu_round_trip_s", steps.stages.mcu)
+                served.placement, served.net, served.mcu_ticks, served.dtype = MCU, NETS[r.net], r.count, r.dtype
+                steps.set_energy(self.model.compute_j(r.count), "mcu-model")
+                return self._spread(r.logits, steps.mcu_labels(r.net)), 0
+        _, net, logits = steps.on_host_twin(x)
+        seen.observe("host_s", steps.stages.host)
+        served.placement, served.net = HOST, NETS[net]
+        return self._spread(logits, steps.mcu_labels(net)), 0
+
+    def _spread(self, logits: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+        """One net's logits over all classes: a dsNN knows only some, the rest get -inf (so
+        probability 0)."""
+        out = np.full(self.classes, -np.inf, np.float32)
+        out[list(labels)] = np.asarray(logits, np.float32).reshape(-1)
+        return out

@@ -53,9 +53,9 @@ def test_auto_policy_measures_both_then_picks_by_goal(served):
     daemon, client, _, x_val, _ = served
     for x in x_val[:6]:
         client.infer(x, model="digits-dsnn")
-    seen = daemon.fc.seen
+    policy = daemon.mcu_policies["auto"]
+    seen = policy.seen
     assert seen.mcu_ticks and seen.host_s                      # both placements measured
-    policy = daemon.fc.policies["auto"]
     mcu, host = policy.candidates(seen)
     for goal in ("latency", "energy"):
         placement = client.infer(x_val[0], model="digits-dsnn", goal=goal).served_by["placement"]
