@@ -79,8 +79,9 @@ def _unpack(frame: Any) -> dict:
 # ---- typed requests: built here on the device side, parsed here on the cloud side ----------
 @dataclass(frozen=True)
 class Infer:
-    """Run `target` ("full" or a split point's tail) on a uint8 tensor of `shape`; a split
-    point's tensor is the quantised reduced tensor (scale, zero_point)."""
+    """Run `target` ("full", a zoo model by name, or a split point's tail) on a uint8 tensor
+    of `shape`; a split point's tensor is the quantised reduced tensor (scale, zero_point),
+    the others take the frame as it is."""
 
     target: str
     shape: tuple[int, ...]
@@ -90,7 +91,7 @@ class Infer:
 
     def header(self) -> dict:
         h = {"op": "infer", "target": self.target, "tensor": {"dtype": "uint8", "shape": list(self.shape)}}
-        if self.target != FULL_TARGET:
+        if self.scale is not None:
             h.update(scale=self.scale, zero_point=self.zero_point)
         if self.deadline_s is not None:
             h["deadline_ms"] = self.deadline_s * 1e3
@@ -109,7 +110,7 @@ class Infer:
         if spec.get("dtype", "uint8") != "uint8":
             raise ValueError(f"tensor dtype {spec.get('dtype')!r}: the link carries uint8")
         scale, zero_point = h.get("scale"), h.get("zero_point")
-        if target != FULL_TARGET and not (
+        if (scale is not None or zero_point is not None) and not (
                 isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0
                 and isinstance(zero_point, int) and not isinstance(zero_point, bool) and 0 <= zero_point <= 255):
             raise ValueError("a split point's tensor needs a finite positive 'scale' and a uint8 'zero_point'")

@@ -47,6 +47,8 @@ def targets(bundle: Bundle) -> dict[str, tuple[str, str, list[int]]]:
     out = {FULL_TARGET: (bundle.full_model.file, bundle.input.name, bundle.input.dtype, list(bundle.input.shape[1:]))}
     for p in bundle.split.points if bundle.split else ():
         out[p.name] = (p.tail, "reduced", "float32", list(p.reduced_shape[1:]))
+    for name in bundle.zoo.models if bundle.zoo else ():
+        out[name] = (bundle.model(name).file, bundle.input.name, bundle.input.dtype, list(bundle.input.shape[1:]))
     return out
 
 

@@ -70,6 +70,9 @@ class CloudWorker:
                                                                plan_cache_dir)}
             for point in bundle.split.points if bundle.split else ():
                 self._engines[point.name] = open_engine(bundle.path(point.tail), backend, plan_cache_dir)
+            for name in bundle.zoo.models if bundle.zoo else ():   # every zoo model serves on its own
+                self._engines[name] = open_engine(bundle.path(bundle.model(name).file), backend, plan_cache_dir)
+        self._quantised = {p.name for p in (bundle.split.points if bundle.split else ())}
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
         self._threads = threads
         self._busy = 0
@@ -307,7 +310,9 @@ class CloudWorker:
         if data.size != int(np.prod(shape)):
             raise ValueError(f"payload of {data.size} bytes does not fit shape {list(shape)}")
         data = data.reshape(shape)
-        if target != protocol.FULL_TARGET:
+        if target in self._quantised:
+            if request.scale is None:
+                raise ValueError("a split point's tensor needs a finite positive 'scale' and a uint8 'zero_point'")
             data = dequantize(data, float(request.scale), request.zero_point)
         return engine.run(data)
 

@@ -181,6 +181,15 @@ class MmNetSpec:
 
 
 @dataclass(frozen=True)
+class ZooSpec:
+    """`adaptinf build zoo`: classifiers of different families for the same task, any of
+    which can serve a frame on the device or in the cloud (MDInference's pool)."""
+
+    models: tuple[str, ...]             # cheapest first
+    figures: dict = field(default_factory=dict, hash=False, compare=False)   # per model: family, host_ms, ...
+
+
+@dataclass(frozen=True)
 class Bundle:
     root: Path
     name: str
@@ -193,6 +202,7 @@ class Bundle:
     multiplexer: MultiplexerSpec | None = None
     dynamic_duo: DynamicDuoSpec | None = None
     mmnet: MmNetSpec | None = None
+    zoo: ZooSpec | None = None
 
     def path(self, relative: str) -> Path:
         return self.root / relative
@@ -370,10 +380,12 @@ def _parse_bundle(root: Path, manifest_path: Path, raw: Any, raw_bytes: bytes, v
     duo = (_parse_dynamic_duo(raw["dynamic_duo"], models, full, len(classes))
            if raw.get("dynamic_duo") is not None else None)
     mmnet = _parse_mmnet(raw["mmnet"], models, full) if raw.get("mmnet") is not None else None
+    zoo = _parse_zoo(raw["zoo"], models) if raw.get("zoo") is not None else None
     bundle = Bundle(root=root, name=_require(raw, "name", str, "manifest"),
                     classes=classes, input=_parse_input(raw.get("input")),
                     models=models, split=split, manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),
-                    data=_optional(raw, "data", dict, {}, "manifest"), multiplexer=multiplexer, dynamic_duo=duo, mmnet=mmnet)
+                    data=_optional(raw, "data", dict, {}, "manifest"), multiplexer=multiplexer, dynamic_duo=duo, mmnet=mmnet,
+                    zoo=zoo)
     if verify:
         _verify_files(bundle, files)
     return bundle
@@ -448,6 +460,23 @@ def _parse_mmnet(raw: dict, models: tuple[ModelEntry, ...], full: str) -> MmNetS
     return MmNetSpec(tuple(minions), master, tuple(float(t) for t in thresholds),
                      float(_require(raw, "recovery_rate", (int, float), where)),
                      float(_require(raw, "target_accuracy", (int, float), where)))
+
+
+def _parse_zoo(raw: Any, models: tuple[ModelEntry, ...]) -> ZooSpec:
+    if not isinstance(raw, dict):
+        raise BundleError("manifest: zoo must be an object")
+    names = _names(raw, "models", "zoo")
+    if len(names) < 2:
+        raise BundleError("manifest: zoo.models needs at least two models (a pool to choose from)")
+    if len(set(names)) != len(names):
+        raise BundleError("manifest: zoo.models names a model twice")
+    known = {m.name: m for m in models}
+    for name in names:
+        if name not in known:
+            raise BundleError(f"manifest: zoo.models names {name!r}, which is not one of the bundle's models")
+        if known[name].accuracy is None:
+            raise BundleError(f"manifest: zoo model {name!r} has no accuracy (selection needs it)")
+    return ZooSpec(names, dict(_optional(raw, "figures", dict, {}, "zoo")))
 
 
 def referenced_files(bundle: Bundle) -> list[str]:

@@ -395,6 +395,17 @@ def cmd_build_multiplexer(args: argparse.Namespace) -> int:
                             args.objective)
 
 
+def cmd_build_zoo(args: argparse.Namespace) -> int:
+    from adaptinf.toolchain.zoo import ZOO, ZooConfig, build_and_report
+
+    members = tuple(m for m in args.models.split(",") if m) if args.models else tuple(m.name for m in ZOO)
+    try:
+        config = ZooConfig(n_train=args.n_train, epochs=args.epochs, seed=args.seed, members=members)
+        return build_and_report(args.out, config)
+    except ValueError as exc:
+        raise SystemExit(f"adaptinf build zoo: {exc}") from None
+
+
 def cmd_build_duo(args: argparse.Namespace) -> int:
     from adaptinf.toolchain.speculative_build import configure_and_report
 
@@ -469,6 +480,16 @@ def main(argv: list[str] | None = None) -> int:
                           "correctness (docs/multiplexer.md)")
     mux.add_argument("--seed", type=int, default=0)
     mux.set_defaults(func=cmd_build_multiplexer)
+
+    zoo = build.add_parser("zoo", help="classifiers of different families for one task (MDInference's and the "
+                                       "multiplexer's pool) -> bundle")
+    zoo.add_argument("--out", required=True, type=Path)
+    zoo.add_argument("--models", default="", help="a comma-separated subset (default: all six)")
+    zoo.add_argument("--epochs", type=int, default=8)
+    zoo.add_argument("--n-train", type=int, default=8000, help="training frames (1000 validation and 2000 "
+                                                               "held-out test frames besides)")
+    zoo.add_argument("--seed", type=int, default=0)
+    zoo.set_defaults(func=cmd_build_zoo)
 
     duo = build.add_parser("duo", help="configure Dynamic Duo (thesis ch.6) on a pool bundle, in place")
     duo.add_argument("--bundle", required=True, type=Path, help="a bundle from `adaptinf build multiplexer`")
