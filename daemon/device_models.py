@@ -33,6 +33,7 @@ class DeviceModels:
     pair: MultiplexerPairModels | None = None
     littles: dict[str, Engine] | None = None   # Dynamic Duo's little and SIEVE's alternatives, by name
     minions: tuple[Engine, Engine] | None = None   # M&MNet's
+    zoo: dict[str, Engine] | None = None       # every zoo model (MDInference's duplicate runs one), by name
 
     @classmethod
     def load(cls, bundle: Bundle, backend: str, plan_cache: str, slowdown: float = 1.0,
@@ -55,8 +56,11 @@ class DeviceModels:
             names = dict.fromkeys([duo.little, *(a.little for a in duo.alternatives)])
             littles = {name: engine(bundle.model(name).file) for name in names}
         minions = tuple(engine(bundle.model(m).file) for m in bundle.mmnet.minions) if bundle.mmnet else None
-        return cls(engine(bundle.full_model.file), {p.name: engine(p.head) for p in points},
-                   {p.name: engine(p.tail) for p in points}, pair, littles, minions)
+        full = engine(bundle.full_model.file)
+        zoo = ({name: full if name == bundle.full_model.name else engine(bundle.model(name).file)
+                for name in bundle.zoo.models} if bundle.zoo else None)
+        return cls(full, {p.name: engine(p.head) for p in points},
+                   {p.name: engine(p.tail) for p in points}, pair, littles, minions, zoo)
 
     @property
     def backend(self) -> str:

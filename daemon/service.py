@@ -304,7 +304,7 @@ class Daemon:
     def _measure_cloud_late(self) -> None:
         cfg = self.config
         try:
-            cloud, link = cloud_partitions(self.bundle, self._device_times, self.link, self.estimator,
+            cloud, link, cloud_models = cloud_partitions(self.bundle, self._device_times, self.link, self.estimator,
                                            cfg.device.compute_power_w, max(3, cfg.daemon.warmup_runs // 2))
         except Exception as exc:  # the link went again, or the cloud answered nonsense: retried next tick
             log.warning("measuring the cloud's partitions failed (%s: %s); retrying", type(exc).__name__, exc)
@@ -312,9 +312,11 @@ class Daemon:
         if not cloud:
             log.warning("the cloud is up but did not answer the measurements; retrying")
             return
-        self.profile = replace(profile_from(self.bundle, self.models, self._device_times,
-                                            cfg.device.compute_power_w, cloud, link),
-                               models=self.profile.models)   # the model times measured since start-up
+        fresh = profile_from(self.bundle, self.models, self._device_times, cfg.device.compute_power_w, cloud, link,
+                             cloud_models)
+        measured = {m.name for m in fresh.models}   # the zoo's, now with cloud times; keep the others since start-up
+        self.profile = replace(fresh, models=fresh.models + tuple(m for m in self.profile.models
+                                                                  if m.name not in measured))
         self._save_warmup_profile(self.profile)
         log.info("cloud up: measured %s; the planner uses them from now on", [p.name for p in cloud])
 

@@ -119,20 +119,23 @@ class FrameSteps:
                              fallback=lambda: self.on_device(fallback_engine, "fallback"))
         return logits, payload.nbytes
 
-    def duplicate(self) -> Answer:
-        """MDInference's request duplication (paper 003 IV-E): the frame goes to the cloud and,
-        meanwhile, the device runs its own model; the cloud's answer is used if it arrives
-        before the SLA expires, else the device's, at once. The SLA is the frame's deadline."""
+    def duplicate(self, target: str = cloud_protocol.FULL_TARGET, local: tuple | None = None) -> Answer:
+        """MDInference's request duplication (paper 003 IV-E): the frame goes to the cloud's
+        `target` (the full model, or a zoo model by name) and, meanwhile, the device runs
+        `local` (engine, profiled seconds; default the full model); the cloud's answer is used
+        if it arrives before the SLA expires, else the device's, at once. The SLA is the
+        frame's deadline."""
         x, job = self._x, self.job
+        engine, profiled_s = local or (self.models.full, self.profile.partition(MOBILE_ONLY).device_s)
         sla_end = job.deadline if job.deadline is not None else job.received + x.cloud_timeout_s
         payload = np.ascontiguousarray(job.frame)
         call = None
         start = x.clock()
         budget = sla_end - start - FALLBACK_MARGIN_S
         if x.link is not None and x.link.up and budget > 0:
-            request = cloud_protocol.Infer(cloud_protocol.FULL_TARGET, payload.shape, deadline_s=budget)
+            request = cloud_protocol.Infer(target, payload.shape, deadline_s=budget)
             call = x.link.call(request.header(), payload, budget, upload_bytes=payload.nbytes)
-        local = self.profiled_on_device(self.models.full, self.profile.partition(MOBILE_ONLY).device_s)
+        local = self.profiled_on_device(engine, profiled_s)
         if call is not None:
             try:
                 logits, self.stages.cloud = call.wait(sla_end - x.clock() - FALLBACK_MARGIN_S).logits(

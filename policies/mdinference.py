@@ -20,6 +20,8 @@ with like.
 
 from __future__ import annotations
 
+import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,49 +112,105 @@ def related_accurate(models, budget_s: float) -> ModelStats:
 
 
 # ---- adaptinfd's policy -----------------------------------------------------------------
+LIVE_GAIN = 0.2      # EWMA gain of each cloud model's compute time, from the replies' compute_s
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """What `plan` decided besides the cloud model: the device's duplicate and T_budget."""
+
+    selection: Selection
+    device_model: str             # the zoo's cheapest on the device (the full model without a zoo)
+    device_profiled_s: float
+
+
 class MdInferencePolicy:
     """MDInference in adaptinfd: per frame, pick the cloud model by `select` and duplicate the
-    request on the device (Candidate kind "duplicate"; the executor runs both and answers
-    with the cloud's result if it arrives before the SLA, else with the device's).
+    request on the device (Candidate kind "duplicate"; the steps run both and answer with
+    the cloud's result if it arrives before the SLA, else with the device's).
 
     The SLA is the request's deadline_ms (else `default_sla_s`); T_nw = 2 x T_input + RTT
-    from the live link estimate (T_input: the frame's upload time). The pool is what the
-    cloud serves: today the bundle's full model (the cloud-only partition, its execution
-    time scaled by the cloud's reported load). Private mode keeps the frame on the device.
+    from the live link estimate (T_input: this frame's upload time behind the uplink's
+    queue). The pool is what the cloud serves: with a zoo bundle (`adaptinf build zoo`),
+    every zoo model the warm-up (or calibration) timed in the cloud, each with its mean and
+    std from that measurement until replies bring its own compute times (EWMA), plus the
+    cloud's queue; the duplicate runs the zoo's cheapest model on the device. Without a
+    zoo, the pool is the bundle's full model alone. Private mode keeps the frame on the
+    device.
     """
 
     name = "mdinference"
 
-    def __init__(self, default_sla_s: float, frame_bytes: int, seed: int = 0):
+    def __init__(self, default_sla_s: float, frame_bytes: int, seed: int = 0, zoo: tuple[str, ...] = ()):
         self.default_sla_s = default_sla_s
         self.frame_bytes = frame_bytes
+        self.zoo = zoo
         self._rng = np.random.default_rng(seed)
+        self._live: dict[str, tuple[float, float]] = {}   # cloud model -> (mean s, variance s^2)
+        self._lock = threading.Lock()
+
+    def observe(self, model: str, compute_s: float) -> None:
+        """A reply's compute_s for `model`: its live mean and variance move toward it."""
+        with self._lock:
+            mean, var = self._live.get(model, (compute_s, 0.0))
+            delta = compute_s - mean
+            mean += LIVE_GAIN * delta
+            self._live[model] = (mean, (1 - LIVE_GAIN) * (var + LIVE_GAIN * delta * delta))
 
     def pool(self, telemetry, profile) -> list[ModelStats]:
-        cloud = profile.partition(CLOUD_ONLY)
-        return [ModelStats(CLOUD_ONLY, cloud.accuracy or 0.0,
-                           telemetry.cloud_s(cloud.cloud_s), 0.0)]
+        served = [m for m in profile.models if m.name in self.zoo and m.cloud_ms > 0]
+        if not served:
+            cloud = profile.partition(CLOUD_ONLY)
+            return [ModelStats(CLOUD_ONLY, cloud.accuracy or 0.0, telemetry.cloud_s(cloud.cloud_s), 0.0)]
+        with self._lock:
+            live = dict(self._live)
+        out = []
+        for m in served:
+            mean, var = live.get(m.name, (m.cloud_s * telemetry.cloud_slowdown,
+                                          (m.cloud_s_std * telemetry.cloud_slowdown) ** 2))
+            out.append(ModelStats(m.name, m.accuracy or 0.0, mean + telemetry.cloud_queue_s, math.sqrt(var)))
+        return out
+
+    def _device_model(self, profile) -> tuple[str, float]:
+        """(name, profiled seconds) of the duplicate's model: the zoo's cheapest on the device."""
+        zoo = [m for m in profile.models if m.name in self.zoo and m.device_ms > 0]
+        if zoo:
+            cheapest = min(zoo, key=lambda m: m.device_ms)
+            return cheapest.name, cheapest.device_s
+        return MOBILE_ONLY, profile.partition(MOBILE_ONLY).device_s
 
     def plan(self, frame, telemetry, profile, explain: bool = False):
         mobile = profile.partition(MOBILE_ONLY)
-        device_s = telemetry.compute_s(mobile.device_s)
         power_w = telemetry.device_power_w or mobile.device_power_w
-        local = Candidate(MOBILE_ONLY, "device", device_s, 0.0, 0.0, 0.0, device_s, device_s * power_w,
-                          mobile.accuracy)
+        full_s = telemetry.compute_s(mobile.device_s)
+        local = Candidate(MOBILE_ONLY, "device", full_s, 0.0, 0.0, 0.0, full_s, full_s * power_w, mobile.accuracy)
         if not modes.cloud_allowed(frame, telemetry, profile):
             return Plan(local, frame.goal, frame.mode, self.name, (local,))
-        upload_s = self.frame_bytes * 8.0 / telemetry.uplink_bps
+        upload_s = telemetry.upload_s(self.frame_bytes)
         network_s = 2 * upload_s + telemetry.rtt_s
         sla_s = frame.deadline_s or self.default_sla_s
         selection = select(self.pool(telemetry, profile), time_budget(sla_s, network_s), self._rng)
         m = selection.chosen
+        device_model, profiled_s = self._device_model(profile)
+        device_s = telemetry.compute_s(profiled_s)
         radio_j = upload_s * uplink_power_w(telemetry.radio, telemetry.uplink_bps)
         duplicate = Candidate(m.name, "duplicate", device_s, upload_s, network_s - upload_s, m.mean_s,
                               min(sla_s, network_s + m.mean_s), device_s * power_w + radio_j, m.accuracy)
-        return Plan(duplicate, frame.goal, frame.mode, self.name, (duplicate, local))
+        return Plan(duplicate, frame.goal, frame.mode, self.name, (duplicate, local),
+                    Duplicate(selection, device_model, profiled_s))
 
     def execute(self, job, plan, steps):
-        """The duplicate races the cloud against the device (daemon steps); a local plan runs locally."""
-        if plan.chosen.kind == "duplicate":
+        """The duplicate races the cloud's chosen model against the device's (daemon steps);
+        a local plan runs locally."""
+        if plan.chosen.kind != "duplicate":
+            return run_partition(plan, steps)
+        d: Duplicate = plan.decision
+        served = steps.served
+        served.budget_s = d.selection.budget_s
+        if d.selection.chosen.name == CLOUD_ONLY:        # no zoo: the full model on both sides
             return steps.duplicate()
-        return run_partition(plan, steps)
+        served.model, served.device_model = d.selection.chosen.name, d.device_model
+        answer = steps.duplicate(d.selection.chosen.name, (steps.models.zoo[d.device_model], d.device_profiled_s))
+        if served.answered_by == "cloud" and steps.stages.cloud is not None:
+            self.observe(d.selection.chosen.name, steps.stages.cloud)
+        return answer

@@ -68,6 +68,7 @@ class Plan:
     mode: str
     policy: str
     candidates: tuple[Candidate, ...] = ()  # all that were considered, for explanations
+    decision: Any = None                    # what else the policy decided, for its own execute
 
 
 Answer = tuple  # (logits: np.ndarray, bytes sent up the uplink: int)
@@ -79,13 +80,18 @@ class Steps(Protocol):
     job: Any                # the frame: .frame, .peer, .received, .deadline
     models: Any             # the device's engines: full, heads, tails, littles, minions, pair
     bundle: Any
-    served: dict            # served_by, for the reply: a policy adds what it decided
+    served: Any             # ServedBy, for the reply: a policy adds what it decided
+    stages: Any             # StageTimes: where the frame's time went so far
 
     def count(self, name: str) -> None: ...
     def on_device(self, engine: Any, stage: str, x: Any = None) -> Any: ...
     def partition(self, name: str) -> Answer: ...
     def full_in_cloud(self, fallback_engine: Any) -> Answer: ...
-    def duplicate(self) -> Answer: ...
+    def duplicate(self, target: str = "full", local: tuple | None = None) -> Answer: ...
+    def on_mcu(self, features: Any) -> Any: ...
+    def on_host_twin(self, features: Any) -> tuple: ...
+    def mcu_labels(self, net: int) -> tuple: ...
+    def set_energy(self, joules: float, source: str) -> None: ...
 
 
 class Policy(Protocol):
@@ -151,6 +157,9 @@ class ServedBy:
     upload_bytes: int | None = None
     answered_by: str | None = None          # duplicate, multiplex, speculate, minions
     device_reason: str | None = None
+    model: str | None = None                # mdinference: the cloud model chosen
+    device_model: str | None = None         # mdinference: the duplicate's device model
+    budget_s: float | None = None           # mdinference: T_budget
     w: list | None = None                   # multiplexer
     wants: str | None = None
     predicted_side_s: dict | None = None
@@ -172,8 +181,8 @@ class ServedBy:
         for key, value in vars(self).items():
             if value is None:
                 continue
-            if key == "predicted_s":
-                out["predicted_ms"] = value * 1e3
+            if key in ("predicted_s", "budget_s"):
+                out[key[:-2] + "_ms"] = value * 1e3
             elif key == "predicted_side_s":
                 out["predicted_side_ms"] = {k: v * 1e3 for k, v in value.items()}
             else:

@@ -41,7 +41,8 @@ def build(ctx: BuildContext) -> dict[str, Policy]:
     frame_bytes = int(np.prod(ctx.bundle.input.shape))
     policies: dict[str, Policy] = {"split": SplitPolicy(ctx.goal)}
     policies.update({name: FixedPolicy(name) for name in ctx.placements})
-    policies["mdinference"] = MdInferencePolicy(ctx.default_sla_s, frame_bytes)
+    policies["mdinference"] = MdInferencePolicy(ctx.default_sla_s, frame_bytes,
+                                                zoo=tuple(ctx.bundle.zoo.models) if ctx.bundle.zoo else ())
     bundle, models = ctx.bundle, ctx.models
     if models.pair is not None:
         small = bundle.model(bundle.multiplexer.pair.device)
