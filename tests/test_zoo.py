@@ -138,3 +138,15 @@ def test_mdinference_in_the_daemon_chooses_among_the_served_zoo(zoo_bundle, tmp_
         assert s["placement"] == "duplicate" and s["model"] in zoo and s["device_model"] == cheapest
         assert 0 < s["budget_ms"] < 250.0 and s["answered_by"] in ("cloud", "device")
     assert sum(r.served_by["answered_by"] == "cloud" for r in replies) >= 15
+
+
+def test_the_zoo_multiplexer_benchmark_compares_like_for_like(zoo_bundle, tmp_path):
+    from adaptinf.toolchain import zoo_multiplexer as zm
+
+    r = zm.evaluate(zoo_bundle, zm.ZooMuxConfig(n_mux=400, n_val=200, mux_epochs=1), progress=False, workdir=tmp_path)
+    assert len(r["models"]) == 6 and r["best"] == max(r["models"], key=lambda m: m["flops"])["name"]
+    assert sum(r["cheapest"]["share"]) == pytest.approx(1.0)
+    assert r["random"]["share"] == pytest.approx(r["cheapest"]["share"], abs=0.08)    # the same shares, drawn
+    assert r["cascade"]["flops"] >= next(m["flops"] for m in r["models"])             # at least the cheapest runs
+    assert 0.0 <= r["oracle_gain"] <= r["oracle_accuracy"] <= 1.0
+    assert r["cheapest"]["flops"] > r["multiplexer_flops"] > 0                         # eq. 14 includes the mux
