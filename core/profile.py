@@ -31,8 +31,23 @@ class ProfileError(ValueError):
     """A profile that cannot be planned with; the message names the field."""
 
 
+class _InSeconds:
+    """The file holds milliseconds; the run-time code works in seconds."""
+
+    device_ms: float
+    cloud_ms: float
+
+    @property
+    def device_s(self) -> float:
+        return self.device_ms / 1e3
+
+    @property
+    def cloud_s(self) -> float:
+        return self.cloud_ms / 1e3
+
+
 @dataclass(frozen=True)
-class PartitionProfile:
+class PartitionProfile(_InSeconds):
     name: str
     device_ms: float         # head (and reduction unit) on the device; the whole model for mobile-only
     device_power_w: float    # device power while computing
@@ -44,18 +59,10 @@ class PartitionProfile:
     def kind(self) -> str:
         return {MOBILE_ONLY: "device", CLOUD_ONLY: "cloud"}.get(self.name, "split")
 
-    # the file holds milliseconds; the run-time code works in seconds
-    @property
-    def device_s(self) -> float:
-        return self.device_ms / 1e3
-
-    @property
-    def cloud_s(self) -> float:
-        return self.cloud_ms / 1e3
 
 
 @dataclass(frozen=True)
-class ModelProfile:
+class ModelProfile(_InSeconds):
     name: str
     device_ms: float
     device_ms_std: float = 0.0
@@ -64,14 +71,6 @@ class ModelProfile:
     device_power_w: float = 0.0
     accuracy: float | None = None
     flops: int = 0
-
-    @property
-    def device_s(self) -> float:
-        return self.device_ms / 1e3
-
-    @property
-    def cloud_s(self) -> float:
-        return self.cloud_ms / 1e3
 
     @property
     def device_s_std(self) -> float:

@@ -118,12 +118,19 @@ def _steady(est: LinkEstimator, clock: FakeClock, bps: float, nbytes: int = 6272
         est.observe_upload(nbytes, nbytes * 8 / bps + 0.04, 0.0)
 
 
-def test_an_upload_unanswered_for_longer_than_the_estimate_allows_caps_the_estimate():
-    clock, nbytes = FakeClock(), 6272
+def _awaiting(nbytes: int, token: str) -> tuple[FakeClock, LinkEstimator]:
+    """An estimator at a steady 8 Mbit/s (RTT 40 ms) with one more upload sent and unanswered."""
+    clock = FakeClock()
     est = LinkEstimator(clock)
     est.observe_rtt(0.04)
     _steady(est, clock, 8e6)
-    est.sent(nbytes, token="a")
+    est.sent(nbytes, token=token)
+    return clock, est
+
+
+def test_an_upload_unanswered_for_longer_than_the_estimate_allows_caps_the_estimate():
+    nbytes = 6272
+    clock, est = _awaiting(nbytes, "a")
     clock.now += 0.04 + SILENCE_GRACE_S         # within its allowance: no evidence yet
     assert est.estimate().uplink_bps == pytest.approx(8e6, rel=0.01)
     clock.now += 0.5                            # 0.5 s past it, and still not across
@@ -134,11 +141,8 @@ def test_an_upload_unanswered_for_longer_than_the_estimate_allows_caps_the_estim
 
 
 def test_an_upload_the_link_lost_leaves_its_silence_as_a_sample():
-    clock, nbytes = FakeClock(), 6272
-    est = LinkEstimator(clock)
-    est.observe_rtt(0.04)
-    _steady(est, clock, 8e6)
-    est.sent(nbytes, token="a")
+    nbytes = 6272
+    clock, est = _awaiting(nbytes, "a")
     clock.now += 2.0 + 0.04 + SILENCE_GRACE_S
     est.lost("a")
     assert est.estimate().uplink_bps == pytest.approx(nbytes * 8 / 2.0, rel=0.01)
@@ -148,11 +152,7 @@ def test_an_upload_the_link_lost_leaves_its_silence_as_a_sample():
 
 
 def test_a_retried_upload_answered_is_forgotten_without_a_sample():
-    clock = FakeClock()
-    est = LinkEstimator(clock)
-    est.observe_rtt(0.04)
-    _steady(est, clock, 8e6)
-    est.sent(6272, token="r")
+    clock, est = _awaiting(6272, "r")
     est.forget("r")
     clock.now += 5.0
     assert est.estimate().uplink_bps == pytest.approx(8e6, rel=0.01)
