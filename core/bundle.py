@@ -151,6 +151,8 @@ class DynamicDuoSpec:
     big: str
     target_accuracy: float
     alternatives: tuple[SpeculativeModel, ...] = ()   # every little that reaches the target, this one included
+    # validation confidence histograms per model ({"bins", "correct", "correctable", "uncorrectable"})
+    confidence: dict = field(default_factory=dict, hash=False, compare=False)
 
     # the chosen little's fields, as the policies and the executor read them
     little = property(lambda self: self.own.little)
@@ -434,7 +436,8 @@ def _parse_dynamic_duo(raw: dict, models: tuple[ModelEntry, ...], full: str, num
                          for i, a in enumerate(_optional(raw, "alternatives", list, [], where)))
     spec = DynamicDuoSpec(own=own, big=_require(raw, "big", str, where),
                           target_accuracy=float(_require(raw, "target_accuracy", (int, float), where)),
-                          alternatives=alternatives)
+                          alternatives=alternatives,
+                          confidence=dict(_optional(raw, "confidence", dict, {}, where)))
     for name in (spec.little, *(a.little for a in alternatives)):
         if name not in {m.name for m in models}:
             raise BundleError(f"manifest: {where} names little model {name!r}, which is not one of the bundle's models")

@@ -22,6 +22,7 @@ from adaptinf.api_protocol import DEFAULT_MAX_MESSAGE_BYTES
 from adaptinf.policies import registry as policy_registry
 from adaptinf.policies.plan import GOALS, MODES
 from adaptinf.policies.radio_power import RADIOS
+from adaptinf.policies.sieve import DETECTORS as SIEVE_DETECTORS
 
 POLICIES = policy_registry.NAMES
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
@@ -62,6 +63,9 @@ class PolicySection:
     mode: str = "normal"
     # sieve: frames of one client closer than this are "similar" (speculation history, thesis 4.3.2)
     history_ms: float = 100.0
+    # sieve's misspeculation detector: "probe" (Dynamic Duo's per-class thresholds) or
+    # "threshold" (the thesis's one threshold from the confidence distributions, 4.3.1)
+    sieve_detector: str = "probe"
 
     @property
     def history_s(self) -> float:
@@ -145,6 +149,7 @@ class Config:
 
 
 _CHOICES = {("policy", "name"): POLICIES, ("policy", "goal"): GOALS, ("policy", "mode"): MODES,
+            ("policy", "sieve_detector"): SIEVE_DETECTORS,
             ("device", "engine"): BACKENDS, ("cloud", "radio"): tuple(RADIOS), ("power", "source"): POWER_SOURCES,
             ("mcu", "policy"): MCU_POLICIES}
 _POSITIVE = {("daemon", "workers"), ("daemon", "max_in_flight_per_client"), ("daemon", "queue_size"), ("daemon", "max_message_bytes"),

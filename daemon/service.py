@@ -143,9 +143,12 @@ class Daemon:
         self.profile = self._load_or_measure_profile()
         # "split" plans per frame; every partition is also a fixed policy (mobile-only, cloud-only,
         # RB3, ...) that a request can pin, for baselines, debugging and calibration checks.
-        self.policies = policy_registry.build(policy_registry.BuildContext(
-            self.bundle, self.models, tuple(self._placements()), cfg.policy.goal, cfg.policy.history_s,
-            cfg.cloud.timeout_s, self._time_share))
+        try:
+            self.policies = policy_registry.build(policy_registry.BuildContext(
+                self.bundle, self.models, tuple(self._placements()), cfg.policy.goal, cfg.policy.history_s,
+                cfg.cloud.timeout_s, self._time_share, cfg.policy.sieve_detector))
+        except ValueError as exc:       # e.g. a detector the bundle has no data for
+            raise StartupError(f"bundle {self.bundle.name!r}: {exc}") from None
         try:
             self._check_policy(cfg)
         except ConfigError as exc:

@@ -197,12 +197,13 @@ class DynamicDuoPolicy:
         return speculate(job, plan, steps, history=None)
 
 
-def speculate(job, plan, steps, history=None):
+def speculate(job, plan, steps, history=None, detectors: dict | None = None):
     """Dynamic Duo (thesis ch.6) and SIEVE (ch.4): the little model answers unless its
     confidence is below the threshold of the class it predicts; then the big model (the
     full one) recovers, in the cloud or on the device as planned. A failed cloud recovery
     falls back to the device. SIEVE's speculation history (policies/sieve.py, passed in)
-    may skip detection or the little model for a frame close to a recovered one."""
+    may skip detection or the little model for a frame close to a recovered one, and may
+    bring its own detector (`detectors`: little -> SpeculativeModel) instead of the probes."""
     from adaptinf.policies import sieve   # sieve builds on this module
 
     if plan.chosen.kind != "speculate":
@@ -214,6 +215,7 @@ def speculate(job, plan, steps, history=None):
     if advice == sieve.DIRECT_TO_CLOUD and plan.chosen.name == "cloud":
         return recover_with_big(plan, steps)
     spec = steps.bundle.dynamic_duo.speculative(plan.chosen.model)     # SIEVE may have picked another little
+    spec = (detectors or {}).get(spec.little, spec)
     thresholds = spec.power_saving_thresholds if plan.mode == "power-saving" else spec.thresholds
     little = steps.on_device(steps.models.littles[spec.little], "device")
     probs = probabilities(little.reshape(-1))

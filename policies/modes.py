@@ -13,6 +13,8 @@ from typing import Any, Callable
 from adaptinf.policies.plan import Candidate, FrameContext, Telemetry
 from adaptinf.profile import CLOUD_ONLY
 
+POWER_SAVING_LOSS = 0.01     # power-saving's probes may lose "a marginal amount of accuracy" (thesis 4.3.2)
+
 
 def cloud_allowed(frame: FrameContext, telemetry: Telemetry, profile: Any) -> bool:
     """The cloud may serve this frame: not private, the link up, and the cloud measured."""

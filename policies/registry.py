@@ -19,7 +19,7 @@ from adaptinf.policies.mdinference import MdInferencePolicy
 from adaptinf.policies.mmnet import MmNetPolicy
 from adaptinf.policies.multiplexer import MultiplexerPolicy
 from adaptinf.policies.plan import Policy
-from adaptinf.policies.sieve import SievePolicy, SpeculationHistory
+from adaptinf.policies.sieve import SievePolicy, SpeculationHistory, threshold_detector
 from adaptinf.policies.split import SplitPolicy
 
 # Every policy name a config or a request may use; partitions (RB1, ...) are policies too.
@@ -35,6 +35,7 @@ class BuildContext:
     history_s: float                            # [policy].history_ms, as seconds
     default_sla_s: float                        # [cloud].timeout_ms, as seconds
     time_share: Callable[[list[str]], float]    # named models' device time over the full model's (profile)
+    sieve_detector: str = "probe"               # [policy].sieve_detector
 
 
 def build(ctx: BuildContext) -> dict[str, Policy]:
@@ -50,12 +51,21 @@ def build(ctx: BuildContext) -> dict[str, Policy]:
                                                     models.pair.multiplexer_flops, small.accuracy)
     if bundle.dynamic_duo is not None:
         duo = bundle.dynamic_duo
-        speculative = {s.little: DynamicDuoPolicy(frame_bytes, ctx.time_share([s.little]),
-                                                  s.recovery_rate, s.power_saving_recovery_rate,
-                                                  bundle.model(s.little).accuracy, duo.target_accuracy)
-                       for s in (duo.own, *(a for a in duo.alternatives if a.little != duo.little))}
-        policies["dynamic-duo"] = speculative.pop(duo.little)     # the rest: SIEVE's alternatives
-        policies["sieve"] = SievePolicy(policies["dynamic-duo"], SpeculationHistory(ctx.history_s), speculative)
+        specs = (duo.own, *(a for a in duo.alternatives if a.little != duo.little))
+
+        def duo_policies(specs) -> dict:
+            return {s.little: DynamicDuoPolicy(frame_bytes, ctx.time_share([s.little]), s.recovery_rate,
+                                               s.power_saving_recovery_rate, bundle.model(s.little).accuracy,
+                                               duo.target_accuracy) for s in specs}
+
+        policies["dynamic-duo"] = duo_policies(specs)[duo.little]
+        detectors = {}
+        if ctx.sieve_detector == "threshold":       # SIEVE's own detector: other thresholds, other P_r
+            detectors = {s.little: threshold_detector(s, duo.confidence.get(s.little) or bundle.model(s.little).confidence,
+                                                      duo.target_accuracy, len(bundle.classes)) for s in specs}
+        speculative = duo_policies(detectors.values() if detectors else specs)
+        own = speculative.pop(duo.little)           # the rest: SIEVE's alternatives
+        policies["sieve"] = SievePolicy(own, SpeculationHistory(ctx.history_s), speculative, detectors)
     if bundle.mmnet is not None:
         policies["mmnet"] = MmNetPolicy(frame_bytes, ctx.time_share(list(bundle.mmnet.minions)), bundle.mmnet.recovery_rate,
                                         bundle.mmnet.target_accuracy)

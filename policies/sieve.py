@@ -1,7 +1,12 @@
 """SIEVE's CNN selector (thesis ch.4.3.2) over a Dynamic Duo bundle's models.
 
 The speculative CNN is the bundle's little model, on the device. The original CNN is its
-full model, in the cloud. The misspeculation detector is the duo's per-class probe.
+full model, in the cloud. The misspeculation detector is either the duo's per-class probe
+("probe") or the thesis's own (section 4.3.1, "threshold"): one confidence threshold, from
+the speculative CNN's validation confidence distributions of correct, correctable (wrong,
+but the original CNN is right) and uncorrectable (both wrong) outputs: the lowest
+threshold whose recomputations bring the output quality to the target, which is the one
+with the fewest recomputations. `[policy].sieve_detector` chooses.
 - Selector: with L_t (E_t) the cost of sending the frame to the original CNN, and L_m
   (E_m) that of the speculative CNN on the device, SIEVE speculates when
   L_m + L_t × P_r < L_t, and otherwise sends the frame straight to the cloud.
@@ -30,14 +35,55 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from adaptinf.policies.dynamic_duo import speculate
 from adaptinf.policies.fixed import fixed
+from adaptinf.policies.modes import POWER_SAVING_LOSS
 from adaptinf.policies.plan import Plan
 from adaptinf.profile import CLOUD_ONLY
 
 NORMAL, TRUST_LITTLE, DIRECT_TO_CLOUD = "normal", "trust-little", "direct-to-cloud"
+DETECTORS = ("probe", "threshold")
 HISTORY_WINDOW_S = 0.1       # "temporal distance below a predetermined threshold": 3 frames at 30 fps
 OVERLOAD_SLOWDOWN = 3.0      # cloud service this many times its profile: a loaded server
+
+
+def distribution_threshold(confidence: dict, target_accuracy: float) -> tuple[float, float]:
+    """Thesis 4.3.1's misspeculation detector from the validation histograms (`bins` edges;
+    `correct`, `correctable`, `uncorrectable` counts per bin): (threshold, recovery rate).
+
+    Recomputing every frame below threshold t makes its correctable errors right:
+    quality(t) = (correct + correctable below t) / all, rising with t. The detector is the
+    lowest bin edge where quality(t) reaches the target (the fewest recomputations that
+    meet it); the top edge when none does. A correct speculative output that is recomputed
+    is counted as staying correct (the histograms do not say whether the original CNN
+    agrees there)."""
+    try:
+        bins = np.asarray(confidence["bins"], np.float64)
+        correct, correctable, uncorrectable = (np.asarray(confidence[k], np.float64)
+                                               for k in ("correct", "correctable", "uncorrectable"))
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("no confidence histograms (bins, correct, correctable, uncorrectable) for the "
+                         "speculative CNN: rebuild the section with `adaptinf build duo`") from None
+    total = correct.sum() + correctable.sum() + uncorrectable.sum()
+    if total <= 0:
+        raise ValueError("the confidence histograms are empty")
+    below_correctable = np.concatenate([[0.0], np.cumsum(correctable)])          # below bins[k]
+    below_all = np.concatenate([[0.0], np.cumsum(correct + correctable + uncorrectable)])
+    quality = (correct.sum() + below_correctable) / total
+    meets = np.nonzero(quality >= target_accuracy - 1e-12)[0]
+    k = int(meets[0]) if meets.size else len(bins) - 1
+    return float(bins[k]), float(below_all[k] / total)
+
+
+def threshold_detector(spec, confidence: dict, target_accuracy: float, classes: int):
+    """A SpeculativeModel (core/bundle.py) with the thesis's one threshold for every class,
+    in normal and power-saving mode, and the recovery rates it gives on validation."""
+    normal, p_r = distribution_threshold(confidence, target_accuracy)
+    relaxed, p_r_relaxed = distribution_threshold(confidence, target_accuracy - POWER_SAVING_LOSS)
+    return replace(spec, thresholds=(normal,) * classes, power_saving_thresholds=(relaxed,) * classes,
+                   recovery_rate=p_r, power_saving_recovery_rate=p_r_relaxed)
 
 
 @dataclass(frozen=True)
@@ -72,10 +118,12 @@ class SievePolicy:
 
     name = "sieve"
 
-    def __init__(self, duo_policy, history: SpeculationHistory | None = None, alternatives: dict | None = None):
-        self.duo = duo_policy          # DynamicDuoPolicy: the same models, probe and costs
+    def __init__(self, duo_policy, history: SpeculationHistory | None = None, alternatives: dict | None = None,
+                 detectors: dict | None = None):
+        self.duo = duo_policy          # DynamicDuoPolicy: the same models and costs, P_r of this detector
         self.history = history or SpeculationHistory()
         self.alternatives = alternatives or {}   # other speculative CNNs' DynamicDuoPolicy, by model name
+        self.detectors = detectors or {}         # little -> SpeculativeModel of the thesis's detector; empty: the probes
 
     def plan(self, frame, telemetry, profile, explain: bool = False):
         duo_plan = self.duo.plan(frame, telemetry, profile)
@@ -96,5 +144,5 @@ class SievePolicy:
         return Plan(chosen, duo_plan.goal, frame.mode, self.name, (speculate, original))
 
     def execute(self, job, plan, steps):
-        """Dynamic Duo's speculation, with this policy's speculation history."""
-        return speculate(job, plan, steps, history=self.history)
+        """Dynamic Duo's speculation, with this policy's speculation history and detector."""
+        return speculate(job, plan, steps, history=self.history, detectors=self.detectors)

@@ -50,11 +50,11 @@ def duo(mux_build, tmp_path_factory):
     return out, frames, little, big, threshold
 
 
-def daemon_for(bundle, tmp, cloud_endpoint=None, slowdown=1.0, policy="dynamic-duo"):
+def daemon_for(bundle, tmp, cloud_endpoint=None, slowdown=1.0, policy="dynamic-duo", detector="probe"):
     raw = {"daemon": {"api_endpoint": f"ipc://{tmp}/a.sock", "bundle": str(bundle), "state_dir": str(tmp),
                       "warmup_runs": 2},
            "device": {"emulate_slowdown": slowdown},
-           "policy": {"name": policy, "history_ms": 5000.0}}
+           "policy": {"name": policy, "history_ms": 5000.0, "sieve_detector": detector}}
     if cloud_endpoint:
         raw["cloud"] = {"endpoint": cloud_endpoint, "timeout_ms": 1000.0}
     return Daemon(parse_config(raw)).start()
@@ -206,3 +206,33 @@ def test_the_profile_is_the_one_source_of_model_times(duo, tmp_short):
         assert daemon.policies["dynamic-duo"].little_share == pytest.approx(measured[little] / full_ms)
     finally:
         daemon.stop()
+
+
+def test_sieve_with_the_thesis_detector_recovers_below_its_one_threshold(duo, tmp_short, tmp_path):
+    from adaptinf.policies.sieve import distribution_threshold
+
+    bundle, frames, little, big, median = duo
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    section = manifest["dynamic_duo"]
+    # validation histograms whose detector is the frames' median confidence: 80% correct above it,
+    # 20% correctable below it, and a target of 90% that needs those recomputed
+    section["confidence"][section["little"]] = {"bins": [0.0, median, 1.0], "correct": [0, 80],
+                                                "correctable": [20, 0], "uncorrectable": [0, 0]}
+    section["target_accuracy"] = 0.9
+    write_manifest(copy, manifest)
+    threshold, p_r = distribution_threshold(section["confidence"][section["little"]], 0.9)
+    assert threshold == pytest.approx(median) and p_r == pytest.approx(0.2)
+    daemon = daemon_for(copy, tmp_short, policy="sieve", detector="threshold")
+    try:
+        with Client(f"ipc://{tmp_short}/a.sock", timeout_s=10) as c:
+            results = [c.infer(f) for f in frames]
+    finally:
+        daemon.stop()
+    # frames the speculation history let through without detection (rule 1) are not judged here
+    detected = [(r.served_by, p_little) for r, p_little in zip(results, little) if r.served_by.get("detector")]
+    assert 0 < sum(s["recovered"] for s, _ in detected) < len(detected)     # both paths are exercised
+    for s, p_little in detected:
+        assert s["threshold"] == pytest.approx(threshold)                  # the same for every class
+        assert s["recovered"] == bool(p_little.max() < threshold)

@@ -69,3 +69,28 @@ def test_the_cnn_selector_picks_the_speculative_cnn_cheapest_on_this_link():
     plan = SievePolicy(sieve().duo, alternatives={"sloppy": sloppy}).plan(
         FrameContext(), telemetry(uplink_bps=1.1e6), _profile(40.0, 2.0))
     assert plan.chosen.kind == "speculate" and plan.chosen.model is None
+
+
+def test_the_thesis_detector_takes_the_lowest_threshold_that_meets_the_target():
+    from adaptinf.policies.sieve import distribution_threshold
+
+    # 100 validation frames in 4 confidence bins; 70 correct, 20 correctable, 10 uncorrectable
+    confidence = {"bins": [0.0, 0.25, 0.5, 0.75, 1.0], "correct": [0, 10, 20, 40],
+                  "correctable": [8, 6, 4, 2], "uncorrectable": [5, 3, 1, 1]}
+    # quality at each edge: 0.70, 0.78, 0.84, 0.88, 0.90; recomputed: 0, 13, 32, 57, 100 %
+    assert distribution_threshold(confidence, 0.78) == (0.25, pytest.approx(0.13))
+    assert distribution_threshold(confidence, 0.80) == (0.5, pytest.approx(0.32))
+    assert distribution_threshold(confidence, 0.70) == (0.0, 0.0)            # met without recomputing
+    assert distribution_threshold(confidence, 0.95) == (1.0, pytest.approx(1.0))   # unreachable: recompute all
+
+
+def test_the_thesis_detector_gives_one_threshold_for_every_class_and_its_recovery_rates():
+    from adaptinf.bundle import SpeculativeModel
+    from adaptinf.policies.sieve import threshold_detector
+
+    spec = SpeculativeModel("little", (0.9, 0.1, 0.5), (0.8, 0.1, 0.4), 0.4, 0.3)
+    confidence = {"bins": [0.0, 0.5, 1.0], "correct": [10, 70], "correctable": [15, 0], "uncorrectable": [3, 2]}
+    detector = threshold_detector(spec, confidence, 0.85, classes=3)
+    assert detector.thresholds == (0.5, 0.5, 0.5) and detector.recovery_rate == pytest.approx(0.28)
+    assert detector.power_saving_thresholds == (0.5,) * 3        # 0.84 is not met without recomputing either
+    assert detector.little == "little"
