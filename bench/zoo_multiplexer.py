@@ -23,9 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objective", choices=("correctness", "ensemble"), default="correctness")
     parser.add_argument("--mux-epochs", type=int, default=10)
     parser.add_argument("--n-mux", type=int, default=4000)
+    parser.add_argument("--cost-power", type=float, default=1.0, help="eq. 5's c_i = FLOPs ratio ** this "
+                        "(1: the papers'; 0: no cost term)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    result = evaluate(args.zoo, ZooMuxConfig(n_mux=args.n_mux, mux_epochs=args.mux_epochs, objective=args.objective))
+    result = evaluate(args.zoo, ZooMuxConfig(n_mux=args.n_mux, mux_epochs=args.mux_epochs, objective=args.objective,
+                                                cost_power=args.cost_power))
     print(report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
