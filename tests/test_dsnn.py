@@ -28,11 +28,26 @@ def test_energy_optimisation_climbs_and_jumps_deterministically():
     assert any(len(h) == 2 for h in seen)                   # ...then jumped by adding a layer
 
 
-def test_accuracy_optimisation_shrinks_until_accuracy_drops():
+def test_accuracy_optimisation_shrinks_until_accuracy_drops_then_jumps_to_the_next_layer():
+    # the first layer needs 50 neurons; the second costs nothing to shrink
     visited = accuracy_optimisation(lambda h: 0.9 if h[0] >= 50 else 0.5, (64, 16), target=0.9)
-    widths = [h[0] for h, _ in visited]
-    assert widths[0] == 64 and widths == sorted(widths, reverse=True)
-    assert visited[-1][1] < 0.9 and all(acc >= 0.9 for _, acc in visited[:-1])
+    seen = [h for h, _ in visited]
+    first = [h[0] for h in seen if h[1] == 16]
+    assert first[0] == 64 and first == sorted(first, reverse=True)      # normal steps on layer 1...
+    assert min(first) < 50 and min(h[0] for h, acc in visited if acc >= 0.9) >= 50   # ...until it fails
+    assert (min(first[:-1]), 1) in seen or any(h[1] == 1 for h in seen)   # then jumps shrink layer 2 to 1
+    assert min(h[1] for h, acc in visited if acc >= 0.9) == 1
+
+
+def test_a_jump_may_cost_at_most_5_percent_and_the_search_is_bounded():
+    # layer 1 below 60 neurons costs 11% (no jump may take that); any shrink of layer 2 costs 3%
+    def evaluate(h):
+        return 0.9 * (1 - 0.11 * (h[0] < 60) - 0.03 * (h[1] < 16))
+    visited = accuracy_optimisation(evaluate, (64, 16), target=0.9, max_steps=200)
+    kept = [h for h, acc in visited if acc >= 0.95 * 0.9]
+    assert min(h[1] for h in kept) == 1                    # jumps shrank layer 2 to its last neuron
+    assert min(h[0] for h, _ in visited) >= 57             # nothing was explored from below the 95% floor
+    assert len(accuracy_optimisation(evaluate, (64, 16), target=0.9, max_steps=5)) <= 5
 
 
 def test_pareto_front_keeps_only_undominated_points():

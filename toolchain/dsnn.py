@@ -10,7 +10,9 @@
    neurons decides between energy optimisation (hill climbing from no hidden layer:
    double the last hidden layer while accuracy improves; deterministic jumps: double the
    last non-full layer, or add a layer of one neuron) and accuracy optimisation (from the
-   baseline, shrink the first hidden layer by 5% while accuracy holds).
+   baseline, shrink the first hidden layer by 5% while accuracy holds; deterministic
+   jumps: shrink by 5% the first non-empty layer whose shrinking keeps at least 95% of
+   the target accuracy).
 4. Every (threshold, dsNN_main, dsNN_tail) is a design point: accuracy of the whole
    system on validation data (tree routing included) and expected MACs (each dsNN's MACs
    weighted by the share of inputs the tree sends it, plus the tree's comparisons). The
@@ -42,6 +44,7 @@ class DsnnConfig:
     max_iter: int = 300
     constraint: float = 0.99             # of the monolithic accuracy
     seed: int = 0
+    max_search_steps: int = 60           # accuracy optimisation: topologies tried per dsNN at most
 
 
 def macs(n_in: int, hidden: tuple[int, ...], n_out: int) -> int:
@@ -101,17 +104,44 @@ def energy_optimisation(evaluate, config: DsnnConfig) -> list[tuple[tuple[int, .
         current, best = candidate, max(best, acc)
 
 
-def accuracy_optimisation(evaluate, baseline: tuple[int, ...], target: float) -> list[tuple[tuple[int, ...], float]]:
-    """3.5.7: from the baseline, shrink the first hidden layer by 5% while accuracy stays >= target."""
+JUMP_KEEP = 0.95      # a jump may cost at most 5% of normalized accuracy
+
+
+def _shrunk(hidden: tuple[int, ...], layer: int) -> tuple[int, ...] | None:
+    """hidden with `layer` 5% narrower (at least one neuron fewer); None when it has one left."""
+    if hidden[layer] <= 1:
+        return None
+    return hidden[:layer] + (min(hidden[layer] - 1, int(hidden[layer] * 0.95)),) + hidden[layer + 1:]
+
+
+def accuracy_optimisation(evaluate, baseline: tuple[int, ...], target: float,
+                          max_steps: int = 60) -> list[tuple[tuple[int, ...], float]]:
+    """3.5.7, accuracy optimisation: from the baseline, the normal step shrinks the first
+    hidden layer by 5% while the normalized accuracy (accuracy / target) stays >= 100%. When
+    it drops below, or the first layer is down to one neuron, the search jumps: it shrinks
+    by 5% the first hidden layer whose shrinking keeps the normalized accuracy >= 95%, and
+    goes on from there. It ends when no jump is left, or after max_steps topologies."""
     current = baseline
-    visited = [(current, evaluate(current))]
-    while current and current[0] > 1:
-        candidate = (max(1, int(current[0] * 0.95)),) + current[1:]
-        acc = evaluate(candidate)
-        visited.append((candidate, acc))
-        if acc < target:
+    seen = {current: evaluate(current)}
+    visited = [(current, seen[current])]
+
+    def tried(hidden):
+        if hidden not in seen:
+            seen[hidden] = evaluate(hidden)
+            visited.append((hidden, seen[hidden]))
+        return seen[hidden]
+
+    while len(visited) < max_steps:
+        step = _shrunk(current, 0) if current else None
+        if step is not None and step not in seen and tried(step) >= target:
+            current = step                                   # a normal step
+            continue
+        jump = next((h for h in (_shrunk(current, k) for k in range(len(current)))
+                     if h is not None and h not in seen and len(visited) < max_steps
+                     and tried(h) >= JUMP_KEEP * target), None)
+        if jump is None:
             break
-        current = candidate
+        current = jump
     return visited
 
 
@@ -181,7 +211,7 @@ def build_dsnn(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_va
             if evaluate(half) >= mono_acc:                        # normalized accuracy > 100%: save energy
                 energy_optimisation(evaluate, config)
             else:
-                accuracy_optimisation(evaluate, config.baseline_hidden, mono_acc)
+                accuracy_optimisation(evaluate, config.baseline_hidden, mono_acc, config.max_search_steps)
             candidates[part] = [(h, clf) for h, (clf, _) in cache.items()]   # every topology trained
         tree_cost = config.tree_depth                           # comparisons per input
         for main_h, main_clf in candidates[0]:
