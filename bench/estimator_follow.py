@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
             frames = sorted(s.frames if s.frames is not None else 10**9 for s in steps)
             secs = sorted(s.seconds if s.seconds is not None else float("inf") for s in steps)
             mid = len(steps) // 2
+            median_frames = "-" if not steps else "never" if frames[mid] == 10**9 else frames[mid]
+            median_s = "-" if not steps else "never" if secs[mid] == float("inf") else f"{secs[mid]:.2f}"
             print(f"{trace.name[:44]:44} {mode:9} {sum(s.met for s in steps):4d} / {len(steps):<2d} "
-                  f"{frames[mid] if steps else '-':>13} {secs[mid] if steps else float('nan'):8.2f} "
-                  f"{run.probe_bytes * 8 / 1e3 / run.t_s.max():12.1f}")
+                  f"{median_frames:>13} {median_s:>8} {run.probe_bytes * 8 / 1e3 / run.t_s.max():12.1f}")
             if args.verbose:
                 for s in steps:
                     follow = "never" if s.frames is None else f"{s.frames} frames, {s.seconds:.2f} s"
