@@ -17,6 +17,15 @@ which shape in the kernel instead.
 
 Profiles: paper 004 Table III's uplinks; the RTTs are this project's assumption (the
 paper gives none). Trace links use TRACE_RTT_S.
+
+Seeded per-message delay (`LinkProfile.uplink_delay`, for MDInference against `adaptinf
+sim`): each piece of data the uplink reads is held for a delay drawn as the sim draws its
+network times (programs/sim.py `Network`: normal mean +- std, clipped at 0, from a seeded
+generator, in order), instead of RTT/2, and never overtakes what was read before it (FIFO).
+The proxy sees bytes, not messages: a message read in one piece (the usual case for the
+few-KB frames this is for) gets one draw; one read in several pieces gets the largest of
+its pieces' delays. Heartbeats draw too, so the draws reach requests in the sim's order
+only on a link that carries requests alone.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+
+import numpy as np
 
 from adaptinf.rig.uplink_trace import PACKET_BYTES, UplinkTrace
 
@@ -41,6 +52,16 @@ class LinkProfile:
     downlink_bps: float
     rtt_s: float
     uplink_trace: UplinkTrace | None = None   # replayed instead of uplink_bps when given
+    uplink_delay: "MessageDelay | None" = None  # per-message delays instead of RTT/2 on the uplink
+
+
+@dataclass(frozen=True)
+class MessageDelay:
+    """Each uplink message's delay: normal(mean_s, std_s) clipped at 0, seeded (as adaptinf sim)."""
+
+    mean_s: float
+    std_s: float
+    seed: int = 0
 
 
 LINK_PROFILES = {
@@ -110,6 +131,7 @@ class _Direction:
         self.shaper, self.src, self.dst, self.uplink = shaper, src, dst, uplink
         self._queue: list[tuple[float, int, bytes]] = []
         self._seq = 0
+        self._last_due = 0.0      # FIFO: nothing is due before what was read earlier
         self._cv = threading.Condition()
         self.closed = False
 
@@ -121,11 +143,13 @@ class _Direction:
                     break
                 self.shaper.count(self.uplink, data)
                 pieces = self.shaper.schedule(self.uplink, time.monotonic(), len(data))
-                delay = self.shaper.profile.rtt_s / 2
+                drawn = self.shaper.draw_delay() if self.uplink else None
+                delay = drawn if drawn is not None else self.shaper.profile.rtt_s / 2
                 with self._cv:
                     offset = 0
                     for departs, size in pieces:
-                        heapq.heappush(self._queue, (departs + delay, self._seq, data[offset:offset + size]))
+                        self._last_due = max(departs + delay, self._last_due)
+                        heapq.heappush(self._queue, (self._last_due, self._seq, data[offset:offset + size]))
                         self._seq += 1
                         offset += size
                     self._cv.notify()
@@ -182,6 +206,7 @@ class LinkShaper:
         self._bottleneck_lock = threading.Lock()
         self._bottlenecks = {True: bottleneck_for(profile, True, time.monotonic()),
                              False: bottleneck_for(profile, False, time.monotonic())}
+        self._delays = self._delay_sampler(profile)
         self._directions: list[_Direction] = []
         self.stalled = False
         self.bytes_up = self.bytes_down = 0     # what crossed the link, counted at the socket
@@ -218,6 +243,25 @@ class LinkShaper:
         with self._bottleneck_lock:
             self.profile = profile
             self._bottlenecks = {True: bottleneck_for(profile, True, now), False: bottleneck_for(profile, False, now)}
+            self._delays = self._delay_sampler(profile)
+
+    @staticmethod
+    def _delay_sampler(profile: LinkProfile):
+        """(the sim's network model, its seeded generator), or None without per-message delays."""
+        if profile.uplink_delay is None:
+            return None
+        from adaptinf.programs.sim import Network
+
+        d = profile.uplink_delay
+        return Network(d.mean_s, d.std_s), np.random.default_rng(d.seed)
+
+    def draw_delay(self) -> float | None:
+        """The next uplink message's delay (seconds), or None when the profile has none."""
+        with self._bottleneck_lock:
+            if self._delays is None:
+                return None
+            network, rng = self._delays
+            return float(network.sample(1, rng)[0])
 
     def restart(self, timeout_s: float = 5.0) -> float:
         """Empty both directions' queues, then restart the bottlenecks (trace time 0 = now).
@@ -231,6 +275,7 @@ class LinkShaper:
         with self._bottleneck_lock:
             for b in self._bottlenecks.values():
                 b.restart(now)
+            self._delays = self._delay_sampler(self.profile)     # the same draws again, from the first
         return now
 
     def stall(self, on: bool = True) -> None:

@@ -113,3 +113,49 @@ def test_the_shaper_replays_a_trace_in_order_and_restart_empties_it(trace_file):
         assert done.wait(10)
     shaper.stop()
     assert bytes(received) == payload
+
+
+def test_per_message_delays_are_the_sims_draws_and_restart_replays_them():
+    from adaptinf.programs.sim import Network
+    from adaptinf.rig.link_shaper import LinkProfile, MessageDelay
+
+    profile = LinkProfile("delayed", 50e6, 50e6, 0.0, uplink_delay=MessageDelay(0.1, 0.05, seed=3))
+    server = socket.create_server(("127.0.0.1", 0))
+    shaper = LinkShaper(("127.0.0.1", server.getsockname()[1]), profile)
+    expected = Network(0.1, 0.05).sample(20, np.random.default_rng(3))   # what `adaptinf sim --seed 3` draws
+    assert [shaper.draw_delay() for _ in range(20)] == pytest.approx(expected.tolist())
+    shaper.restart()
+    assert shaper.draw_delay() == pytest.approx(expected[0])
+    shaper.set_profile(LinkProfile("plain", 50e6, 50e6, 0.01))
+    assert shaper.draw_delay() is None
+    server.close()
+
+
+def test_per_message_delays_keep_the_uplink_in_order():
+    from adaptinf.rig.link_shaper import LinkProfile, MessageDelay
+
+    server = socket.create_server(("127.0.0.1", 0))
+    received = bytearray()
+    done = threading.Event()
+
+    def sink():
+        conn, _ = server.accept()
+        while len(received) < 200:
+            data = conn.recv(65536)
+            if not data:
+                break
+            received.extend(data)
+        done.set()
+
+    threading.Thread(target=sink, daemon=True).start()
+    # a wide spread: later messages often draw shorter delays than earlier ones
+    profile = LinkProfile("delayed", 50e6, 50e6, 0.0, uplink_delay=MessageDelay(0.02, 0.02, seed=1))
+    shaper = LinkShaper(("127.0.0.1", server.getsockname()[1]), profile).start()
+    with socket.create_connection(("127.0.0.1", shaper.port)) as client:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(200):
+            client.sendall(bytes([i]))
+            threading.Event().wait(0.001)     # separate reads, so each byte draws its own delay
+        assert done.wait(10)
+    shaper.stop()
+    assert bytes(received) == bytes(range(200))
