@@ -86,21 +86,27 @@ def test_the_bottleneck_schedule_is_the_traces_drain_time(trace_file):
     assert b.schedule(5.0, 1)[0][0] == pytest.approx(5.010)
 
 
-def test_the_shaper_replays_a_trace_in_order_and_restart_empties_it(trace_file):
+def sink(nbytes: int) -> tuple[socket.socket, bytearray, threading.Event]:
+    """A server that keeps what one connection sends until nbytes have come: (server, bytes, done)."""
     server = socket.create_server(("127.0.0.1", 0))
     received = bytearray()
     done = threading.Event()
 
-    def sink():
+    def serve():
         conn, _ = server.accept()
-        while len(received) < 40_000:
+        while len(received) < nbytes:
             data = conn.recv(65536)
             if not data:
                 break
             received.extend(data)
         done.set()
 
-    threading.Thread(target=sink, daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    return server, received, done
+
+
+def test_the_shaper_replays_a_trace_in_order_and_restart_empties_it(trace_file):
+    server, received, done = sink(40_000)
     # 4 packets a second: 40 kB would take 7 s; restart() must deliver it at once
     shaper = LinkShaper(("127.0.0.1", server.getsockname()[1]), trace_profile(parse_trace_spec(str(trace_file)),
                                                                                 0.002)).start()
@@ -134,20 +140,7 @@ def test_per_message_delays_are_the_sims_draws_and_restart_replays_them():
 def test_per_message_delays_keep_the_uplink_in_order():
     from adaptinf.rig.link_shaper import LinkProfile, MessageDelay
 
-    server = socket.create_server(("127.0.0.1", 0))
-    received = bytearray()
-    done = threading.Event()
-
-    def sink():
-        conn, _ = server.accept()
-        while len(received) < 200:
-            data = conn.recv(65536)
-            if not data:
-                break
-            received.extend(data)
-        done.set()
-
-    threading.Thread(target=sink, daemon=True).start()
+    server, received, done = sink(200)
     # a wide spread: later messages often draw shorter delays than earlier ones
     profile = LinkProfile("delayed", 50e6, 50e6, 0.0, uplink_delay=MessageDelay(0.02, 0.02, seed=1))
     shaper = LinkShaper(("127.0.0.1", server.getsockname()[1]), profile).start()
