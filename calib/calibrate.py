@@ -77,7 +77,8 @@ def fit_regressions(bundle: Bundle, m: dict) -> dict:
     out["device"] = fit(device).to_json()
     if "cloud" in m:
         files = {"full": bundle.full_model.file,
-                 **{p.name: p.tail for p in (bundle.split.points if bundle.split else ())}}
+                 **{p.name: p.tail for p in (bundle.split.points if bundle.split else ())},
+                 **{name: bundle.model(name).file for name in (bundle.zoo.models if bundle.zoo else ())}}
         cloud = [(graph_features(bundle.path(files[k])), v["ms"]) for k, v in m["cloud"].items() if k in files]
         if len(cloud) >= 3:
             out["cloud"] = fit(cloud).to_json()
@@ -101,6 +102,12 @@ def build_profile(bundle: Bundle, m: dict, components: tuple[str, ...]) -> Profi
                            cloud["full"]["ms"] if cloud else 0.0, cloud["full"]["ms_std"] if cloud else 0.0,
                            full["power_w"], accuracy(MOBILE_ONLY, bundle.full_model.accuracy),
                            bundle.full_model.flops),)
+    # the zoo's other models (MDInference's pool): device and cloud, mean and std
+    models += tuple(ModelProfile(name, dev[f"zoo:{name}"]["ms"], dev[f"zoo:{name}"]["ms_std"],
+                                 cloud[name]["ms"] if cloud and name in cloud else 0.0,
+                                 cloud[name]["ms_std"] if cloud and name in cloud else 0.0,
+                                 dev[f"zoo:{name}"]["power_w"], bundle.model(name).accuracy, bundle.model(name).flops)
+                    for name in (bundle.zoo.models if bundle.zoo else ()) if f"zoo:{name}" in dev)
     # MCU models: the time the host waits for an answer (serial included), as the planner sees it
     models += tuple(ModelProfile(f"mcu:{name}", v["round_trip_ms"], v["round_trip_ms_std"], flops=2 * v["macs"])
                     for name, v in m.get("mcu", {}).get("models", {}).items())

@@ -35,11 +35,15 @@ BATCH = 8   # the engines' largest batch (TensorRT plans are built for 1..8)
 
 
 def device_graphs(bundle: Bundle, models: DeviceModels) -> dict[str, tuple[Engine, str, str]]:
-    """name -> (engine, ONNX file, input kind): the full model, each head and each tail."""
+    """name -> (engine, ONNX file, input kind): the full model, each head and each tail, and
+    every zoo model but the full one ("zoo:<name>")."""
     out = {MOBILE_ONLY: (models.full, bundle.full_model.file, "frame")}
     for p in bundle.split.points if bundle.split else ():
         out[f"{p.name}.head"] = (models.heads[p.name], p.head, "frame")
         out[f"{p.name}.tail"] = (models.tails[p.name], p.tail, p.name)
+    for name, engine in (models.zoo or {}).items():
+        if name != bundle.full_model.name:
+            out[f"zoo:{name}"] = (engine, bundle.model(name).file, "frame")
     return out
 
 

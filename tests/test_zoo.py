@@ -150,3 +150,23 @@ def test_the_zoo_multiplexer_benchmark_compares_like_for_like(zoo_bundle, tmp_pa
     assert r["cascade"]["flops"] >= next(m["flops"] for m in r["models"])             # at least the cheapest runs
     assert 0.0 <= r["oracle_gain"] <= r["oracle_accuracy"] <= 1.0
     assert r["cheapest"]["flops"] > r["multiplexer_flops"] > 0                         # eq. 14 includes the mux
+
+
+def test_calibration_measures_every_zoo_model_on_the_device_and_in_the_cloud(zoo_bundle, tmp_path):
+    from adaptinf.calib import measure
+    from adaptinf.calib.calibrate import build_profile
+    from adaptinf.daemon.device_models import DeviceModels
+
+    b = load_bundle(zoo_bundle)
+    models = DeviceModels.load(b, "onnxruntime", str(tmp_path))
+    device = measure.measure_device(b, models, None, 5.0, runs=3, progress=False)
+    # the cloud's timing reply names every target it serves: the full model and each zoo model
+    cloud = {"full": {"ms": 0.5, "ms_std": 0.05}, **{n: {"ms": 0.1 * (k + 1), "ms_std": 0.01}
+                                                     for k, n in enumerate(b.zoo.models)}}
+    profile = build_profile(b, {"device": device, "cloud": cloud}, ("device", "cloud"))
+    timed = {m.name: m for m in profile.models}
+    assert set(b.zoo.models) <= set(timed)
+    for k, name in enumerate(b.zoo.models):
+        if name != b.full_model.name:
+            assert timed[name].device_ms == device[f"zoo:{name}"]["ms"] > 0
+            assert timed[name].cloud_ms == pytest.approx(0.1 * (k + 1))
