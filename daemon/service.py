@@ -24,7 +24,7 @@ from adaptinf.daemon.api_handlers import ApiHandlers
 from adaptinf.daemon.api_server import ApiServer, ApiStartError
 from adaptinf.daemon.client_shares import ClientShares
 from adaptinf.daemon.cloud_link import CloudLink
-from adaptinf.daemon.config import MCU_POLICIES, POLICIES, Config, ConfigError
+from adaptinf.daemon.config import MCU_POLICIES, Config, ConfigError
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.device_queue import DeviceQueue
 from adaptinf.daemon.executor import Executor, Job
