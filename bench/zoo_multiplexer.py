@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from adaptinf.toolchain.zoo_multiplexer import ZooMuxConfig, evaluate, report
+from adaptinf.toolchain.zoo_multiplexer import ZooMuxConfig, attach, evaluate, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,12 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost-power", type=float, default=1.0, help="eq. 5's c_i = FLOPs ratio ** this "
                         "(1: the papers'; 0: no cost term)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--save", action="store_true", help="put the multiplexer into the bundle, for "
+                        "`policy = \"multiplexer\"` in adaptinfd")
     args = parser.parse_args(argv)
     result = evaluate(args.zoo, ZooMuxConfig(n_mux=args.n_mux, mux_epochs=args.mux_epochs, objective=args.objective,
                                                 cost_power=args.cost_power))
     print(report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
+    if args.save:
+        attach(args.zoo, result)
+        print(f"-> {args.zoo}: zoo_multiplexer.onnx and the zoo section's multiplexer (T = {result['threshold']:.2f})")
     return 0
 
 

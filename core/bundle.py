@@ -189,6 +189,8 @@ class ZooSpec:
 
     models: tuple[str, ...]             # cheapest first
     figures: dict = field(default_factory=dict, hash=False, compare=False)   # per model: family, host_ms, ...
+    multiplexer: str | None = None      # a model: frame -> w over `models` (bench/zoo_multiplexer.py --save)
+    threshold: float = 0.5              # Algorithm 2's T: the cheapest model with w_i > T
 
 
 @dataclass(frozen=True)
@@ -479,6 +481,15 @@ def _parse_zoo(raw: Any, models: tuple[ModelEntry, ...]) -> ZooSpec:
             raise BundleError(f"manifest: zoo.models names {name!r}, which is not one of the bundle's models")
         if known[name].accuracy is None:
             raise BundleError(f"manifest: zoo model {name!r} has no accuracy (selection needs it)")
+    mux = _optional(raw, "multiplexer", dict, None, "zoo")
+    if mux is not None:
+        model = _require(mux, "model", str, "zoo.multiplexer")
+        threshold = _require(mux, "threshold", (int, float), "zoo.multiplexer")
+        if model not in known:
+            raise BundleError(f"manifest: zoo.multiplexer.model {model!r} is not one of the bundle's models")
+        if isinstance(threshold, bool) or not 0.0 <= threshold <= 1.0:
+            raise BundleError("manifest: zoo.multiplexer.threshold must be a number in [0, 1]")
+        return ZooSpec(names, dict(_optional(raw, "figures", dict, {}, "zoo")), model, float(threshold))
     return ZooSpec(names, dict(_optional(raw, "figures", dict, {}, "zoo")))
 
 

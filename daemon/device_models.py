@@ -34,6 +34,7 @@ class DeviceModels:
     littles: dict[str, Engine] | None = None   # Dynamic Duo's little and SIEVE's alternatives, by name
     minions: tuple[Engine, Engine] | None = None   # M&MNet's
     zoo: dict[str, Engine] | None = None       # every zoo model (MDInference's duplicate runs one), by name
+    zoo_multiplexer: Engine | None = None      # frame -> w over the zoo (policy "multiplexer" on a zoo bundle)
 
     @classmethod
     def load(cls, bundle: Bundle, backend: str, plan_cache: str, slowdown: float = 1.0,
@@ -59,8 +60,10 @@ class DeviceModels:
         full = engine(bundle.full_model.file)
         zoo = ({name: full if name == bundle.full_model.name else engine(bundle.model(name).file)
                 for name in bundle.zoo.models} if bundle.zoo else None)
+        zoo_mux = (engine(bundle.model(bundle.zoo.multiplexer).file)
+                   if bundle.zoo is not None and bundle.zoo.multiplexer else None)
         return cls(full, {p.name: engine(p.head) for p in points},
-                   {p.name: engine(p.tail) for p in points}, pair, littles, minions, zoo)
+                   {p.name: engine(p.tail) for p in points}, pair, littles, minions, zoo, zoo_mux)
 
     @property
     def backend(self) -> str:

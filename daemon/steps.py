@@ -119,6 +119,14 @@ class FrameSteps:
                              fallback=lambda: self.on_device(fallback_engine, "fallback"))
         return logits, payload.nbytes
 
+    def model_in_cloud(self, name: str, fallback_engine) -> Answer:
+        """The frame to the cloud's model `name` (a zoo model); `fallback_engine` answers here if
+        the cloud cannot."""
+        payload = np.ascontiguousarray(self.job.frame)
+        logits = self._cloud(cloud_protocol.Infer(name, payload.shape), payload, CLOUD_ONLY,
+                             fallback=lambda: self.on_device(fallback_engine, "fallback"))
+        return logits, payload.nbytes
+
     def duplicate(self, target: str = cloud_protocol.FULL_TARGET, local: tuple | None = None) -> Answer:
         """MDInference's request duplication (paper 003 IV-E): the frame goes to the cloud's
         `target` (the full model, or a zoo model by name) and, meanwhile, the device runs

@@ -53,7 +53,10 @@ def measure_device(bundle: Bundle, models: DeviceModels, runs: int, steps: tqdm 
         if steps is not None:
             steps.update()
     model_ms = {}
-    for name, engine in (models.zoo or {}).items():
+    timed = dict(models.zoo or {})
+    if models.zoo_multiplexer is not None:
+        timed[bundle.zoo.multiplexer] = models.zoo_multiplexer
+    for name, engine in timed.items():
         samples = measurement.time_engine(engine, frame, runs, warmup=1)
         model_ms[name] = (statistics.median(samples), statistics.pstdev(samples))
     return DeviceTimes(full_ms, head_ms, model_ms)

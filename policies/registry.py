@@ -20,6 +20,7 @@ from adaptinf.policies.mmnet import MmNetPolicy
 from adaptinf.policies.multiplexer import MultiplexerPolicy
 from adaptinf.policies.plan import Policy
 from adaptinf.policies.sieve import SievePolicy, SpeculationHistory, threshold_detector
+from adaptinf.policies.zoo_multiplexer import ZooMultiplexerPolicy
 from adaptinf.policies.split import SplitPolicy
 
 # Every policy name a config or a request may use; partitions (RB1, ...) are policies too.
@@ -49,6 +50,9 @@ def build(ctx: BuildContext) -> dict[str, Policy]:
         small = bundle.model(bundle.multiplexer.pair.device)
         policies["multiplexer"] = MultiplexerPolicy(frame_bytes, bundle.full_model.flops, small.flops,
                                                     models.pair.multiplexer_flops, small.accuracy)
+    elif bundle.zoo is not None and bundle.zoo.multiplexer:    # the multiplexer over a zoo (N models)
+        policies["multiplexer"] = ZooMultiplexerPolicy(tuple(bundle.zoo.models), bundle.zoo.multiplexer,
+                                                       bundle.zoo.threshold, frame_bytes)
     if bundle.dynamic_duo is not None:
         duo = bundle.dynamic_duo
         specs = (duo.own, *(a for a in duo.alternatives if a.little != duo.little))

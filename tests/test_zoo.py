@@ -170,3 +170,37 @@ def test_calibration_measures_every_zoo_model_on_the_device_and_in_the_cloud(zoo
         if name != b.full_model.name:
             assert timed[name].device_ms == device[f"zoo:{name}"]["ms"] > 0
             assert timed[name].cloud_ms == pytest.approx(0.1 * (k + 1))
+
+
+def test_the_multiplexer_policy_picks_a_zoo_model_per_frame_and_places_it(zoo_bundle, tmp_path, tmp_short,
+                                                                           glyph_frames):
+    from adaptinf.policies.multiplexer import select_cheapest
+    from adaptinf.rig.processes import spawn_cloud
+    from adaptinf.toolchain import zoo_multiplexer as zm
+
+    copy = tmp_path / "zoo"
+    shutil.copytree(zoo_bundle, copy)
+    result = zm.evaluate(copy, zm.ZooMuxConfig(n_mux=400, n_val=200, mux_epochs=1), progress=False)
+    zm.attach(copy, result)
+    b = load_bundle(copy)
+    assert b.zoo.multiplexer == "zoo_multiplexer" and list(b.zoo.models) == result["names"]
+    cloud = spawn_cloud(copy)
+    config = parse_config({"daemon": {"api_endpoint": f"ipc://{tmp_short}/a.sock", "bundle": str(copy),
+                                      "state_dir": str(tmp_short), "warmup_runs": 3},
+                           "policy": {"name": "multiplexer"},
+                           "cloud": {"endpoint": cloud.endpoint, "timeout_ms": 2000.0}})
+    daemon = Daemon(config).start()
+    try:
+        with Client(f"ipc://{tmp_short}/a.sock", timeout_s=10) as c:
+            replies = [c.infer(glyph_frames.images[i:i + 1]) for i in range(12)]
+            private = [c.infer(glyph_frames.images[i:i + 1], mode="private") for i in range(4)]
+    finally:
+        daemon.stop()
+        cloud.stop()
+    for r in replies + private:
+        s = r.served_by
+        assert s["placement"] == "multiplex" and len(s["w"]) == len(b.zoo.models)
+        expected = b.zoo.models[int(select_cheapest(np.array(s["w"]), b.zoo.threshold)[0].argmax())]
+        assert s["model"] == expected                                   # Algorithm 2 on this frame's w
+        assert s["wants"] in ("device", "cloud") and s["answered_by"] in ("device", "cloud")
+    assert all(r.served_by["wants"] == "device" for r in private)       # private: nothing leaves the device

@@ -198,7 +198,7 @@ def write_bundle(out: Path, rows: list[dict], classes: tuple[str, ...], config: 
                 "classes": list(classes),
                 "input": {"name": "image", "dtype": "uint8", "shape": [1, FRAME, FRAME, 3], "layout": "NHWC"},
                 "models": models,
-                "zoo": {"models": [r["name"] for r in rows],
+                "zoo": {"models": [r["name"] for r in sorted(rows, key=lambda r: r["flops"])],   # cheapest first
                         "figures": {r["name"]: {k: r[k] for k in ("family", "width", "resolution", "depth",
                                                                   "val_accuracy", "host_ms", "host_ms_std")}
                                     for r in rows}},

@@ -82,7 +82,7 @@ def _route(mask: np.ndarray, probs: np.ndarray, labels: np.ndarray, flops: np.nd
 def evaluate(zoo_dir: Path, config: ZooMuxConfig = ZooMuxConfig(), progress: bool = True, workdir: Path | None = None
              ) -> dict:
     bundle = load_bundle(zoo_dir)
-    names = list(bundle.zoo.models)
+    names = sorted(bundle.zoo.models, key=lambda n: bundle.model(n).flops)     # cheapest first (Algorithm 2)
     flops = np.array([bundle.model(n).flops for n in names], np.float64)
     figures = bundle.zoo.figures
     fresh = datasets.glyphs(config.n_mux + config.n_val, config.seed + 1000 * bundle.data.get("seed", 0))
@@ -132,7 +132,8 @@ def evaluate(zoo_dir: Path, config: ZooMuxConfig = ZooMuxConfig(), progress: boo
             acc = float(np.where(low, right[best], right[0]).mean())
             cascade = {"accuracy": acc, "flops": cost, "threshold": float(t), "share_recomputed": float(low.mean())}
     cheaper_right = right[[i for i in range(len(names)) if flops[i] < flops[best]]].any(0)
-    return {"models": [{"name": n, "flops": int(f), "accuracy": float(a), "host_ms": figures.get(n, {}).get("host_ms")}
+    return {"names": names, "onnx": str(path),
+            "models": [{"name": n, "flops": int(f), "accuracy": float(a), "host_ms": figures.get(n, {}).get("host_ms")}
                        for n, f, a in zip(names, flops, right.mean(1))],
             "best": names[best], "multiplexer_flops": mux_flops, "objective": config.objective,
             "cost_power": config.cost_power,
@@ -162,3 +163,28 @@ def report(r: dict) -> str:
                  f"oracle bound: on {r['oracle_gain']:.1%} of frames a cheaper model is right where "
                  f"{r['best']} is wrong; any model right: {r['oracle_accuracy']:.1%}; {r['n_test']} test frames)")
     return "\n".join(lines)
+
+
+def attach(zoo_dir: Path, result: dict) -> None:
+    """Put the evaluated multiplexer into the zoo bundle: its ONNX (already written there), a
+    model entry and the zoo section's `multiplexer`, with the pool in the multiplexer's
+    order (cheapest first) and T, so `policy = "multiplexer"` serves it."""
+    import json
+    import shutil
+
+    from adaptinf.bundle import write_manifest
+
+    zoo_dir = Path(zoo_dir)
+    target = zoo_dir / "zoo_multiplexer.onnx"
+    if Path(result["onnx"]).resolve() != target.resolve():
+        shutil.copyfile(result["onnx"], target)
+    manifest = json.loads((zoo_dir / "manifest.json").read_text())
+    manifest.pop("files", None)
+    manifest["models"] = [m for m in manifest["models"] if m["name"] != "zoo_multiplexer"] + [
+        {"name": "zoo_multiplexer", "file": target.name, "role": "multiplexer", "accuracy": None,
+         "flops": int(result["multiplexer_flops"])}]
+    manifest["zoo"]["models"] = list(result["names"])
+    manifest["zoo"]["multiplexer"] = {"model": "zoo_multiplexer", "threshold": result["threshold"],
+                                      "objective": result["objective"], "cost_power": result["cost_power"]}
+    write_manifest(zoo_dir, manifest)
+    load_bundle(zoo_dir)        # it must read back
