@@ -47,13 +47,21 @@ def infer_frames(i, **extra):
     return [msgpack.packb(header), FRAME.tobytes()]
 
 
-def collect(sock, quiet_ms=3000):
+def collect(sock, quiet_ms=3000, replies=None):
     """Every reply until the socket has been quiet for quiet_ms: {id: [codes]}."""
-    replies = {}
+    replies = {} if replies is None else replies
     while sock.poll(quiet_ms):
         reply = msgpack.unpackb(sock.recv_multipart()[0])
         replies.setdefault(reply["id"], []).append(reply["code"])
     return replies
+
+
+def send_reading(sock, messages, replies):
+    """Send each message, reading whatever replies have come meanwhile, as a client that
+    keeps up does (one that never reads has its replies dropped past the socket's HWM)."""
+    for frames in messages:
+        sock.send_multipart(frames)
+        collect(sock, quiet_ms=0, replies=replies)
 
 
 # ---- 2: an over-long multipart message is dropped as it is read, and answered TOO_LARGE ----
@@ -219,13 +227,13 @@ def test_stop_answers_every_request_already_sent(tmp_short, bundle):
                                   cloud={"endpoint": worker.bound_endpoint})).start()
     try:
         sock = dealer(daemon.api.bound_endpoint)
-        for i in range(300):                       # queued, running, and waiting in the socket
-            sock.send_multipart(infer_frames(i, policy="cloud-only"))
+        replies = {}
+        # queued, running, and waiting in the socket
+        send_reading(sock, (infer_frames(i, policy="cloud-only") for i in range(300)), replies)
         stopper = threading.Thread(target=daemon.stop)
         stopper.start()
-        for i in range(300, 600):                  # arriving while it drains
-            sock.send_multipart(infer_frames(i))
-        replies = collect(sock)
+        send_reading(sock, (infer_frames(i) for i in range(300, 600)), replies)   # arriving while it drains
+        collect(sock, replies=replies)
         stopper.join()
     finally:
         worker.stop()
