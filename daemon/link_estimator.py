@@ -39,6 +39,8 @@ RTT_GAIN = 1 / 8
 VAR_GAIN = 1 / 4
 MIN_UPLOAD_BYTES = 1024       # smaller uploads are dominated by RTT jitter
 MIN_TRANSFER_S = 2e-4         # transfers faster than this are clamped: a lower bound on bandwidth
+RESOLVABLE_S = 3e-3           # transfers shorter than this are within timing noise and traces' bursts
+UNRESOLVED_RISE = 4.0         # ...and may raise the estimate at most this many times per sample
 BASE_RTT_WINDOW = 16
 WINDOW_S = 1.0                # bandwidth samples older than this (vs the newest) are dropped
 WINDOW_SAMPLES = 4
@@ -109,8 +111,14 @@ class LinkEstimator:
             # FIFO: it could not start crossing before the upload ahead of it had finished
             started = max(sent, self._prev_done) if self._prev_done < done else sent
             self._prev_done = max(self._prev_done, done)
-            # Too fast to time (loopback, LAN): count it as a lower bound, not as nothing.
+            # Too fast to time (loopback, LAN): count it as a lower bound, not as nothing. But
+            # an upload that crossed faster than RESOLVABLE_S may have met a burst of delivery
+            # opportunities (a cellular link's) and says little of the rate: it may raise the
+            # estimate at most UNRESOLVED_RISE times, so one lucky packet is not a 50 Mbit/s link.
             transfer = max(done - started, MIN_TRANSFER_S)
+            current = self._bandwidth_locked(now)[0] if transfer < RESOLVABLE_S else None
+            if current:
+                transfer = max(transfer, upload_bytes * 8.0 / (UNRESOLVED_RISE * current))
             self._samples.append(_Sample(done, upload_bytes * 8.0, transfer, now))
             self._bw_n += 1
             if self._uplink_free_at > now + transfer:   # a reply proves the queue ahead of it is gone

@@ -156,3 +156,16 @@ def test_a_retried_upload_answered_is_forgotten_without_a_sample():
     est.forget("r")
     clock.now += 5.0
     assert est.estimate().uplink_bps == pytest.approx(8e6, rel=0.01)
+
+
+def test_an_upload_too_fast_to_time_raises_the_estimate_at_most_4x():
+    clock = FakeClock()
+    est = LinkEstimator(clock)
+    est.observe_rtt(0.04)
+    _steady(est, clock, 0.5e6, nbytes=1500, frames=3)
+    clock.now += 2.0                              # the old samples leave the window
+    est.observe_upload(1200, 0.04 + 0.0003, 0.0)   # one packet that met a burst: "32 Mbit/s"
+    assert est.estimate().uplink_bps == pytest.approx(4 * 0.5e6, rel=0.01)
+    clock.now += 2.0
+    est.observe_upload(12_000, 0.04 + 0.004, 0.0)  # 4 ms is resolvable: 24 Mbit/s is believed
+    assert est.estimate().uplink_bps == pytest.approx(12_000 * 8 / 0.004, rel=0.01)
