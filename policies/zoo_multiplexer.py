@@ -20,6 +20,7 @@ from dataclasses import replace
 import numpy as np
 
 from adaptinf.policies import modes
+from adaptinf.policies.execution import run_partition
 from adaptinf.policies.fixed import fixed
 from adaptinf.policies.multiplexer import select_cheapest
 from adaptinf.policies.plan import Candidate, Plan
@@ -72,8 +73,6 @@ class ZooMultiplexerPolicy:
 
     def execute(self, job, plan, steps):
         if plan.chosen.kind != "multiplex":
-            from adaptinf.policies.execution import run_partition
-
             return run_partition(plan, steps)
         served = steps.served
         w = np.asarray(steps.on_device(steps.models.zoo_multiplexer, "mux"), np.float64).reshape(-1)

@@ -29,7 +29,7 @@ import torch
 from adaptinf.bundle import load_bundle
 from adaptinf.policies import multiplexer as policy
 from adaptinf.toolchain import datasets
-from adaptinf.toolchain.multiplexer import MuxConfig, Multiplexer, mux_weights, train_multiplexer
+from adaptinf.toolchain.multiplexer import MuxConfig, Multiplexer, WeightsOnly, mux_weights, train_multiplexer
 from adaptinf.toolchain.onnx_export import export_onnx
 from adaptinf.toolchain.onnx_flops import count_flops
 
@@ -99,7 +99,6 @@ def evaluate(zoo_dir: Path, config: ZooMuxConfig = ZooMuxConfig(), progress: boo
     train_multiplexer(mux, mux_x, mux_y, p_mux, embeds, mux_cfg, progress)
     workdir = Path(workdir or zoo_dir)
     path = workdir / "zoo_multiplexer.onnx"
-    from adaptinf.toolchain.multiplexer import WeightsOnly
     export_onnx(WeightsOnly(mux), torch.from_numpy(mux_x[:1]), path, bundle.input.name, "w")
     mux_flops = float(count_flops(path))
     w_val, w_test = mux_weights(mux, val_x), mux_weights(mux, test.images)
