@@ -12,6 +12,7 @@ from adaptinf.extras import run_needing_extra
 from adaptinf.cloud.worker import CloudWorker
 from adaptinf import logging_setup
 from adaptinf.engines import EngineError
+from adaptinf.policies.mdinference import read_model_table
 from adaptinf.router_loop import wait_until_terminated
 
 
@@ -26,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allowed-devices", default=None, help="directory of allowed <device-id>.key files")
     parser.add_argument("--triton", default=None, metavar="HOST:PORT",
                         help="gateway mode: run inference on this Triton server (gRPC), see adaptinf export triton")
+    parser.add_argument("--emulate-times", default=None, metavar="CSV",
+                        help="emulation only: zoo models take these times (name,accuracy%%,mean_ms,std_ms per line, "
+                             "adaptinf sim's table); see docs/model-selection.md")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the emulated times and MDInference's choices (default %(default)s)")
     parser.add_argument("--log-level", default="INFO", type=logging_setup.log_level,
                         help=f"one of {', '.join(logging_setup.LEVELS)} (default %(default)s)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -44,9 +50,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"adaptinf-cloud: {exc}", file=sys.stderr)
         return 2
     try:
+        emulated = {m.name: (m.mean_s, m.std_s) for m in read_model_table(args.emulate_times)} \
+            if args.emulate_times else None
         worker = CloudWorker(bundle, args.endpoint, args.backend, args.threads, plan_cache_dir=args.plan_cache,
                              curve_secret_file=args.curve_secret, allowed_devices_dir=args.allowed_devices,
-                             triton_url=args.triton).start()
+                             triton_url=args.triton, emulate_times=emulated, seed=args.seed).start()
     except (ValueError, OSError, EngineError) as exc:
         print(f"adaptinf-cloud: {exc}", file=sys.stderr)
         return 2

@@ -4,15 +4,20 @@ Device DEALER (routing id = device id) -> cloud ROUTER. Multipart: frame 0 a msg
 header, then at most one payload buffer.
 
 Request header: {"v": 1, "op": OP, "rid": [boot_epoch, seq], ...}
-  infer:  "target": "full" | "<split point>", "deadline_ms": budget from sending,
-          "tensor": {"dtype", "shape"} and for a split point "scale", "zero_point"
-          (the payload is the uint8 reduced tensor; for "full" the raw frame)
-  ping:   heartbeat; also how the device measures RTT
+  infer:  "target": "full" | "<split point>" | "<zoo model>" | "mdinference",
+          "deadline_ms": budget from sending, "tensor": {"dtype", "shape"} and for a
+          split point "scale", "zero_point" (the payload is the uint8 reduced tensor;
+          otherwise the raw frame). "mdinference": the worker picks the zoo model
+          (paper 003, measured on the server): "sla_ms", and "sent_at" (the send time
+          in the worker's wall clock, seconds) or, before the device knows the clocks'
+          offset, "network_ms" (its own estimate of the round trip)
+  ping:   heartbeat; also how the device measures RTT and the clocks' offset
   probe:  payload of PROBE bytes, discarded; how the device measures the uplink
   timing: "targets": [...], "runs": n; the worker times its own engines (warm-up)
 Reply header: {"v": 1, "rid", "ok", "code", "message"?, "load": {"queue_depth",
   "service_s"}, ...}; infer adds "compute_s", "queue_s" and the logits as payload
-  (float32); a replayed duplicate carries "replayed": true.
+  (float32), and for "mdinference" "model", "budget_ms", "network_ms"; a ping's reply
+  carries "clock", the worker's wall clock; a replayed duplicate carries "replayed": true.
 A retry reuses its rid; the worker de-duplicates on (device id, rid).
 """
 
@@ -29,6 +34,7 @@ OPS = ("infer", "ping", "probe", "timing")
 MAX_HEADER_BYTES = 16 * 1024
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 FULL_TARGET = "full"
+MDINFERENCE_TARGET = "mdinference"   # the worker's MDInference picks a zoo model for the frame
 
 
 class ProtocolError(ValueError):
@@ -88,13 +94,20 @@ class Infer:
     scale: float | None = None
     zero_point: int | None = None
     deadline_s: float | None = None     # seconds here; the wire carries deadline_ms
+    sla_s: float | None = None          # MDINFERENCE_TARGET: the frame's SLA from sending,
+    sent_at: float | None = None        # when it was sent (the worker's wall clock), or
+    network_s: float | None = None      # the device's estimate of the round trip
 
     def header(self) -> dict:
         h = {"op": "infer", "target": self.target, "tensor": {"dtype": "uint8", "shape": list(self.shape)}}
         if self.scale is not None:
             h.update(scale=self.scale, zero_point=self.zero_point)
-        if self.deadline_s is not None:
-            h["deadline_ms"] = self.deadline_s * 1e3
+        for key, seconds in (("deadline_ms", self.deadline_s), ("sla_ms", self.sla_s),
+                             ("network_ms", self.network_s)):
+            if seconds is not None:
+                h[key] = seconds * 1e3
+        if self.sent_at is not None:
+            h["sent_at"] = self.sent_at
         return h
 
     @classmethod
@@ -114,10 +127,27 @@ class Infer:
                 isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0
                 and isinstance(zero_point, int) and not isinstance(zero_point, bool) and 0 <= zero_point <= 255):
             raise ValueError("a split point's tensor needs a finite positive 'scale' and a uint8 'zero_point'")
-        deadline = h.get("deadline_ms")
-        if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))):
-            raise ValueError(f"deadline_ms must be a number, got {deadline!r}")
-        return cls(target, tuple(shape), scale, zero_point, None if deadline is None else deadline / 1e3)
+        deadline, sla, network = (_optional_ms(h, key) for key in ("deadline_ms", "sla_ms", "network_ms"))
+        sent_at = h.get("sent_at")
+        if sent_at is not None and not _finite(sent_at):
+            raise ValueError(f"sent_at must be a finite number of seconds, got {sent_at!r}")
+        if target == MDINFERENCE_TARGET and (sla is None or sla <= 0 or (sent_at is None and network is None)):
+            raise ValueError("an mdinference request needs a positive 'sla_ms' and 'sent_at' or 'network_ms'")
+        return cls(target, tuple(shape), scale, zero_point, deadline, sla, sent_at, network)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _optional_ms(h: dict, key: str) -> float | None:
+    """h[key], milliseconds on the wire, as seconds; ValueError naming the key if not a number."""
+    value = h.get(key)
+    if value is None:
+        return None
+    if not _finite(value) or value < 0:
+        raise ValueError(f"{key} must be a non-negative number, got {value!r}")
+    return value / 1e3
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ stored before it is sent; a retry of a finished request gets the stored reply ag
 (marked "replayed"), a retry of one still queued or running is absorbed, so a retry
 never runs twice. Every reply carries the worker's load: queue depth and the
 smoothed service time, which is how devices see a congested server.
+
+With a zoo bundle, target "mdinference" lets the worker pick the zoo model for the frame
+(paper 003, with the upload time measured here: cloud/zoo_selection.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import statistics
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,13 +31,17 @@ import zmq
 from adaptinf.bundle import Bundle
 from adaptinf import router_loop
 from adaptinf.cloud import curve_auth, protocol
+from adaptinf.cloud.zoo_selection import ZooSelection
 from adaptinf.engines import EngineError, open_engine
+from adaptinf.engines.emulated_times import EmulatedTimes
+from adaptinf.policies.mdinference import ModelStats
 from adaptinf.upload_quant import dequantize
 
 log = logging.getLogger(__name__)
 
 DEDUP_CAPACITY = 10_000        # finished replies kept for replay
 SERVICE_EWMA_ALPHA = 0.2
+SELECTION_TIMING_RUNS = 10     # each zoo model timed at start, MDInference's first profile
 _PENDING = object()
 
 
@@ -44,18 +51,22 @@ class _Job:
     rid: tuple[int, int]
     header: dict
     payload: Any
-    arrived: float
+    arrived: float          # monotonic, for the queue's time
+    arrived_at: float       # wall clock, for the upload's (MDInference)
 
 
 class CloudWorker:
     def __init__(self, bundle: Bundle, endpoint: str, backend: str = "auto", threads: int = 1,
                  queue_size: int = 256, plan_cache_dir: str | None = None, context: zmq.Context | None = None,
                  curve_secret_file: str | None = None, allowed_devices_dir: str | None = None,
-                 triton_url: str | None = None):
+                 triton_url: str | None = None, emulate_times: dict[str, tuple[float, float]] | None = None,
+                 seed: int = 0):
         """With curve_secret_file and allowed_devices_dir, the link is CURVE-encrypted and only
         devices whose public key is in allowed_devices_dir (<device-id>.key) are served.
         With triton_url, inference runs on that Triton server (a repository made by
-        `adaptinf export triton`) instead of local engines: the gateway mode."""
+        `adaptinf export triton`) instead of local engines: the gateway mode.
+        emulate_times: {zoo model: (mean s, std s)}, emulation only (engines/emulated_times.py),
+        drawn from generators seeded by `seed`, which also seeds MDInference's choices."""
         self.bundle = bundle
         self.endpoint = endpoint
         self._ctx = context or zmq.Context.instance()
@@ -72,6 +83,11 @@ class CloudWorker:
                 self._engines[point.name] = open_engine(bundle.path(point.tail), backend, plan_cache_dir)
             for name in bundle.zoo.models if bundle.zoo else ():   # every zoo model serves on its own
                 self._engines[name] = open_engine(bundle.path(bundle.model(name).file), backend, plan_cache_dir)
+        for i, (name, (mean_s, std_s)) in enumerate(sorted((emulate_times or {}).items())):
+            if name not in (bundle.zoo.models if bundle.zoo else ()):
+                raise ValueError(f"emulated times for {name!r}, which is not a zoo model of bundle {bundle.name!r}")
+            self._engines[name] = EmulatedTimes(self._engines[name], mean_s, std_s, seed=seed + 1 + i)
+        self._selection = self._zoo_selection(seed) if bundle.zoo else None
         self._quantised = {p.name for p in (bundle.split.points if bundle.split else ())}
         self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
         self._threads = threads
@@ -142,6 +158,23 @@ class CloudWorker:
     def load(self) -> dict:
         return {"queue_depth": self._jobs.qsize() + self._busy, "service_s": self._service_s}
 
+    def _zoo_selection(self, seed: int) -> ZooSelection:
+        """MDInference's pool: every zoo model, timed here (emulated ones at their set times);
+        the build's host figures if this worker cannot time them (a Triton not yet up)."""
+        zoo = self.bundle.zoo
+        declared = {n: (e.mean_s, e.std_s) for n, e in self._engines.items() if isinstance(e, EmulatedTimes)}
+        to_time = tuple(n for n in zoo.models if n not in declared)
+        try:
+            measured = self._timings(protocol.Timing(SELECTION_TIMING_RUNS, to_time)) if to_time else {}
+            measured = {n: (t["median_s"], t["std_s"]) for n, t in measured.items()}
+        except EngineError as exc:
+            log.warning("cannot time the zoo (%s); MDInference starts from the build's figures", exc)
+            measured = {n: (zoo.figures.get(n, {}).get("host_ms", 1.0) / 1e3,
+                            zoo.figures.get(n, {}).get("host_ms_std", 0.0) / 1e3) for n in zoo.models}
+        times = {**measured, **declared}
+        return ZooSelection([ModelStats(n, self.bundle.model(n).accuracy or 0.0, *times[n]) for n in zoo.models],
+                            seed)
+
     # ---- router thread ----------------------------------------------------------
     def _router_loop(self) -> None:
         router = self._ctx.socket(zmq.ROUTER)
@@ -204,8 +237,8 @@ class CloudWorker:
             return
         payload = frames[2] if len(frames) > 2 else None
         op = header["op"]
-        if op == "ping":
-            self._send(router, peer, self._reply(header, pong=True))
+        if op == "ping":   # the wall clock: how the device learns the clocks' offset
+            self._send(router, peer, self._reply(header, pong=True, clock=time.time()))
         elif op == "probe":
             self._send(router, peer, self._reply(header, received=len(payload) if payload is not None else 0))
         else:
@@ -237,7 +270,7 @@ class CloudWorker:
             self._replies[key] = _PENDING
         self.counters["requests"] += 1
         try:
-            self._jobs.put_nowait(_Job(peer, key[1], header, payload, time.monotonic()))
+            self._jobs.put_nowait(_Job(peer, key[1], header, payload, time.monotonic(), time.time()))
         except queue.Full:
             with self._lock:
                 self._replies.pop(key, None)
@@ -285,6 +318,14 @@ class CloudWorker:
             if header["op"] == "timing":
                 return self._reply(header, timings=self._timings(protocol.Timing.from_header(header)))
             request = protocol.Infer.from_header(header)
+            chosen = {}
+            if request.target == protocol.MDINFERENCE_TARGET:
+                if self._selection is None:
+                    raise ValueError(f"bundle {self.bundle.name!r} has no zoo for MDInference to choose from")
+                choice = self._selection.choose(request, job.arrived_at, time.time())
+                request = replace(request, target=choice.model)
+                chosen = {"model": choice.model, "budget_ms": choice.budget_s * 1e3,
+                          "network_ms": choice.network_s * 1e3}
             start = time.perf_counter()
             logits = self._infer(request, job.payload)
             compute_s = time.perf_counter() - start
@@ -293,7 +334,10 @@ class CloudWorker:
         except EngineError as exc:  # e.g. Triton rejected or timed out: the device falls back
             return self._reply(header, "UNAVAILABLE", str(exc), queue_s=queued_s)
         self._service_s += SERVICE_EWMA_ALPHA * (compute_s - self._service_s)
-        return self._reply(header, queue_s=queued_s, compute_s=compute_s) + [np.ascontiguousarray(logits, np.float32)]
+        if chosen:
+            self._selection.observe(chosen["model"], compute_s)
+        return self._reply(header, queue_s=queued_s, compute_s=compute_s, **chosen) + [
+            np.ascontiguousarray(logits, np.float32)]
 
     def _infer(self, request: protocol.Infer, payload: Any) -> np.ndarray:
         target, shape = request.target, request.shape

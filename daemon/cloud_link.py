@@ -8,8 +8,9 @@
 - Any incoming message proves the link alive; when idle the link pings, and a link
   silent for HEARTBEAT_LIVENESS intervals is declared down, its socket is closed and
   reopened with exponential backoff, and outstanding requests are resent.
-- Heartbeats give the RTT; uploads (and probes when idle) give the uplink bandwidth,
-  both fed to the LinkEstimator. Each reply's "load" is kept for the planner.
+- Heartbeats give the RTT and the cloud's clock (daemon/clock_offset.py); uploads (and
+  probes when idle) give the uplink bandwidth, both fed to the LinkEstimator. Each
+  reply's "load" is kept for the planner.
 Other threads call `call()`; the loop is woken through an os.pipe, which is safe to
 write from any thread, so the socket itself never leaves its thread.
 """
@@ -28,6 +29,7 @@ import numpy as np
 import zmq
 
 from adaptinf.cloud import curve_auth, protocol
+from adaptinf.daemon.clock_offset import ClockOffset
 from adaptinf.daemon.link_estimator import LinkEstimator
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,7 @@ class _Pending:
     attempts: int = 0
     kind: str = "call"          # call | ping | probe
     on_reply: Callable[[dict, float], None] | None = None
+    sent_wall: float = 0.0      # our wall clock at the last send (pings: the clocks' offset)
 
 
 @dataclass
@@ -143,7 +146,7 @@ class LinkStatus:
 class CloudLink:
     def __init__(self, endpoint: str, device_id: str, estimator: LinkEstimator,
                  context: zmq.Context | None = None, clock: Callable[[], float] = time.monotonic,
-                 curve: tuple[str, str] | None = None):
+                 curve: tuple[str, str] | None = None, wall_clock: Callable[[], float] = time.time):
         """curve: (this device's .key_secret file, the cloud's public .key file) to encrypt the link."""
         self.endpoint = endpoint
         self.device_id = device_id
@@ -151,6 +154,8 @@ class CloudLink:
         self.estimator = estimator
         self._ctx = context or zmq.Context.instance()
         self._clock = clock
+        self._wall_clock = wall_clock
+        self.clock_offset = ClockOffset()
         self._epoch = int(time.time())
         self._seq = 0
         self._seq_lock = threading.Lock()
@@ -271,6 +276,7 @@ class CloudLink:
                 self.retries += 1
             p.attempts += 1
             p.last_sent = last_send = t
+            p.sent_wall = self._wall_clock()
 
         while not self._stop.is_set():
             events = dict(poller.poll(int(HEARTBEAT_INTERVAL_S * 250)))
@@ -344,11 +350,21 @@ class CloudLink:
     def _heartbeat(self, pending: dict, send: Callable[[_Pending], None], now: float) -> None:
         rid = self.next_rid()
         p = _Pending(CloudCall(rid), [protocol.pack(dict(protocol.PING, rid=list(rid)))],
-                     now + HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S, 0, kind="ping",
-                     on_reply=lambda header, rtt: self.estimator.observe_rtt(rtt))
+                     now + HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S, 0, kind="ping")
+        p.on_reply = lambda header, rtt: self._on_pong(p, header, rtt)
         pending[rid] = p
         send(p)
         p.attempts = max(p.attempts, 1)  # pings are never retried: the next one replaces them
+
+    def _on_pong(self, ping: _Pending, header: dict, rtt: float) -> None:
+        self.estimator.observe_rtt(rtt)
+        clock = header.get("clock")
+        if isinstance(clock, (int, float)) and not isinstance(clock, bool) and np.isfinite(clock):
+            self.clock_offset.observe(ping.sent_wall, self._wall_clock(), float(clock))
+
+    def cloud_time(self) -> float | None:
+        """Now, on the cloud's wall clock; None before a heartbeat has measured the offset."""
+        return self.clock_offset.cloud_time(self._wall_clock())
 
     def _probe(self, pending: dict, send: Callable[[_Pending], None], now: float, size: int = PROBE_BYTES) -> None:
         rid = self.next_rid()

@@ -127,12 +127,17 @@ class FrameSteps:
                              fallback=lambda: self.on_device(fallback_engine, "fallback"))
         return logits, payload.nbytes
 
-    def duplicate(self, target: str = cloud_protocol.FULL_TARGET, local: tuple | None = None) -> Answer:
+    def duplicate(self, target: str = cloud_protocol.FULL_TARGET, local: tuple | None = None,
+                  network_s: float | None = None) -> Answer:
         """MDInference's request duplication (paper 003 IV-E): the frame goes to the cloud's
-        `target` (the full model, or a zoo model by name) and, meanwhile, the device runs
-        `local` (engine, profiled seconds; default the full model); the cloud's answer is used
-        if it arrives before the SLA expires, else the device's, at once. The SLA is the
-        frame's deadline."""
+        `target` and, meanwhile, the device runs `local` (engine, profiled seconds; default the
+        full model); the cloud's answer is used if it arrives before the SLA expires, else the
+        device's, at once. The SLA is the frame's deadline.
+
+        target "mdinference": the cloud picks the zoo model, with the upload time it measures
+        from the frame's send stamp (on its clock, by the link's measured offset); until the
+        link knows the offset, with `network_s`, this device's estimate of T_nw. served_by
+        then names the model and T_budget the cloud used."""
         x, job = self._x, self.job
         engine, profiled_s = local or (self.models.full, self.profile.partition(MOBILE_ONLY).device_s)
         sla_end = job.deadline if job.deadline is not None else job.received + x.cloud_timeout_s
@@ -142,14 +147,20 @@ class FrameSteps:
         budget = sla_end - start - FALLBACK_MARGIN_S
         if x.link is not None and x.link.up and budget > 0:
             request = cloud_protocol.Infer(target, payload.shape, deadline_s=budget)
+            if target == cloud_protocol.MDINFERENCE_TARGET:
+                sent_at = x.link.cloud_time()
+                request = replace(request, sla_s=budget, sent_at=sent_at,   # when its answer is still of use
+                                  network_s=network_s if sent_at is None else None)
             call = x.link.call(request.header(), payload, budget, upload_bytes=payload.nbytes)
         local = self.profiled_on_device(engine, profiled_s)
         if call is not None:
             try:
-                logits, self.stages.cloud = call.wait(sla_end - x.clock() - FALLBACK_MARGIN_S).logits(
-                    len(self.bundle.classes))
+                reply = call.wait(sla_end - x.clock() - FALLBACK_MARGIN_S)
+                logits, self.stages.cloud = reply.logits(len(self.bundle.classes))
                 self.stages.network = x.clock() - start
                 self.served.answered_by = "cloud"
+                if target == cloud_protocol.MDINFERENCE_TARGET:
+                    self._cloud_choice(reply.header)
                 return logits, payload.nbytes
             except CloudError as exc:
                 call.abandon()
@@ -160,6 +171,18 @@ class FrameSteps:
         self.served.device_reason = reason
         self.count("duplicate_device_answers")
         return local, payload.nbytes if call is not None else 0
+
+    def duplicate_choosing_in_cloud(self, local: tuple, network_s: float) -> Answer:
+        """`duplicate`, with the cloud's MDInference picking the zoo model for the frame."""
+        return self.duplicate(cloud_protocol.MDINFERENCE_TARGET, local, network_s)
+
+    def _cloud_choice(self, header: dict) -> None:
+        """The zoo model and T_budget the cloud's MDInference used, into served_by."""
+        model, budget_ms = header.get("model"), header.get("budget_ms")
+        if isinstance(model, str):
+            self.served.model = model
+        if isinstance(budget_ms, (int, float)) and not isinstance(budget_ms, bool) and np.isfinite(budget_ms):
+            self.served.budget_s = budget_ms / 1e3
 
     # ---- the cloud, with its deadline and the device fallback ---------------------------
     def _cloud(self, request: cloud_protocol.Infer, payload: np.ndarray, partition: str,

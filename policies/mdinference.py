@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -111,6 +112,46 @@ def related_accurate(models, budget_s: float) -> ModelStats:
     return max(exploration_set(models, base_model(models, budget_s)), key=lambda m: m.accuracy)
 
 
+# ---- the evaluation's inputs (section V): a network and a table of models ------------------
+class Network:
+    """Round-trip network times: normal(mean, std) clipped at 0, or a recorded trace (cycled)."""
+
+    def __init__(self, mean_s: float = 0.1, std_s: float = 0.05, trace_s: np.ndarray | None = None):
+        self.mean_s, self.std_s, self.trace_s = mean_s, std_s, trace_s
+
+    @classmethod
+    def from_trace(cls, path: Path) -> "Network":
+        values = np.array([float(line) for line in Path(path).read_text().split() if line.strip()]) / 1e3
+        if values.size == 0 or (values < 0).any():
+            raise ValueError(f"{path}: a trace is one non-negative network time in ms per line")
+        return cls(float(values.mean()), float(values.std()), values)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if self.trace_s is not None:
+            return np.resize(self.trace_s, n)
+        return np.maximum(rng.normal(self.mean_s, self.std_s, n), 0.0)
+
+
+def read_model_table(path: Path) -> list[ModelStats]:
+    """A table of models, one per line: name,accuracy(%),mean_ms,std_ms ('#' starts a comment);
+    ValueError naming the line if one is not."""
+    models = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        try:
+            name, accuracy, mean, std = parts[0], *(float(p) for p in parts[1:4])
+        except (ValueError, IndexError):
+            raise ValueError(f"{path}:{i}: expected name,accuracy(%),mean_ms,std_ms") from None
+        if not (0 <= accuracy <= 100 and 0 < mean < math.inf and 0 <= std < math.inf):
+            raise ValueError(f"{path}:{i}: accuracy must be 0-100 %, mean_ms positive, std_ms non-negative")
+        models.append(ModelStats(name, accuracy / 100, mean / 1e3, std / 1e3))
+    if not models:
+        raise ValueError(f"{path}: no models")
+    return models
+
+
 # ---- adaptinfd's policy -----------------------------------------------------------------
 LIVE_GAIN = 0.2      # EWMA gain of each cloud model's compute time, from the replies' compute_s
 
@@ -119,24 +160,26 @@ LIVE_GAIN = 0.2      # EWMA gain of each cloud model's compute time, from the re
 class Duplicate:
     """What `plan` decided besides the cloud model: the device's duplicate and T_budget."""
 
-    selection: Selection
+    selection: Selection          # from this device's view (the cloud makes its own with a zoo)
     device_model: str             # the zoo's cheapest on the device (the full model without a zoo)
     device_profiled_s: float
+    network_s: float              # this device's estimate of T_nw
 
 
 class MdInferencePolicy:
-    """MDInference in adaptinfd: per frame, pick the cloud model by `select` and duplicate the
-    request on the device (Candidate kind "duplicate"; the steps run both and answer with
-    the cloud's result if it arrives before the SLA, else with the device's).
+    """MDInference in adaptinfd: per frame, the request is duplicated (Candidate kind
+    "duplicate"): the frame goes to the cloud while the device runs its own model, and the
+    answer is the cloud's if it arrives before the SLA, else the device's.
 
-    The SLA is the request's deadline_ms (else `default_sla_s`); T_nw = 2 x T_input + RTT
-    from the live link estimate (T_input: this frame's upload time behind the uplink's
-    queue). The pool is what the cloud serves: with a zoo bundle (`adaptinf build zoo`),
-    every zoo model the warm-up (or calibration) timed in the cloud, each with its mean and
-    std from that measurement until replies bring its own compute times (EWMA), plus the
-    cloud's queue; the duplicate runs the zoo's cheapest model on the device. Without a
-    zoo, the pool is the bundle's full model alone. Private mode keeps the frame on the
-    device.
+    With a zoo bundle (`adaptinf build zoo`), the cloud picks the zoo model, as in the paper:
+    it measures the frame's upload time itself (cloud/zoo_selection.py); the duplicate runs
+    the zoo's cheapest model on the device. The plan here makes the same selection from
+    this device's view (T_nw = 2 x T_input + RTT from the live link estimate; each cloud
+    model's time as the warm-up or calibration measured it, then as replies report it)
+    for its predicted cost, and sends that T_nw for the cloud to use until the link knows
+    the clocks' offset. Without a zoo, the pool is the bundle's full model alone. The SLA
+    is the request's deadline_ms (else `default_sla_s`). Private mode keeps the frame on
+    the device.
     """
 
     name = "mdinference"
@@ -197,20 +240,21 @@ class MdInferencePolicy:
         duplicate = Candidate(m.name, "duplicate", device_s, upload_s, network_s - upload_s, m.mean_s,
                               min(sla_s, network_s + m.mean_s), device_s * power_w + radio_j, m.accuracy)
         return Plan(duplicate, frame.goal, frame.mode, self.name, (duplicate, local),
-                    Duplicate(selection, device_model, profiled_s))
+                    Duplicate(selection, device_model, profiled_s, network_s))
 
     def execute(self, job, plan, steps):
-        """The duplicate races the cloud's chosen model against the device's (daemon steps);
-        a local plan runs locally."""
+        """The duplicate races the cloud against the device (daemon steps); a local plan runs
+        locally."""
         if plan.chosen.kind != "duplicate":
             return run_partition(plan, steps)
         d: Duplicate = plan.decision
         served = steps.served
-        served.budget_s = d.selection.budget_s
+        served.budget_s = d.selection.budget_s      # this device's T_budget, until the cloud's says
         if d.selection.chosen.name == CLOUD_ONLY:        # no zoo: the full model on both sides
             return steps.duplicate()
-        served.model, served.device_model = d.selection.chosen.name, d.device_model
-        answer = steps.duplicate(d.selection.chosen.name, (steps.models.zoo[d.device_model], d.device_profiled_s))
-        if served.answered_by == "cloud" and steps.stages.cloud is not None:
-            self.observe(d.selection.chosen.name, steps.stages.cloud)
+        served.device_model = d.device_model
+        answer = steps.duplicate_choosing_in_cloud((steps.models.zoo[d.device_model], d.device_profiled_s),
+                                                   d.network_s)
+        if served.answered_by == "cloud" and served.model is not None and steps.stages.cloud is not None:
+            self.observe(served.model, steps.stages.cloud)
         return answer

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from adaptinf.policies import mdinference as md
-from adaptinf.policies.mdinference import ModelStats
+from adaptinf.policies.mdinference import ModelStats, Network  # noqa: F401 (Network: the sim's, re-exported)
 
 # Paper 003 Table III (AWS p2.xlarge, TensorFlow): accuracy, mean and std of execution.
 PAPER_003_MODELS = tuple(ModelStats(n, a / 100, m / 1e3, s / 1e3) for n, a, m, s in (
@@ -37,25 +37,6 @@ PAPER_003_DEVICE = ModelStats("MobileNetV1 0.25 (128 px, on device)", 0.414, 30e
 
 POLICIES = ("mdinference", "static-greedy", "static-accuracy", "static-latency", "random", "related-random",
             "related-accurate")
-
-
-class Network:
-    """Round-trip network times: normal(mean, std) clipped at 0, or a recorded trace (cycled)."""
-
-    def __init__(self, mean_s: float = 0.1, std_s: float = 0.05, trace_s: np.ndarray | None = None):
-        self.mean_s, self.std_s, self.trace_s = mean_s, std_s, trace_s
-
-    @classmethod
-    def from_trace(cls, path: Path) -> "Network":
-        values = np.array([float(line) for line in Path(path).read_text().split() if line.strip()]) / 1e3
-        if values.size == 0 or (values < 0).any():
-            raise ValueError(f"{path}: a trace is one non-negative network time in ms per line")
-        return cls(float(values.mean()), float(values.std()), values)
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        if self.trace_s is not None:
-            return np.resize(self.trace_s, n)
-        return np.maximum(rng.normal(self.mean_s, self.std_s, n), 0.0)
 
 
 def choose(policy: str, models, budget_s: float, sla_s: float, rng: np.random.Generator) -> ModelStats:
@@ -127,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        models = load_models(args.models) if args.models else list(PAPER_003_MODELS)
+        models = md.read_model_table(args.models) if args.models else list(PAPER_003_MODELS)
         if args.fictional:
             models.append(NASNET_FICTIONAL)
         network = Network.from_trace(args.trace) if args.trace else \
@@ -152,19 +133,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{sla * 1e3:6.0f}  {policy:17} {r.aggregate_accuracy:9.2%} {r.sla_attainment:8.2%} "
                   f"{r.on_device_reliance:10.2%} {r.mean_latency_s * 1e3:8.1f}  {top}")
     return 0
-
-
-def load_models(path: Path) -> list[ModelStats]:
-    models = []
-    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = [p.strip() for p in line.split(",")]
-        try:
-            name, accuracy, mean, std = parts[0], *(float(p) for p in parts[1:4])
-        except (ValueError, IndexError):
-            raise ValueError(f"{path}:{i}: expected name,accuracy(%),mean_ms,std_ms") from None
-        models.append(ModelStats(name, accuracy / 100, mean / 1e3, std / 1e3))
-    if not models:
-        raise ValueError(f"{path}: no models")
-    return models

@@ -18,14 +18,16 @@ which shape in the kernel instead.
 Profiles: paper 004 Table III's uplinks; the RTTs are this project's assumption (the
 paper gives none). Trace links use TRACE_RTT_S.
 
-Seeded per-message delay (`LinkProfile.uplink_delay`, for MDInference against `adaptinf
-sim`): each piece of data the uplink reads is held for a delay drawn as the sim draws its
-network times (programs/sim.py `Network`: normal mean +- std, clipped at 0, from a seeded
-generator, in order), instead of RTT/2, and never overtakes what was read before it (FIFO).
-The proxy sees bytes, not messages: a message read in one piece (the usual case for the
-few-KB frames this is for) gets one draw; one read in several pieces gets the largest of
-its pieces' delays. Heartbeats draw too, so the draws reach requests in the sim's order
-only on a link that carries requests alone.
+Seeded per-message network time (`LinkProfile.message_delay`, for MDInference against
+`adaptinf sim`): each piece of data the uplink reads draws a round-trip time t as the sim
+draws its network times (policies/mdinference.py `Network`: normal mean +- std, clipped
+at 0, from a seeded generator, in order). The uplink holds it t/2, and the downlink holds
+what it reads next for the same t/2: a reply goes back over the path its request came by,
+so the server's T_nw = 2 x T_input (paper 003) is the drawn t, as in the sim. Nothing
+overtakes what was read before it (FIFO). The proxy sees bytes, not messages: a message
+read in one piece (the usual case for the few-KB frames this is for) gets one draw; one
+read in several pieces gets the largest of its pieces' delays. Heartbeats draw too, so the
+draws reach requests in the sim's order only on a link that carries requests alone.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaptinf.policies.mdinference import Network
 from adaptinf.rig.uplink_trace import PACKET_BYTES, UplinkTrace
 
 CHUNK = 16 * 1024
@@ -52,12 +55,13 @@ class LinkProfile:
     downlink_bps: float
     rtt_s: float
     uplink_trace: UplinkTrace | None = None   # replayed instead of uplink_bps when given
-    uplink_delay: "MessageDelay | None" = None  # per-message delays instead of RTT/2 on the uplink
+    message_delay: "MessageDelay | None" = None  # per-message network times instead of rtt_s
 
 
 @dataclass(frozen=True)
 class MessageDelay:
-    """Each uplink message's delay: normal(mean_s, std_s) clipped at 0, seeded (as adaptinf sim)."""
+    """Each message's round trip: normal(mean_s, std_s) clipped at 0, seeded (as adaptinf sim);
+    half on the way up, half on the way back."""
 
     mean_s: float
     std_s: float
@@ -143,8 +147,7 @@ class _Direction:
                     break
                 self.shaper.count(self.uplink, data)
                 pieces = self.shaper.schedule(self.uplink, time.monotonic(), len(data))
-                drawn = self.shaper.draw_delay() if self.uplink else None
-                delay = drawn if drawn is not None else self.shaper.profile.rtt_s / 2
+                delay = self.shaper.one_way_delay(self.uplink)
                 with self._cv:
                     offset = 0
                     for departs, size in pieces:
@@ -207,6 +210,7 @@ class LinkShaper:
         self._bottlenecks = {True: bottleneck_for(profile, True, time.monotonic()),
                              False: bottleneck_for(profile, False, time.monotonic())}
         self._delays = self._delay_sampler(profile)
+        self._last_draw: float | None = None
         self._directions: list[_Direction] = []
         self.stalled = False
         self.bytes_up = self.bytes_down = 0     # what crossed the link, counted at the socket
@@ -243,25 +247,30 @@ class LinkShaper:
         with self._bottleneck_lock:
             self.profile = profile
             self._bottlenecks = {True: bottleneck_for(profile, True, now), False: bottleneck_for(profile, False, now)}
-            self._delays = self._delay_sampler(profile)
+            self._delays, self._last_draw = self._delay_sampler(profile), None
 
     @staticmethod
     def _delay_sampler(profile: LinkProfile):
         """(the sim's network model, its seeded generator), or None without per-message delays."""
-        if profile.uplink_delay is None:
+        if profile.message_delay is None:
             return None
-        from adaptinf.programs.sim import Network
-
-        d = profile.uplink_delay
+        d = profile.message_delay
         return Network(d.mean_s, d.std_s), np.random.default_rng(d.seed)
 
     def draw_delay(self) -> float | None:
-        """The next uplink message's delay (seconds), or None when the profile has none."""
+        """The next message's round trip (seconds), or None when the profile has none."""
         with self._bottleneck_lock:
             if self._delays is None:
                 return None
             network, rng = self._delays
-            return float(network.sample(1, rng)[0])
+            self._last_draw = float(network.sample(1, rng)[0])
+            return self._last_draw
+
+    def one_way_delay(self, uplink: bool) -> float:
+        """What the data just read waits, besides the bottleneck: half the round trip, drawn
+        afresh on the uplink, and the latest draw's on the downlink."""
+        drawn = self.draw_delay() if uplink else self._last_draw
+        return (drawn if drawn is not None else self.profile.rtt_s) / 2
 
     def restart(self, timeout_s: float = 5.0) -> float:
         """Empty both directions' queues, then restart the bottlenecks (trace time 0 = now).
@@ -275,7 +284,7 @@ class LinkShaper:
         with self._bottleneck_lock:
             for b in self._bottlenecks.values():
                 b.restart(now)
-            self._delays = self._delay_sampler(self.profile)     # the same draws again, from the first
+            self._delays, self._last_draw = self._delay_sampler(self.profile), None   # the same draws again
         return now
 
     def stall(self, on: bool = True) -> None:

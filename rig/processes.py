@@ -93,9 +93,10 @@ def _spawn(name: str, command: list[str], timeout_s: float, env: dict | None) ->
     return Service(name, proc, endpoint[0], output)
 
 
-def spawn_cloud(bundle: Path | str, endpoint: str = "tcp://127.0.0.1:*", threads: int = 1) -> Service:
+def spawn_cloud(bundle: Path | str, endpoint: str = "tcp://127.0.0.1:*", threads: int = 1,
+                extra_args: tuple[str, ...] = ()) -> Service:
     return spawn("adaptinf-cloud", "adaptinf.cloud.main",
-                 ["--bundle", str(bundle), "--endpoint", endpoint, "--threads", str(threads)])
+                 ["--bundle", str(bundle), "--endpoint", endpoint, "--threads", str(threads), *extra_args])
 
 
 def write_daemon_config(path: Path, **sections: dict) -> Path:

@@ -59,6 +59,16 @@ def dsnn_export(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def zoo_bundle(tmp_path_factory):
+    """A tiny `adaptinf build zoo`: six models of three families, trained for seconds."""
+    from adaptinf.toolchain import zoo
+
+    out = tmp_path_factory.mktemp("zoo")
+    zoo.build(out, zoo.ZooConfig(n_train=800, n_val=200, n_test=300, epochs=2), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def mux_build(tmp_path_factory):
     """Algorithm 1 end to end on a tiny pool (glyph_resnet widths 8 and 16, one epoch; seconds):
     (bundle directory, results)."""

@@ -125,7 +125,7 @@ def test_per_message_delays_are_the_sims_draws_and_restart_replays_them():
     from adaptinf.programs.sim import Network
     from adaptinf.rig.link_shaper import LinkProfile, MessageDelay
 
-    profile = LinkProfile("delayed", 50e6, 50e6, 0.0, uplink_delay=MessageDelay(0.1, 0.05, seed=3))
+    profile = LinkProfile("delayed", 50e6, 50e6, 0.0, message_delay=MessageDelay(0.1, 0.05, seed=3))
     server = socket.create_server(("127.0.0.1", 0))
     shaper = LinkShaper(("127.0.0.1", server.getsockname()[1]), profile)
     expected = Network(0.1, 0.05).sample(20, np.random.default_rng(3))   # what `adaptinf sim --seed 3` draws
@@ -142,7 +142,7 @@ def test_per_message_delays_keep_the_uplink_in_order():
 
     server, received, done = sink(200)
     # a wide spread: later messages often draw shorter delays than earlier ones
-    profile = LinkProfile("delayed", 50e6, 50e6, 0.0, uplink_delay=MessageDelay(0.02, 0.02, seed=1))
+    profile = LinkProfile("delayed", 50e6, 50e6, 0.0, message_delay=MessageDelay(0.02, 0.02, seed=1))
     shaper = LinkShaper(("127.0.0.1", server.getsockname()[1]), profile).start()
     with socket.create_connection(("127.0.0.1", shaper.port)) as client:
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

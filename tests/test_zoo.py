@@ -24,15 +24,6 @@ from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, ModelProfile, PartitionPro
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def zoo_bundle(tmp_path_factory):
-    from adaptinf.toolchain import zoo
-
-    out = tmp_path_factory.mktemp("zoo")
-    zoo.build(out, zoo.ZooConfig(n_train=800, n_val=200, n_test=300, epochs=2), progress=False)
-    return out
-
-
 def test_the_zoo_spans_families_flops_and_accuracy(zoo_bundle):
     b = load_bundle(zoo_bundle)
     assert b.zoo is not None and len(b.zoo.models) == 6
@@ -135,8 +126,10 @@ def test_mdinference_in_the_daemon_chooses_among_the_served_zoo(zoo_bundle, tmp_
     cheapest = min(zoo, key=lambda m: served[m].device_ms)
     for r in replies:
         s = r.served_by
-        assert s["placement"] == "duplicate" and s["model"] in zoo and s["device_model"] == cheapest
+        assert s["placement"] == "duplicate" and s["device_model"] == cheapest
         assert 0 < s["budget_ms"] < 250.0 and s["answered_by"] in ("cloud", "device")
+        if s["answered_by"] == "cloud":    # the cloud's MDInference chose it, and says so
+            assert s["model"] in zoo
     assert sum(r.served_by["answered_by"] == "cloud" for r in replies) >= 15
 
 

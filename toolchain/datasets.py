@@ -29,6 +29,25 @@ def glyphs(n: int, seed: int, size: int = 32) -> ImageData:
     return ImageData(g.images, g.labels, g.classes)
 
 
+def glyph_bundle_splits(data: dict, name: str = "bundle") -> tuple[ImageData, ImageData, ImageData]:
+    """(train, val, test) of a glyph bundle (`adaptinf build zoo`), regenerated from its
+    manifest's data section (n_train, n_val, n_test, seed)."""
+    try:
+        n_train, n_val, n_test, seed = (int(data[k]) for k in ("n_train", "n_val", "n_test", "seed"))
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{name}: its data section does not say how its glyph splits were made "
+                         "(n_train, n_val, n_test, seed)") from None
+    g = glyphs(n_train + n_val + n_test, seed)
+    cuts = (0, n_train, n_train + n_val, None)
+    train, val, test = (ImageData(g.images[a:b], g.labels[a:b], g.classes) for a, b in zip(cuts, cuts[1:]))
+    return train, val, test
+
+
+def glyph_bundle_test_split(bundle) -> ImageData:
+    """The held-out test split a glyph bundle's accuracies were measured on."""
+    return glyph_bundle_splits(bundle.data, f"bundle {bundle.name!r}")[2]
+
+
 def digits_features() -> tuple[np.ndarray, np.ndarray]:
     """sklearn's 8x8 digits as (N, 64) float32 in [0, 1] and labels: for FC nets and the MCU."""
     from sklearn.datasets import load_digits

@@ -64,14 +64,6 @@ def zoo_outputs(bundle, images: np.ndarray, batch_size: int = 512) -> np.ndarray
     return np.stack(out)
 
 
-def _held_out_test(bundle) -> datasets.ImageData:
-    """The zoo build's own test split, regenerated from its manifest's data section."""
-    d = bundle.data
-    data = datasets.glyphs(d["n_train"] + d["n_val"] + d["n_test"], d["seed"])
-    start = d["n_train"] + d["n_val"]
-    return datasets.ImageData(data.images[start:], data.labels[start:], data.classes)
-
-
 def _route(mask: np.ndarray, probs: np.ndarray, labels: np.ndarray, flops: np.ndarray, extra: float = 0.0) -> dict:
     combined = policy.combine(probs, mask)
     share = mask.mean(0)
@@ -88,7 +80,7 @@ def evaluate(zoo_dir: Path, config: ZooMuxConfig = ZooMuxConfig(), progress: boo
     fresh = datasets.glyphs(config.n_mux + config.n_val, config.seed + 1000 * bundle.data.get("seed", 0))
     mux_x, mux_y = fresh.images[:config.n_mux], fresh.labels[:config.n_mux]
     val_x, val_y = fresh.images[config.n_mux:], fresh.labels[config.n_mux:]
-    test = _held_out_test(bundle)
+    test = datasets.glyph_bundle_test_split(bundle)
     p_mux, p_val, p_test = (zoo_outputs(bundle, x) for x in (mux_x, val_x, test.images))
 
     torch.manual_seed(config.seed)
