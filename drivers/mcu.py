@@ -1,5 +1,8 @@
 """The MCU over serial: HELLO, PING, chunked model loading, INFER (pyserial; a board or QEMU).
 
+An input over one payload (more than 128 float32 features, up to the firmware's 1024) goes
+in INPUT_CHUNKs, then an empty INFER runs on it.
+
 `port` is anything pyserial opens: /dev/ttyACM0 (or the udev name /dev/adaptinf-stm32) on
 a board, socket://127.0.0.1:PORT for the firmware running in QEMU. The port is opened
 exclusively, stale input is flushed, and every exchange is bounded by a timeout.
@@ -26,6 +29,7 @@ from adaptinf.drivers import mcu_protocol as proto
 from adaptinf.drivers.mcu_model import McuNet, McuSystem, system_blob, to_blob
 
 CHUNK = proto.MAX_PAYLOAD - 4   # LOAD_CHUNK carries a u32 offset
+INPUT_CHUNK_FEATURES = (proto.MAX_PAYLOAD - 2) // 4   # INPUT_CHUNK: a u16 offset, then float32s
 BOOT_SEQ = 0                    # the firmware's HELLO at boot
 UNKNOWN_SEQ = 0xFF              # the firmware's ERROR for a frame it could not decode
 REPLY_TYPES = {proto.FrameType.HELLO: proto.FrameType.HELLO_REPLY, proto.FrameType.PING: proto.FrameType.PONG,
@@ -49,6 +53,8 @@ class Hello:
     max_payload: int
     model_capacity: int
     model_loaded: int
+    max_input: int | None = None     # features a net may take (FC_MAX_INPUT); None from an older firmware
+    max_width: int | None = None     # outputs a layer may have (FC_MAX_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -145,8 +151,7 @@ class McuClient:
                 if frame.seq != seq:
                     continue                                # a late reply to an earlier request
                 if frame.type == proto.FrameType.ERROR:
-                    status = proto.Status(frame.payload[0]) if frame.payload else None
-                    raise McuError(f"{frame_type.name} refused: {status.name if status else '?'}", status)
+                    raise _refusal(frame_type, frame.payload)
                 if frame.type != expected:
                     continue
                 return frame
@@ -160,7 +165,8 @@ class McuClient:
         for _ in range(attempts):
             try:
                 p = self.request(proto.FrameType.HELLO, timeout_s=timeout_s, retries=attempts - 1).payload
-                return Hello(p[0], p[1], struct.unpack_from("<H", p, 2)[0], *struct.unpack_from("<II", p, 4))
+                caps = struct.unpack_from("<HH", p, 12) if len(p) >= 16 else (None, None)
+                return Hello(p[0], p[1], struct.unpack_from("<H", p, 2)[0], *struct.unpack_from("<II", p, 4), *caps)
             except McuReset:
                 continue
         raise McuError(f"the MCU on {self.port} keeps resetting")
@@ -183,8 +189,26 @@ class McuClient:
         return len(blob)
 
     def infer(self, features: np.ndarray) -> McuResult:
-        payload = np.ascontiguousarray(features, np.float32).tobytes()
-        p = self.request(proto.FrameType.INFER, payload).payload
+        values = np.ascontiguousarray(features, np.float32).reshape(-1)
+        if 4 * values.size <= proto.MAX_PAYLOAD:
+            p = self.request(proto.FrameType.INFER, values.tobytes()).payload
+        else:     # staged in chunks, in order; a refused chunk restarts the staging on the MCU
+            for offset in range(0, values.size, INPUT_CHUNK_FEATURES):
+                self.request(proto.FrameType.INPUT_CHUNK, struct.pack("<H", offset)
+                             + values[offset:offset + INPUT_CHUNK_FEATURES].tobytes())
+            p = self.request(proto.FrameType.INFER, b"").payload
         confidence, count = struct.unpack_from("<fI", p, 4)
         logits = np.frombuffer(p, np.float32, p[3], 12) if len(p) >= 12 + 4 * p[3] else None
         return McuResult(p[0], confidence, count, "int8" if p[1] == 0 else "float32", p[2], logits)
+
+
+def _refusal(request: proto.FrameType, payload: bytes) -> McuError:
+    """The firmware's ERROR as an exception that says why (a MODEL error carries the parser's reason)."""
+    try:
+        status = proto.Status(payload[0]) if payload else None
+    except ValueError:
+        status = None
+    message = f"{request.name} refused: {status.name if status else '?'}"
+    if status == proto.Status.MODEL and len(payload) > 1:
+        message += f" ({proto.MODEL_REASONS.get(payload[1], f'reason {payload[1]}')})"
+    return McuError(message, status)

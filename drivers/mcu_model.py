@@ -23,7 +23,8 @@ SYSTEM_VERSION = 1
 MAX_NETS = 2
 MAX_NODES = 512
 MAX_LAYERS = 8
-MAX_WIDTH = 256
+MAX_INPUT = 1024          # FC_MAX_INPUT: the features a net takes (its first layer's inputs)
+MAX_WIDTH = 256           # FC_MAX_WIDTH: the outputs of any layer
 MODEL_BYTES = 96 * 1024   # FC_MODEL_BYTES: the firmware's model buffer
 
 
@@ -54,6 +55,18 @@ class McuNet:
         return sum(int(np.prod(layer.weights.shape)) for layer in self.layers)
 
 
+def check_shape(shapes: list[tuple[int, int]]) -> None:
+    """ValueError saying which cap a net of these (out, in) layers exceeds; the firmware
+    checks the same at load (MODEL, with the reason)."""
+    if not 1 <= len(shapes) <= MAX_LAYERS:
+        raise ValueError(f"the firmware takes 1 to {MAX_LAYERS} layers, not {len(shapes)}")
+    if shapes[0][1] > MAX_INPUT:
+        raise ValueError(f"the net takes {shapes[0][1]} input features; the firmware takes at most {MAX_INPUT}")
+    widest = max(out for out, _ in shapes)
+    if widest > MAX_WIDTH:
+        raise ValueError(f"a layer has {widest} outputs; the firmware's layers have at most {MAX_WIDTH}")
+
+
 def _scale(values: np.ndarray) -> float:
     return float(np.float32(max(float(np.abs(values).max()), 1e-8) / 127.0))
 
@@ -61,8 +74,7 @@ def _scale(values: np.ndarray) -> float:
 def quantize_net(weights: list[np.ndarray], biases: list[np.ndarray], calibration: np.ndarray,
                  dtype: str = "int8") -> McuNet:
     """weights[i]: (out, in) float; ReLU between layers; calibration: representative inputs (N, in)."""
-    if len(weights) > MAX_LAYERS or max(max(w.shape) for w in weights) > MAX_WIDTH:
-        raise ValueError(f"the firmware takes at most {MAX_LAYERS} layers of width {MAX_WIDTH}")
+    check_shape([np.shape(w) for w in weights])
     last = len(weights) - 1
     if dtype == "float32":
         return McuNet("float32", 1.0, tuple(QuantLayer(np.asarray(w, np.float32), np.asarray(b, np.float32),
@@ -89,6 +101,7 @@ def _pad4(data: bytes) -> bytes:
 
 
 def to_blob(net: McuNet) -> bytes:
+    check_shape([layer.weights.shape for layer in net.layers])
     out = bytearray(MAGIC + struct.pack("<BBBBHHf", VERSION, 0 if net.dtype == "int8" else 1, len(net.layers), 0,
                                         net.input_dim, net.classes, net.input_scale))
     for layer in net.layers:
@@ -105,10 +118,15 @@ def reference_logits(net: McuNet, x: np.ndarray) -> np.ndarray:
     """The firmware's computation, step for step (float32 where it uses float)."""
     x = np.asarray(x, np.float32)
     if net.dtype == "float32":
+        # fc.c's layer_f32: acc = bias, then acc += w * x input by input, each step rounded to
+        # float32 (the build has no FMA contraction: -std=c11); numpy's float32 rounds alike
         a = x
         for layer in net.layers:
-            a = (layer.weights.astype(np.float64) @ a.astype(np.float64) + layer.bias).astype(np.float32)
-            a = np.maximum(a, 0) if layer.relu else a
+            w = np.asarray(layer.weights, np.float32)
+            acc = np.asarray(layer.bias, np.float32).copy()
+            for i in range(w.shape[1]):
+                acc = acc + w[:, i] * a[i]
+            a = np.maximum(acc, np.float32(0)) if layer.relu else acc
         return a
     q = np.clip(np.rint(x / np.float32(net.input_scale)), -128, 127).astype(np.int32)
     for i, layer in enumerate(net.layers):

@@ -40,6 +40,7 @@ class FrameType(enum.IntEnum):
     INFER = 0x08
     RESULT = 0x09
     ACK = 0x0A
+    INPUT_CHUNK = 0x0B      # {u16 offset in features, float32 values}: an input over one payload
     ERROR = 0x7F
 
 
@@ -56,6 +57,12 @@ class Status(enum.IntEnum):
     NOT_LOADED = 7
     MODEL = 8
     BUSY = 9
+
+
+# A MODEL error's second byte: why the firmware's parser refused the blob (fc_status in fc.h).
+MODEL_REASONS = {1: "not an AIFC/AIMS blob", 2: "unsupported blob version", 3: "inconsistent shapes",
+                 4: "truncated blob", 5: "bad input", 6: "more input features than the firmware takes",
+                 7: "a layer wider than the firmware takes"}
 
 
 @dataclass(frozen=True)

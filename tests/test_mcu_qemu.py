@@ -160,3 +160,67 @@ def test_a_tty_path_works_and_is_opened_exclusively(dsnn_export):
                 McuClient(rig.url)        # a second process must not share the line
     finally:
         rig.stop()
+
+
+def wide_input_net(dtype: str, features: int = 1024, hidden: int = 32, classes: int = 10, seed: int = 0):
+    """A 32x32-grey-sized net (random weights: the arithmetic, not the accuracy, is checked)."""
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(0, 0.05, (hidden, features)).astype(np.float32),
+               rng.normal(0, 0.2, (classes, hidden)).astype(np.float32)]
+    biases = [rng.normal(0, 0.1, hidden).astype(np.float32), rng.normal(0, 0.1, classes).astype(np.float32)]
+    x = rng.random((64, features)).astype(np.float32)
+    return quantize_net(weights, biases, x, dtype), x
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+def test_a_1024_feature_input_arrives_in_chunks_and_agrees_with_the_host(mcu, dtype):
+    net, x = wide_input_net(dtype, hidden=32 if dtype == "int8" else 16)   # float32: 64 KB of weights
+    with McuClient(mcu.url) as m:
+        hello = m.hello()
+        assert (hello.max_input, hello.max_width) == (1024, 256)
+        m.load(net)
+        results = [m.infer(x[i]) for i in range(8)]
+        m._serial.write(b"\x00")                      # a stray byte between frames changes nothing
+        again = m.infer(x[0])
+    for i, r in enumerate(results):
+        ref = reference_logits(net, x[i])
+        assert r.label == int(np.argmax(ref))
+        np.testing.assert_array_equal(r.logits, ref.astype(np.float32))   # bit for bit
+    assert again.label == results[0].label and abs(again.count - results[0].count) <= 1
+
+
+def test_the_input_and_width_caps_are_checked_at_load_with_the_reason(mcu, monkeypatch):
+    from adaptinf.drivers import mcu_model
+
+    with pytest.raises(ValueError, match="1025 input features; the firmware takes at most 1024"):
+        wide_input_net("int8", features=1025, hidden=16)       # the host says so before sending anything
+    with pytest.raises(ValueError, match="257 outputs; the firmware's layers have at most 256"):
+        wide_input_net("int8", features=64, hidden=257)
+    monkeypatch.setattr(mcu_model, "check_shape", lambda shapes: None)   # now the firmware's own check
+    too_many, _ = wide_input_net("int8", features=1025, hidden=16)
+    too_wide, _ = wide_input_net("int8", features=64, hidden=257)
+    with McuClient(mcu.url) as m:
+        for net, reason in ((too_many, "more input features than the firmware takes"),
+                            (too_wide, "a layer wider than the firmware takes")):
+            with pytest.raises(McuError, match=reason) as err:
+                m.load(net)
+            assert err.value.status == proto.Status.MODEL
+        net, x = wide_input_net("int8")               # and a good one still loads and answers
+        m.load(net)
+        assert m.infer(x[0]).label == int(np.argmax(reference_logits(net, x[0])))
+
+
+def test_a_chunk_out_of_order_restarts_the_staging(mcu):
+    import struct
+
+    net, x = wide_input_net("int8")
+    with McuClient(mcu.url) as m:
+        m.load(net)
+        m.request(proto.FrameType.INPUT_CHUNK, struct.pack("<H", 0) + x[0, :127].tobytes())
+        with pytest.raises(McuError) as err:           # a gap: refused, and staging starts over
+            m.request(proto.FrameType.INPUT_CHUNK, struct.pack("<H", 500) + x[0, 500:627].tobytes())
+        assert err.value.status == proto.Status.LENGTH
+        with pytest.raises(McuError) as err:           # nothing staged: an empty INFER is refused
+            m.request(proto.FrameType.INFER, b"")
+        assert err.value.status == proto.Status.LENGTH
+        assert m.infer(x[1]).label == int(np.argmax(reference_logits(net, x[1])))

@@ -21,11 +21,17 @@
 #define FC_MAGIC 0x43464941u   /* "AIFC" */
 #define FC_VERSION 1u
 #define FC_MAX_LAYERS 8u
-#define FC_MAX_WIDTH 256u
+#define FC_MAX_INPUT 1024u     /* features a net takes: its first layer's inputs (e.g. 32x32 grey) */
+#define FC_MAX_WIDTH 256u      /* outputs of any layer: the activation buffers */
 #define FC_MODEL_BYTES (96u * 1024u)
 
 typedef enum { FC_INT8 = 0, FC_F32 = 1 } fc_dtype;
-typedef enum { FC_OK = 0, FC_ERR_MAGIC, FC_ERR_VERSION, FC_ERR_SHAPE, FC_ERR_SIZE, FC_ERR_INPUT } fc_status;
+/* Values travel as the detail byte of a MODEL error (docs/serial-protocol.md): append only. */
+typedef enum {
+    FC_OK = 0, FC_ERR_MAGIC, FC_ERR_VERSION, FC_ERR_SHAPE, FC_ERR_SIZE, FC_ERR_INPUT,
+    FC_ERR_TOO_MANY_INPUTS,   /* input_dim > FC_MAX_INPUT */
+    FC_ERR_TOO_WIDE           /* a layer's outputs > FC_MAX_WIDTH */
+} fc_status;
 
 typedef struct {
     uint16_t in, out;

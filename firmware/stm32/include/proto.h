@@ -27,7 +27,7 @@
 typedef enum {
     PROTO_HELLO = 0x01, PROTO_HELLO_REPLY = 0x02, PROTO_PING = 0x03, PROTO_PONG = 0x04,
     PROTO_LOAD_BEGIN = 0x05, PROTO_LOAD_CHUNK = 0x06, PROTO_LOAD_END = 0x07,
-    PROTO_INFER = 0x08, PROTO_RESULT = 0x09, PROTO_ACK = 0x0A, PROTO_ERROR = 0x7F
+    PROTO_INFER = 0x08, PROTO_RESULT = 0x09, PROTO_ACK = 0x0A, PROTO_INPUT_CHUNK = 0x0B, PROTO_ERROR = 0x7F
 } proto_type;
 
 /* Error codes carried in PROTO_ERROR replies, and returned by the decoder. */

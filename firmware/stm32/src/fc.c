@@ -24,8 +24,11 @@ fc_status fc_parse(const uint8_t *blob, size_t length, fc_model *model)
     model->input_dim = rd16(blob + 8);
     model->classes = rd16(blob + 10);
     model->input_scale = rdf(blob + 12);
-    if (blob[5] > 1 || model->layers == 0 || model->layers > FC_MAX_LAYERS) {
+    if (blob[5] > 1 || model->layers == 0 || model->layers > FC_MAX_LAYERS || model->input_dim == 0) {
         return FC_ERR_SHAPE;
+    }
+    if (model->input_dim > FC_MAX_INPUT) {
+        return FC_ERR_TOO_MANY_INPUTS;
     }
     size_t at = 16, element = model->dtype == FC_INT8 ? 1u : 4u;
     uint16_t width = model->input_dim;
@@ -39,7 +42,10 @@ fc_status fc_parse(const uint8_t *blob, size_t length, fc_model *model)
         l->relu = blob[at + 4];
         l->requant = rdf(blob + at + 8);
         at += 12;
-        if (l->in != width || l->out == 0 || l->out > FC_MAX_WIDTH || l->in > FC_MAX_WIDTH) {
+        if (l->out > FC_MAX_WIDTH) {
+            return FC_ERR_TOO_WIDE;
+        }
+        if (l->in != width || l->out == 0) {   /* width: the input, then the previous layer's outputs */
             return FC_ERR_SHAPE;
         }
         size_t wbytes = pad4((size_t)l->in * l->out * element), bbytes = (size_t)l->out * 4u;
@@ -147,22 +153,28 @@ static void layer_f32(const fc_layer *layer, const float *x, float *y)
 
 fc_status fc_run(const fc_model *model, const float *input, float *logits)
 {
+    /* The first layer reads the input (up to FC_MAX_INPUT features); the activations between
+     * layers (up to FC_MAX_WIDTH) alternate between two buffers. */
     if (model->dtype == FC_INT8) {
+        static int8_t x[FC_MAX_INPUT];   /* the quantised input: static, it is 1 KB */
         int8_t a[FC_MAX_WIDTH], b[FC_MAX_WIDTH];
         for (uint16_t i = 0; i < model->input_dim; i++) {
             float v = rintf(input[i] / model->input_scale);
-            a[i] = (int8_t)(v > 127.0f ? 127 : v < -128.0f ? -128 : (int)v);
+            x[i] = (int8_t)(v > 127.0f ? 127 : v < -128.0f ? -128 : (int)v);
         }
+        const int8_t *in = x;
         for (uint8_t l = 0; l < model->layers; l++) {
-            int last = l + 1 == model->layers;
-            fc_layer_s8(&model->layer[l], l % 2 ? b : a, l % 2 ? a : b, last ? logits : NULL);
+            int8_t *out = l % 2 ? b : a;
+            fc_layer_s8(&model->layer[l], in, out, l + 1 == model->layers ? logits : NULL);
+            in = out;
         }
     } else {
         float a[FC_MAX_WIDTH], b[FC_MAX_WIDTH];
-        memcpy(a, input, sizeof(float) * model->input_dim);
+        const float *in = input;
         for (uint8_t l = 0; l < model->layers; l++) {
-            int last = l + 1 == model->layers;
-            layer_f32(&model->layer[l], l % 2 ? b : a, last ? logits : (l % 2 ? a : b));
+            float *out = l + 1 == model->layers ? logits : (l % 2 ? b : a);
+            layer_f32(&model->layer[l], in, out);
+            in = out;
         }
     }
     return FC_OK;

@@ -6,7 +6,9 @@
  * LOAD_END; an AIMS multi-dsNN or a plain AIFC net), INFER routes and runs it and answers
  * RESULT {class, dtype, net, n, confidence, count, n logits}: the SysTick
  * count of the inference, which under QEMU -icount is instructions, not silicon cycles.
- * Bad frames get ERROR with the decoder's code; the loop never stops.
+ * An input larger than one payload (up to FC_MAX_INPUT features) arrives in INPUT_CHUNKs,
+ * then an empty INFER runs on it. Bad frames get ERROR with the decoder's code (a model
+ * the parser refuses: MODEL and the parser's reason); the loop never stops.
  */
 #include <string.h>
 
@@ -19,6 +21,8 @@
 #define RESULT_MAX_LOGITS ((PROTO_MAX_PAYLOAD - 12u) / 4u)
 
 static uint8_t model_blob[FC_MODEL_BYTES];
+static float input[FC_MAX_INPUT];   /* a frame's features: one INFER payload, or INPUT_CHUNKs */
+static uint32_t input_staged, last_input_offset = 0xFFFFFFFFu;
 static uint32_t model_length, model_expected, last_chunk_offset = 0xFFFFFFFFu;
 static int model_ready;
 static dsnn_system model;
@@ -47,33 +51,68 @@ static void send(uint8_t type, uint8_t seq, const uint8_t *payload, uint16_t len
 
 static void send_error(uint8_t seq, uint8_t code) { send(PROTO_ERROR, seq, &code, 1); }
 
+static void send_model_error(uint8_t seq, fc_status why)   /* MODEL, and the parser's reason */
+{
+    uint8_t p[2] = {PROTO_ERR_MODEL, (uint8_t)why};
+    send(PROTO_ERROR, seq, p, sizeof p);
+}
+
 static void put32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24); }
 static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
 static void hello(uint8_t seq)
 {
-    uint8_t p[12];
+    uint8_t p[16];
     p[0] = FIRMWARE_VERSION;
     p[1] = PROTO_VERSION;
     p[2] = (uint8_t)(PROTO_MAX_PAYLOAD & 0xFF);
     p[3] = (uint8_t)(PROTO_MAX_PAYLOAD >> 8);
     put32(p + 4, FC_MODEL_BYTES);
     put32(p + 8, model_ready ? model_length : 0);
+    p[12] = (uint8_t)(FC_MAX_INPUT & 0xFF);
+    p[13] = (uint8_t)(FC_MAX_INPUT >> 8);
+    p[14] = (uint8_t)(FC_MAX_WIDTH & 0xFF);
+    p[15] = (uint8_t)(FC_MAX_WIDTH >> 8);
     send(PROTO_HELLO_REPLY, seq, p, sizeof p);
+}
+
+static void input_chunk(uint8_t seq, const proto_frame *f)
+{
+    /* {offset (features, u16), float32 values}; in order, as LOAD_CHUNK */
+    uint32_t offset = f->length >= 2 ? (uint32_t)(f->payload[0] | f->payload[1] << 8) : 0xFFFFFFFFu;
+    uint32_t n = f->length >= 2 ? (f->length - 2u) / 4u : 0;
+    if (!model_ready) {
+        send_error(seq, PROTO_ERR_NOT_LOADED);
+    } else if (f->length >= 2 && offset == last_input_offset && offset + n == input_staged) {
+        send(PROTO_ACK, seq, NULL, 0);           /* a retransmission of the last chunk (its ACK was lost) */
+    } else if (f->length < 2 || (f->length - 2u) % 4u || offset != input_staged || offset + n > model.input_dim) {
+        input_staged = 0;                        /* out of order or too much: the host starts again */
+        last_input_offset = 0xFFFFFFFFu;
+        send_error(seq, PROTO_ERR_LENGTH);
+    } else {
+        memcpy(input + offset, f->payload + 2, 4u * n);
+        last_input_offset = offset;
+        input_staged += n;
+        send(PROTO_ACK, seq, NULL, 0);
+    }
 }
 
 static void infer(uint8_t seq, const proto_frame *f)
 {
-    static float input[FC_MAX_WIDTH];
     if (!model_ready) {
         send_error(seq, PROTO_ERR_NOT_LOADED);
         return;
     }
-    if (f->length != 4u * model.input_dim) {
+    if (f->length == 0 && input_staged == model.input_dim) {
+        /* the input came in INPUT_CHUNKs */
+    } else if (f->length != 4u * model.input_dim) {
         send_error(seq, PROTO_ERR_LENGTH);
         return;
+    } else {
+        memcpy(input, f->payload, f->length);
     }
-    memcpy(input, f->payload, f->length);
+    input_staged = 0;                            /* each staged input answers one INFER */
+    last_input_offset = 0xFFFFFFFFu;
     uint32_t start = ticks();
     dsnn_result r = dsnn_run(&model, input);   /* the count covers the tree, the net and the softmax */
     uint32_t count = ticks() - start;
@@ -129,14 +168,22 @@ static void handle(const proto_frame *f)
         uint16_t crc = f->length >= 2 ? (uint16_t)(f->payload[0] | f->payload[1] << 8) : 0;
         if (model_length != model_expected || crc != proto_crc16(model_blob, model_length)) {
             send_error(f->seq, PROTO_ERR_CRC);
-        } else if (dsnn_parse(model_blob, model_length, &model) != FC_OK) {
-            send_error(f->seq, PROTO_ERR_MODEL);
         } else {
-            model_ready = 1;
-            send(PROTO_ACK, f->seq, NULL, 0);
+            fc_status why = dsnn_parse(model_blob, model_length, &model);
+            if (why != FC_OK) {
+                send_model_error(f->seq, why);
+            } else {
+                model_ready = 1;
+                input_staged = 0;
+                last_input_offset = 0xFFFFFFFFu;
+                send(PROTO_ACK, f->seq, NULL, 0);
+            }
         }
         break;
     }
+    case PROTO_INPUT_CHUNK:
+        input_chunk(f->seq, f);
+        break;
     case PROTO_INFER:
         infer(f->seq, f);
         break;
