@@ -19,7 +19,8 @@ import numpy as np
 
 from adaptinf.engines.base import Engine
 
-CALIBRATION_RUNS = 7
+WARMUP_RUNS = 3          # a fresh session's first runs pay for allocations
+CALIBRATION_RUNS = 21    # the median of these: fewer left two daemons' emulated times 37% apart
 
 
 class EmulatedSlowdown:
@@ -40,11 +41,11 @@ class EmulatedSlowdown:
         shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape)
         x = np.zeros(shape, dtype=spec.dtype)
         times = []
-        for _ in range(CALIBRATION_RUNS + 1):
+        for _ in range(WARMUP_RUNS + CALIBRATION_RUNS):
             start = self._clock()
             self._engine.run(x)
             times.append(self._clock() - start)
-        return statistics.median(times[1:])
+        return statistics.median(times[WARMUP_RUNS:])
 
     def run(self, x: np.ndarray) -> np.ndarray:
         start = self._clock()

@@ -50,9 +50,10 @@ class StreamResult:
 
 def stream(endpoint: str, frames: np.ndarray, fps: float, request: Callable[[int], dict], start: float,
            drain_s: float = 10.0, context: zmq.Context | None = None,
-           progress: Callable[[int], None] | None = None) -> StreamResult:
-    """Send frames[i] (each (1, H, W, C)) with request(i)'s fields at start + i / fps;
-    wait up to drain_s after the last send for the remaining answers."""
+           progress: Callable[[int], None] | None = None, offsets: np.ndarray | None = None) -> StreamResult:
+    """Send frames[i] (each (1, H, W, C)) with request(i)'s fields at start + i / fps (or at
+    start + offsets[i]: another arrival process, e.g. Poisson); wait up to drain_s after the
+    last send for the remaining answers."""
     ctx = context or zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -64,7 +65,7 @@ def stream(endpoint: str, frames: np.ndarray, fps: float, request: Callable[[int
     try:
         n = len(frames)
         for i in range(n + 1):
-            due = start + i / fps if i < n else None
+            due = (start + (offsets[i] if offsets is not None else i / fps)) if i < n else None
             _receive_until(sock, due if due is not None else time.monotonic() + drain_s, by_id, result,
                            stop_when_done=due is None)
             if due is None:

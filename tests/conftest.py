@@ -68,6 +68,32 @@ def zoo_bundle(tmp_path_factory):
     return out
 
 
+# The tiny zoo trains for seconds, so its models' accuracies barely differ (the cheapest may
+# be the best): tests of what chooses among them give a copy a ladder by cost, as a full zoo
+# build has (docs/model-selection.md); the models and their times stay the zoo's.
+ZOO_LADDER = (0.40, 0.50, 0.60, 0.66, 0.72, 0.78)
+
+
+def laddered_zoo_copy(zoo: Path, dest: Path) -> Path:
+    """A copy of `zoo` whose models' accuracies rise with their cost (the most accurate first:
+    the full model)."""
+    import json
+    import shutil
+
+    from adaptinf.bundle import load_bundle, write_manifest
+
+    shutil.copytree(zoo, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    cheapest_first = load_bundle(zoo).zoo.models
+    for entry in manifest["models"]:
+        entry["accuracy"] = ZOO_LADDER[cheapest_first.index(entry["name"])]
+    manifest["models"].sort(key=lambda m: -m["accuracy"])
+    for key in ("files", "format", "version"):
+        manifest.pop(key, None)
+    write_manifest(dest, manifest)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def mux_build(tmp_path_factory):
     """Algorithm 1 end to end on a tiny pool (glyph_resnet widths 8 and 16, one epoch; seconds):

@@ -97,8 +97,9 @@ def test_emulated_slowdown_is_factor_times_the_typical_time_not_each_runs():
         slept.append(s)
         clock.now += s
 
-    # calibration: one warm-up (ignored), then seven runs with median 1 ms
-    engine = _SteppingEngine(clock, [0.05] + [0.001] * 5 + [0.004, 0.0002] + [0.001, 0.003, 0.2])
+    # calibration: three warm-ups (ignored, however slow), then 21 runs with median 1 ms
+    engine = _SteppingEngine(clock, [0.05, 0.2, 0.3] + [0.001] * 15 + [0.004] * 3 + [0.0002] * 3
+                             + [0.001, 0.003, 0.2])
     slow = EmulatedSlowdown(engine, 100.0, clock=lambda: clock.now, sleep=sleep)
     assert slow.emulated_s == pytest.approx(0.1)
     for expected_sleep in (0.099, 0.097):    # a 3 ms host stall costs 3 ms, not 300 ms

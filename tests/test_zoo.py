@@ -20,6 +20,7 @@ from adaptinf.daemon.service import Daemon
 from adaptinf.policies.mdinference import MdInferencePolicy
 from adaptinf.policies.plan import FrameContext, Telemetry
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, ModelProfile, PartitionProfile, Profile
+from conftest import laddered_zoo_copy
 
 pytestmark = pytest.mark.slow
 
@@ -197,3 +198,19 @@ def test_the_multiplexer_policy_picks_a_zoo_model_per_frame_and_places_it(zoo_bu
         assert s["model"] == expected                                   # Algorithm 2 on this frame's w
         assert s["wants"] in ("device", "cloud") and s["answered_by"] in ("device", "cloud")
     assert all(r.served_by["wants"] == "device" for r in private)       # private: nothing leaves the device
+
+
+def test_dynamic_duo_configures_on_a_zoo(zoo_bundle, tmp_path):
+    """`adaptinf build duo` on a zoo: the big model is its most accurate, the little a cheaper
+    zoo model, the probes set on the zoo's own validation split."""
+    from adaptinf.toolchain.speculative_build import configure, pool_splits
+
+    copy = laddered_zoo_copy(zoo_bundle, tmp_path / "zoo")     # the tiny zoo's best may be its cheapest
+    _, val, test, classes = pool_splits(copy)
+    data = load_bundle(copy).data
+    assert (len(val.labels), len(test.labels)) == (data["n_val"], data["n_test"])
+    section = configure(copy)
+    b = load_bundle(copy)
+    assert section["big"] == b.full_model.name == max(b.models, key=lambda m: m.accuracy).name
+    assert section["little"] in b.zoo.models and b.model(section["little"]).flops < b.full_model.flops
+    assert b.dynamic_duo.little == section["little"] and len(b.dynamic_duo.thresholds) == len(classes)

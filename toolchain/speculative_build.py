@@ -15,8 +15,9 @@ M&MNet: the Master is the full model; the Minions are the pair of cheaper pool m
 (summed FLOPs below the Master's) with the smallest L = L_m1 + L_m2 + L_Master x P_r whose
 detector thresholds reach the Master's validation accuracy (policies/mmnet.py).
 
-Both read the validation split regenerated from the seed in the manifest of
-`adaptinf build multiplexer`.
+Both read the validation split regenerated from the seed in the manifest: of `adaptinf
+build multiplexer` (a pool, and `adaptinf build little`'s small models) or of `adaptinf
+build zoo` (six models of three families; the full model is the most accurate).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from adaptinf.engines import open_engine
 from adaptinf.engines.base import run_batched
 from adaptinf.policies.dynamic_duo import ModelOutputs, evaluate_pair
 from adaptinf.policies.modes import POWER_SAVING_LOSS   # one definition, shared with the detector
+from adaptinf.toolchain.datasets import glyph_bundle_splits
 
 BINS = np.linspace(0.0, 1.0, 21)
 
 
-def _outputs(bundle, name: str, images: np.ndarray, labels: np.ndarray) -> ModelOutputs:
+def model_outputs(bundle, name: str, images: np.ndarray, labels: np.ndarray) -> ModelOutputs:
     engine = open_engine(bundle.path(bundle.model(name).file), "onnxruntime")
     return ModelOutputs.from_logits(name, run_batched(engine, images), labels, float(bundle.model(name).flops))
 
@@ -48,19 +50,24 @@ def confidence_histograms(model: ModelOutputs, big: ModelOutputs) -> dict:
 
 
 def pool_splits(bundle_dir: Path):
-    """(pool_train, val, test, classes) of a pool bundle, regenerated from its manifest's seed."""
+    """(train, val, test, classes) of a pool or zoo bundle, regenerated from its manifest's seed."""
     from adaptinf.toolchain.multiplexer_build import split4
 
     data = json.loads((Path(bundle_dir) / "manifest.json").read_text()).get("data", {})
-    if "n_pool_train" not in data:
-        raise SystemExit(f"{bundle_dir}: not a pool bundle from `adaptinf build multiplexer` (no n_pool_train)")
-    train, _, val, test, classes = split4(data["n_pool_train"], data["seed"], data["n_val"])
-    return train, val, test, classes
+    if "n_pool_train" in data:
+        train, _, val, test, classes = split4(data["n_pool_train"], data["seed"], data["n_val"])
+        return train, val, test, classes
+    try:                                                     # adaptinf build zoo
+        train, val, test = glyph_bundle_splits(data, str(bundle_dir))
+    except ValueError as exc:
+        raise SystemExit(f"{exc}; a pool bundle (`adaptinf build multiplexer`) or a zoo (`adaptinf build zoo`) "
+                         "is needed") from None
+    return train, val, test, test.classes
 
 
 def candidates(bundle) -> list:
-    """The models that may speculate: the pool's and `build little`'s, cheaper than the full model."""
-    return [m for m in bundle.models if m.role in ("pool", "little") and m.flops < bundle.full_model.flops]
+    """The models that may speculate: the pool's, `build little`'s or the zoo's, cheaper than the full model."""
+    return [m for m in bundle.models if m.role in ("pool", "little", "zoo") and m.flops < bundle.full_model.flops]
 
 
 def _pool(bundle_dir: Path):
@@ -68,8 +75,8 @@ def _pool(bundle_dir: Path):
     bundle = load_bundle(bundle_dir)
     manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
     _, val, _, classes = pool_splits(bundle_dir)
-    big = _outputs(bundle, bundle.full_model.name, val.images, val.labels)
-    littles = [_outputs(bundle, m.name, val.images, val.labels) for m in candidates(bundle)]
+    big = model_outputs(bundle, bundle.full_model.name, val.images, val.labels)
+    littles = [model_outputs(bundle, m.name, val.images, val.labels) for m in candidates(bundle)]
     if not littles:
         raise SystemExit(f"{bundle_dir}: no pool model cheaper than the full model {bundle.full_model.name!r}")
     return bundle, manifest, big, littles, classes
