@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """The MCU benchmarks of issue 5, on the real firmware in QEMU (execution counts are deterministic there).
 
-    python bench/mcu_dsnn.py            # about 3 minutes on 2 cores
+    python bench/mcu_dsnn.py                      # digits (64 features): about 3 minutes on 2 cores
+    python bench/mcu_dsnn.py --dataset glyphs32   # 32x32 grey glyphs (1024 features, inputs in chunks)
 
 1. Monolithic vs multi-dsNN (thesis ch.3): one `build dsnn` on scikit-learn's digits, the
    design points picked at 100% and at 99% of the monolithic accuracy, every net int8 on
    the MCU over the whole test split: SysTick counts per inference (tree, net and softmax
-   included) as ratios to the monolithic net's, and accuracy on the MCU. Energy follows
-   cycles at a fixed run-mode power (policies/mcu_placement.py), so the energy saving is
-   1 - count ratio.
+   included) as ratios to the monolithic net's, and accuracy on the MCU. Energy is modelled:
+   instructions x ENERGY_PER_INSTRUCTION_NJ (below), so the energy saving is 1 - count ratio.
 2. Instructions per MAC of the int8 FC kernel (and float32): single-layer nets of growing
    size; the slope of ticks over MACs, divided by 0.168 ticks per instruction (-icount
    shift=0). The fixed costs (quantising the input, softmax) drop out of the slope.
@@ -19,6 +19,7 @@ Counts are QEMU instructions, not silicon cycles (docs/mcu.md).
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
@@ -27,10 +28,20 @@ from adaptinf.drivers import mcu_protocol as proto
 from adaptinf.drivers.mcu import CHUNK, McuClient
 from adaptinf.drivers.mcu_model import McuNet, McuSystem, QuantLayer, system_blob, to_blob
 from adaptinf.rig.qemu_mcu import QemuMcu, build_firmware, toolchain_missing
-from adaptinf.toolchain.datasets import digits_features
+from adaptinf.toolchain.datasets import digits_features, glyph_grey_features
 from adaptinf.toolchain.dsnn import DsnnConfig, build_dsnn, mcu_net, mcu_system
 
 TICKS_PER_INSTRUCTION = 0.168   # SysTick at 168 MHz of virtual time, 1 ns per instruction
+# 238 uA/MHz x 3.3 V: ST's STM32F405/407 product page ("as low as 238 uA/MHz at 168 MHz", run
+# mode, executing from flash). One instruction is taken as one cycle, which undercounts the
+# M4's multi-cycle loads and MACs: a lower bound. policies/mcu_placement.py uses the same figure.
+ENERGY_PER_INSTRUCTION_NJ = 238e-6 * 3.3 * 1e3
+# 1024 inputs: the two nets of a system share the 96 KB model buffer, so the hidden layers
+# stay narrow (32 KB of int8 weights per net at 32 units); fewer thresholds and search steps
+# keep the build to minutes.
+GLYPH_CONFIG = DsnnConfig(baseline_hidden=(32, 16), max_width=32, thresholds=4, max_search_steps=12, max_iter=200,
+                          constraint=1.0)
+GLYPH_FRAMES = 4000
 
 
 def run_split(mcu: McuClient, system: McuSystem, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -59,19 +70,29 @@ def kernel_slope(mcu: McuClient, dtype: str) -> float:
     return float(np.polyfit(macs, ticks, 1)[0]) / TICKS_PER_INSTRUCTION
 
 
+def microjoules(ticks: float) -> float:
+    return ticks / TICKS_PER_INSTRUCTION * ENERGY_PER_INSTRUCTION_NJ / 1e3
+
+
 def wire_bytes(payload: int) -> int:
     return len(proto.encode(proto.FrameType.INFER, 1, bytes(range(1, 256))[:1] * payload))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=("digits", "glyphs32"), default="digits")
+    args = parser.parse_args(argv)
     if toolchain_missing():
         print(f"skipped: {toolchain_missing()}")
         return 1
-    x, y = digits_features()
+    if args.dataset == "digits":
+        (x, y), config = digits_features(), DsnnConfig(constraint=1.0)
+    else:
+        (x, y), config = glyph_grey_features(GLYPH_FRAMES, seed=0), GLYPH_CONFIG
     order = np.random.default_rng(0).permutation(len(y))
     val, train = order[: len(y) // 4], order[len(y) // 4:]
-    print("building the multi-dsNN design space (adaptinf build dsnn's defaults) ...")
-    result = build_dsnn(x[train], y[train], x[val], y[val], DsnnConfig(constraint=1.0))
+    print(f"building the multi-dsNN design space on {args.dataset} ({x.shape[1]} features) ...")
+    result = build_dsnn(x[train], y[train], x[val], y[val], config)
     calibration = x[train][:200]
     build_firmware()
     qemu = QemuMcu()
@@ -80,10 +101,12 @@ def main() -> int:
             mono = McuSystem((mcu_net(result.monolithic, calibration),),
                              (tuple(int(c) for c in result.monolithic.classes_),))
             mono_ticks, mono_acc = run_split(mcu, mono, x[val], y[val])
-            print(f"\n1. monolithic {result.monolithic.hidden_layer_sizes} vs multi-dsNN, {len(val)} test digits, "
-                  f"int8 on the MCU")
-            print(f"{'system':38} {'MACs':>8} {'ticks':>8} {'accuracy':>9} {'speed-up':>9} {'energy':>9}")
-            print(f"{'monolithic':38} {result.monolithic_macs:8d} {mono_ticks:8.0f} {mono_acc:9.1%} "
+            print(f"\n1. monolithic {result.monolithic.hidden_layer_sizes} vs multi-dsNN, {len(val)} test frames, "
+                  f"int8 on the MCU; energy = instructions x {ENERGY_PER_INSTRUCTION_NJ:.3f} nJ")
+            print(f"{'system':38} {'MACs':>8} {'ticks':>8} {'instr.':>8} {'uJ':>7} {'accuracy':>9} "
+                  f"{'speed-up':>9} {'energy':>9}")
+            print(f"{'monolithic':38} {result.monolithic_macs:8d} {mono_ticks:8.0f} "
+                  f"{mono_ticks / TICKS_PER_INSTRUCTION:8.0f} {microjoules(mono_ticks):7.2f} {mono_acc:9.1%} "
                   f"{1.0:8.2f}x {'-':>9}")
             for constraint in (1.0, 0.99):
                 point = pick(result, constraint)
@@ -92,9 +115,12 @@ def main() -> int:
                     continue
                 ticks, acc = run_split(mcu, mcu_system(point, calibration), x[val], y[val])
                 name = f"at {constraint:.0%}: t={point.threshold:.3f} {list(point.main_hidden)}/{list(point.tail_hidden)}"
-                print(f"{name:38} {point.expected_macs:8.0f} {ticks:8.0f} {acc:9.1%} {mono_ticks / ticks:8.2f}x "
+                print(f"{name:38} {point.expected_macs:8.0f} {ticks:8.0f} {ticks / TICKS_PER_INSTRUCTION:8.0f} "
+                      f"{microjoules(ticks):7.2f} {acc:9.1%} {mono_ticks / ticks:8.2f}x "
                       f"{1 - ticks / mono_ticks:4.0%} less")
-            print("   (thesis ch.3 at 100%: 2.6x faster, 61% less energy; energy here = cycles x a fixed power)")
+            print("   (thesis ch.3 at 100%: 2.6x faster, 61% less energy)")
+            if args.dataset != "digits":
+                return 0
             s8, f32 = kernel_slope(mcu, "int8"), kernel_slope(mcu, "float32")
             print(f"\n2. FC kernel, instructions per MAC (slope over 2k..20k MACs): int8 {s8:.2f}, float32 {f32:.2f}")
             print("   (anchors: CMSIS-NN's int8 inner loop about 2 cycles/MAC; SMLAD's limit 0.5)")

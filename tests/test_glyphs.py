@@ -37,3 +37,13 @@ def test_bad_difficulty_is_refused():
         render_glyph("A", 1.5, np.random.default_rng(0))
     with pytest.raises(ValueError):
         make_glyphs(2, difficulty=(0.8, 0.2))
+
+
+def test_grey_features_are_the_mcus_largest_input():
+    from adaptinf.toolchain.datasets import glyph_grey_features, glyphs
+
+    x, y = glyph_grey_features(20, seed=3)
+    assert x.shape == (20, 1024) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    g = glyphs(20, 3)
+    np.testing.assert_allclose(x[5].reshape(32, 32), g.images[5].mean(axis=2) / 255.0, rtol=1e-6)
+    assert list(y) == list(g.labels)

@@ -56,6 +56,14 @@ def digits_features() -> tuple[np.ndarray, np.ndarray]:
     return (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
 
 
+def glyph_grey_features(n: int, seed: int = 0, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Glyphs as (N, size*size) float32 grey levels in [0, 1] and labels: 1024 features at 32x32,
+    the MCU firmware's largest input (FC_MAX_INPUT)."""
+    g = glyphs(n, seed, size)
+    grey = g.images.astype(np.float32).mean(axis=3) / 255.0
+    return grey.reshape(n, -1), g.labels.astype(np.int64)
+
+
 def digits_images(size: int = 32) -> ImageData:
     """sklearn's digits as RGB images upscaled to size x size (nearest), for the CNN path."""
     x, y = digits_features()
