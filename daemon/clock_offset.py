@@ -2,7 +2,7 @@
 
 A ping leaves at t0 and its reply, stamped with the cloud's clock c, arrives at t1 (our
 wall clock): the offset is c - (t0 + t1) / 2, wrong by at most half the round trip
-and by half the difference of the two ways' delays. Of the last SAMPLES pings the one
+and by half the difference of the two ways' delays. Of the last SAMPLES pings since the link (re)connected, the one
 with the shortest round trip is used: the one least delayed by queues. MDInference
 needs it so that the cloud can measure the frame's upload time (cloud/zoo_selection.py).
 """
@@ -25,6 +25,11 @@ class ClockOffset:
             return          # our wall clock stepped back meanwhile: the sample means nothing
         with self._lock:
             self._samples.append((received_at - sent_at, cloud_clock - (sent_at + received_at) / 2))
+
+    def reset(self) -> None:
+        """A new connection may reach another server, with another clock: start over."""
+        with self._lock:
+            self._samples.clear()
 
     @property
     def offset_s(self) -> float | None:

@@ -329,6 +329,7 @@ class CloudLink:
                 # and the pending calls are resent (their clocks restart)
                 for rid in [*pending, *self._expired]:
                     self.estimator.lost(rid, now)
+                self.clock_offset.reset()         # the next server may keep another clock
                 poller.unregister(sock)
                 sock.close(0)
                 sock = self._open()

@@ -79,6 +79,8 @@ def test_the_clock_offset_is_the_shortest_round_trips():
     offset.observe(sent_at=102.0, received_at=101.9, cloud_clock=0.0)          # our clock stepped: ignored
     assert offset.offset_s == pytest.approx(3.0)
     assert offset.cloud_time(200.0) == pytest.approx(203.0)
+    offset.reset()                                   # a reconnect: perhaps another server
+    assert offset.offset_s is None
 
 
 class FakeEngine:
