@@ -2,9 +2,10 @@
 
 A ping leaves at t0 and its reply, stamped with the cloud's clock c, arrives at t1 (our
 wall clock): the offset is c - (t0 + t1) / 2, wrong by at most half the round trip
-and by half the difference of the two ways' delays. Of the last SAMPLES pings since the link (re)connected, the one
-with the shortest round trip is used: the one least delayed by queues. MDInference
-needs it so that the cloud can measure the frame's upload time (cloud/zoo_selection.py).
+and by half the difference of the two ways' delays. Of the last SAMPLES pings since the
+link (re)connected, the one with the shortest round trip is used: the one least delayed
+by queues. MDInference needs it so that the cloud can measure the frame's upload time
+(cloud/zoo_selection.py).
 """
 
 from __future__ import annotations
