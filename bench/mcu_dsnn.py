@@ -27,15 +27,16 @@ import numpy as np
 from adaptinf.drivers import mcu_protocol as proto
 from adaptinf.drivers.mcu import CHUNK, McuClient
 from adaptinf.drivers.mcu_model import McuNet, McuSystem, QuantLayer, system_blob, to_blob
+from adaptinf.policies.mcu_placement import ENERGY_PER_CYCLE_NJ
 from adaptinf.rig.qemu_mcu import QemuMcu, build_firmware, toolchain_missing
 from adaptinf.toolchain.datasets import digits_features, glyph_grey_features
 from adaptinf.toolchain.dsnn import DsnnConfig, build_dsnn, mcu_net, mcu_system
 
 TICKS_PER_INSTRUCTION = 0.168   # SysTick at 168 MHz of virtual time, 1 ns per instruction
-# 238 uA/MHz x 3.3 V: ST's STM32F405/407 product page ("as low as 238 uA/MHz at 168 MHz", run
-# mode, executing from flash). One instruction is taken as one cycle, which undercounts the
-# M4's multi-cycle loads and MACs: a lower bound. policies/mcu_placement.py uses the same figure.
-ENERGY_PER_INSTRUCTION_NJ = 238e-6 * 3.3 * 1e3
+# One instruction taken as one cycle (which undercounts the M4's multi-cycle loads and MACs,
+# so the energies are lower bounds) at the placement model's energy per cycle, 238 uA/MHz x
+# 3.3 V from ST's STM32F405/407 page (policies/mcu_placement.py).
+ENERGY_PER_INSTRUCTION_NJ = ENERGY_PER_CYCLE_NJ
 # 1024 inputs: the two nets of a system share the 96 KB model buffer, so the hidden layers
 # stay narrow (32 KB of int8 weights per net at 32 units); fewer thresholds and search steps
 # keep the build to minutes.

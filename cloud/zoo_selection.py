@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from adaptinf.cloud.protocol import Infer
-from adaptinf.policies.mdinference import ModelStats, select
+from adaptinf.policies.mdinference import ModelStats, moving_time, select
 
 LIVE_GAIN = 0.05     # per run; ~20 runs of a model to follow a change in its time
 
@@ -66,6 +66,4 @@ class ZooSelection:
 
     def observe(self, model: str, compute_s: float) -> None:
         with self._lock:
-            mean, var = self._time[model]
-            delta = compute_s - mean
-            self._time[model] = (mean + LIVE_GAIN * delta, (1 - LIVE_GAIN) * (var + LIVE_GAIN * delta * delta))
+            self._time[model] = moving_time(*self._time[model], compute_s, LIVE_GAIN)

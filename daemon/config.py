@@ -20,6 +20,7 @@ else:  # JetPack 6's Python 3.10: the same parser, as the backport
 
 from adaptinf.api_protocol import DEFAULT_MAX_MESSAGE_BYTES
 from adaptinf.policies import registry as policy_registry
+from adaptinf.policies.mcu_placement import ENERGY_PER_CYCLE_NJ
 from adaptinf.policies.plan import GOALS, MODES
 from adaptinf.policies.radio_power import RADIOS
 from adaptinf.policies.sieve import DETECTORS as SIEVE_DETECTORS
@@ -131,7 +132,7 @@ class McuSection:
     # Cortex-M4 cost model (policies/mcu_placement.py, docs/mcu.md)
     clock_hz: float = 16e6            # the firmware runs on the HSI reset clock
     cycles_per_tick: float = 1.0      # 1 on silicon; 1/0.168 for QEMU -icount shift=0
-    energy_per_cycle_nj: float = 0.79
+    energy_per_cycle_nj: float = ENERGY_PER_CYCLE_NJ   # 238 uA/MHz x 3.3 V (ST), a lower bound
 
     @property
     def timeout_s(self) -> float:

@@ -4,9 +4,9 @@ The Cortex-M4 cost model (docs/mcu.md):
 - compute: cycles = SysTick ticks x cycles_per_tick (1 on silicon, where SysTick counts
   the core clock; 1/0.168 under QEMU -icount shift=0, where a tick is 1/0.168 instructions
   and an instruction is taken as one cycle), time = cycles / clock_hz;
-- energy: cycles x energy_per_cycle_nj. The default 0.79 nJ is STM32F405 run mode at
-  about 238 uA/MHz x 3.3 V (datasheet DS8626's typical figure, from memory: measure your
-  board and set it);
+- energy: cycles x energy_per_cycle_nj. The default, ENERGY_PER_CYCLE_NJ (0.785 nJ), is
+  238 uA/MHz x 3.3 V: ST's STM32F405/407 page, "as low as 238 uA/MHz at 168 MHz" in run
+  mode from flash, so a lower bound (measure your board and set it);
 - serial: both frames' encoded bytes x 10 bits (8N1) / baud, until round trips have
   been measured, then the smoothed measured round trip (it includes USB CDC, the host's
   scheduling, everything).
@@ -33,13 +33,14 @@ from adaptinf.policies.plan import Answer, Candidate, FrameContext, Plan, Steps,
 MCU = "mcu"
 HOST = "host"
 NETS = ("main", "tail")      # the multi-dsNN's two nets, as served_by names them
+ENERGY_PER_CYCLE_NJ = 238e-6 * 3.3 * 1e3   # 238 uA/MHz x 3.3 V = 0.785 nJ per cycle (see above)
 
 
 @dataclass(frozen=True)
 class McuCostModel:
     clock_hz: float = 16e6               # the firmware runs on the reset clock (HSI) on a board
     cycles_per_tick: float = 1.0
-    energy_per_cycle_nj: float = 0.79
+    energy_per_cycle_nj: float = ENERGY_PER_CYCLE_NJ
     baudrate: int = 115200
 
     def compute_s(self, ticks: float) -> float:

@@ -53,6 +53,12 @@ class Selection:
     budget_s: float
 
 
+def moving_time(mean_s: float, var_s2: float, sample_s: float, gain: float) -> tuple[float, float]:
+    """One EWMA step of a model's execution time: (mean, variance) moved toward a new sample."""
+    delta = sample_s - mean_s
+    return mean_s + gain * delta, (1 - gain) * (var_s2 + gain * delta * delta)
+
+
 def time_budget(sla_s: float, network_s: float) -> float:
     """T_budget = T_sla - T_nw."""
     return sla_s - network_s
@@ -195,10 +201,7 @@ class MdInferencePolicy:
     def observe(self, model: str, compute_s: float) -> None:
         """A reply's compute_s for `model`: its live mean and variance move toward it."""
         with self._lock:
-            mean, var = self._live.get(model, (compute_s, 0.0))
-            delta = compute_s - mean
-            mean += LIVE_GAIN * delta
-            self._live[model] = (mean, (1 - LIVE_GAIN) * (var + LIVE_GAIN * delta * delta))
+            self._live[model] = moving_time(*self._live.get(model, (compute_s, 0.0)), compute_s, LIVE_GAIN)
 
     def pool(self, telemetry, profile) -> list[ModelStats]:
         served = [m for m in profile.models if m.name in self.zoo and m.cloud_ms > 0]
