@@ -13,8 +13,9 @@ from __future__ import annotations
 from math import prod
 from pathlib import Path
 
-import onnx
 from onnx import shape_inference
+
+from adaptinf.packed_floats import load_onnx_model
 
 FEATURES = ("conv_gmac", "conv_feature_melem", "fc_gmac", "elementwise_melem", "layers")
 ELEMENTWISE = {"Relu", "Add", "Mul", "Sub", "Div", "BatchNormalization", "MaxPool", "AveragePool",
@@ -22,7 +23,7 @@ ELEMENTWISE = {"Relu", "Add", "Mul", "Sub", "Div", "BatchNormalization", "MaxPoo
 
 
 def graph_features(path: Path | str) -> dict[str, float]:
-    model = shape_inference.infer_shapes(onnx.load(str(path)))
+    model = shape_inference.infer_shapes(load_onnx_model(path))
     shapes = {}
     for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
         shapes[v.name] = [d.dim_value if d.dim_value > 0 else 1 for d in v.type.tensor_type.shape.dim]

@@ -9,7 +9,9 @@ manifest.json, version 1:
    "input": {"name": "image", "dtype": "uint8", "shape": [1, H, W, C], "layout": "NHWC"},
    "models": [{"name", "file", "role", "accuracy", "flops", "params",
                optional: "size_bytes", "activation_bytes", "derivation": {"method", ...},
-               "confidence": {"bins", "correct", "correctable", "uncorrectable"}}]
+               "confidence": {"bins", "correct", "correctable", "uncorrectable"},
+               "packed_weights": <file beside "file", same stem, .cfw: SIEVE's custom floats,
+               core/packed_floats.py>}]
              (role "little": a small model from `adaptinf build little`),
    "split": {"model": <name in models>, "baseline_accuracy", "accuracy_loss_bound",
              "upload": {"dtype": "uint8", "scheme": "per-tensor-affine"},
@@ -46,6 +48,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from adaptinf.packed_floats import PackedWeightsError, load_packed, packed_path
 
 FORMAT = "adaptinf-bundle"
 VERSION = 1
@@ -86,6 +90,7 @@ class ModelEntry:
     activation_bytes: int = 0            # one frame's layer-input activations as stored
     derivation: dict = field(default_factory=dict, hash=False, compare=False)
     confidence: dict = field(default_factory=dict, hash=False, compare=False)
+    packed_weights: str = ""             # the .cfw file the graph's custom-float weights expand from
 
 
 @dataclass(frozen=True)
@@ -330,7 +335,19 @@ def _parse_model(raw: dict, i: int) -> ModelEntry:
                       flops=_count(raw, "flops", where), params=_count(raw, "params", where, required=False),
                       size_bytes=_count(raw, "size_bytes", where, required=False),
                       activation_bytes=_count(raw, "activation_bytes", where, required=False),
-                      derivation=dict(_optional(raw, "derivation", dict, {}, where)), confidence=dict(confidence))
+                      derivation=dict(_optional(raw, "derivation", dict, {}, where)), confidence=dict(confidence),
+                      packed_weights=_packed_weights(raw, where))
+
+
+def _packed_weights(raw: dict, where: str) -> str:
+    """The engines find a graph's packed weights beside it, by name (packed_floats.packed_path)."""
+    name = _optional(raw, "packed_weights", str, "", where)
+    if name:
+        expected = packed_path(_require(raw, "file", str, where)).as_posix()
+        if name != expected:
+            raise BundleError(f"manifest: {where}.packed_weights is {name!r}, but the engines read a graph's packed "
+                              f"weights from {expected!r}")
+    return name
 
 
 def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
@@ -494,7 +511,7 @@ def _parse_zoo(raw: Any, models: tuple[ModelEntry, ...]) -> ZooSpec:
 
 
 def referenced_files(bundle: Bundle) -> list[str]:
-    names = [m.file for m in bundle.models]
+    names = [m.file for m in bundle.models] + [m.packed_weights for m in bundle.models if m.packed_weights]
     for p in bundle.split.points if bundle.split else ():
         names += [p.head, p.tail]
     return names
@@ -522,10 +539,17 @@ def _verify_input_spec(bundle: Bundle) -> None:
     import onnxruntime as ort
 
     takers = [m.file for m in bundle.models] + [p.head for p in (bundle.split.points if bundle.split else ())]
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # metadata only: load fast
-    options.log_severity_level = 3
     for name in takers:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # metadata only: load fast
+        options.log_severity_level = 3
+        try:
+            packed = load_packed(bundle.root / name)
+        except PackedWeightsError as exc:
+            raise BundleError(f"{bundle.root}: {exc}") from None
+        if packed:
+            values = [ort.OrtValue.ortvalue_from_numpy(array) for _, array in packed]
+            options.add_external_initializers([n for n, _ in packed], values)
         try:
             session = ort.InferenceSession(str(bundle.root / name), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf / RuntimeException types
@@ -556,7 +580,8 @@ def write_manifest(root: Path, manifest: dict) -> str:
     """Fill in "files" with hashes of everything referenced, write atomically, return its sha256."""
     root = Path(root)
     manifest = dict(manifest, format=FORMAT, version=VERSION)
-    names = [m["file"] for m in manifest["models"]]
+    names = [m["file"] for m in manifest["models"]] + [m["packed_weights"] for m in manifest["models"]
+                                                       if m.get("packed_weights")]
     for p in (manifest.get("split") or {}).get("points", []):
         names += [p["head"], p["tail"]]
     manifest["files"] = {n: {"sha256": sha256_file(root / n), "bytes": (root / n).stat().st_size} for n in names}

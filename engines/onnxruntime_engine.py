@@ -9,6 +9,7 @@ import onnxruntime as ort
 
 from adaptinf.bundle import ONNX_TYPE_TO_DTYPE as _ORT_TYPES
 from adaptinf.engines.base import EngineError, TensorSpec
+from adaptinf.packed_floats import PackedWeightsError, load_packed
 
 
 def _spec(arg) -> TensorSpec:
@@ -25,6 +26,13 @@ class OnnxRuntimeEngine:
         # Jetson-class CPU has few cores; oversubscription costs more than it gives.
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        try:
+            packed = load_packed(model_path)      # SIEVE's custom-float weights, expanded in memory
+        except PackedWeightsError as exc:
+            raise EngineError(f"cannot load the packed weights of {model_path}: {exc}") from None
+        if packed:
+            values = [ort.OrtValue.ortvalue_from_numpy(array) for _, array in packed]  # alive until loaded
+            options.add_external_initializers([name for name, _ in packed], values)
         try:
             self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types

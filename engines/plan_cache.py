@@ -14,6 +14,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from adaptinf.packed_floats import packed_path
+
 
 @dataclass(frozen=True)
 class PlanKey:
@@ -29,7 +31,13 @@ class PlanKey:
 
 
 def onnx_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """The graph's hash, and its packed custom-float weights' where it has them (the plan
+    bakes the weights in)."""
+    digest = hashlib.sha256(Path(path).read_bytes())
+    packed = packed_path(path)
+    if packed.exists():
+        digest.update(packed.read_bytes())
+    return digest.hexdigest()
 
 
 class PlanCache:

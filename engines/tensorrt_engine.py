@@ -12,6 +12,7 @@ This needs `tensorrt` and `pycuda` and an NVIDIA GPU; where they are missing,
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +21,7 @@ import numpy as np
 
 from adaptinf.engines.base import EngineError, TensorSpec
 from adaptinf.engines.plan_cache import PlanCache, PlanKey, onnx_sha256
+from adaptinf.packed_floats import PackedWeightsError, expanded_bytes, expanded_location, load_packed
 
 WORKSPACE_BYTES = 1 << 30
 MAX_BATCH = 8
@@ -61,9 +63,20 @@ def build_plan(onnx_path: Path, fp16: bool, max_batch: int = MAX_BATCH) -> bytes
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(Path(onnx_path).read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineError(f"TensorRT could not parse {onnx_path}: {errors}")
+    with tempfile.TemporaryDirectory(prefix="adaptinf-weights-") as scratch:
+        # a graph with packed custom-float weights: the parser reads them, expanded, from a
+        # scratch copy of the external-data file its initializers point to
+        where = str(onnx_path)
+        try:
+            packed = load_packed(onnx_path)
+        except PackedWeightsError as exc:
+            raise EngineError(f"cannot load the packed weights of {onnx_path}: {exc}") from None
+        if packed:
+            (Path(scratch) / expanded_location(onnx_path)).write_bytes(expanded_bytes(packed))
+            where = str(Path(scratch) / Path(onnx_path).name)
+        if not parser.parse(Path(onnx_path).read_bytes(), where):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise EngineError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     if fp16:

@@ -4,12 +4,17 @@ custom-float small models stored in a pool bundle, and served by adaptinfd."""
 import json
 import shutil
 
+import msgpack
+
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
 from adaptinf.bundle import BundleError, load_bundle, write_manifest
+from adaptinf.engines import open_engine
+from adaptinf.engines.base import EngineError
+from adaptinf.packed_floats import load_onnx_model, load_packed
 from adaptinf.toolchain import custom_float as cf
 from adaptinf.toolchain.little_models import LittleConfig, build_littles, tensor_bytes
 from adaptinf.toolchain.models import glyph_resnet
@@ -113,7 +118,7 @@ def test_custom_float_weights_in_the_graph_are_values_their_formats_hold(littles
     assert all(representable(w) for w in custom)
     assert not all(representable(w) for w in dense)       # the check can tell the difference
     # and each layer's input activation is rounded inside the graph
-    graph_ops = {node.op_type for node in __import__("onnx").load(str(out / entries["cf_exact_w8"]["file"])).graph.node}
+    graph_ops = {node.op_type for node in load_onnx_model(out / entries["cf_exact_w8"]["file"]).graph.node}
     assert {"Floor", "Round"} <= graph_ops
 
 
@@ -155,12 +160,52 @@ def test_adaptinfd_serves_a_custom_float_little(littles, tmp_short):
     shutil.copytree(littles[0], out)
     configure(out, little="cf_exact_w8")
     frames = np.random.default_rng(3).integers(0, 256, (6, 1, 32, 32, 3), dtype=np.uint8)
-    session = ort.InferenceSession(str(out / littles[1]["cf_exact_w8"]["file"]))
+    engine = open_engine(out / littles[1]["cf_exact_w8"]["file"], "onnxruntime")   # expands the packed weights
     results = _serve(out, tmp_short, frames, "dynamic-duo")
     for frame, r in zip(frames, results):
         assert r.served_by["little"] == "cf_exact_w8"
         if not r.served_by["recovered"]:
-            assert r.label == int(session.run(None, {"image": frame})[0].argmax())
+            assert r.label == int(engine.run(frame)[0].argmax())
+
+
+def test_custom_float_weights_are_stored_packed_and_the_loader_expands_them(littles, tmp_path):
+    import onnx
+
+    out, entries = littles
+    entry = entries["cf_exact_w8"]
+    graph, packed = out / entry["file"], out / entry["packed_weights"]
+    assert packed.suffix == ".cfw" and packed.stem == graph.stem
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert entry["packed_weights"] in manifest["files"]                  # hashed like the graph
+    # the graph holds no float32 copy of a compressed weight: those are external, expanded on load
+    stored = onnx.load(str(graph), load_external_data=False)
+    external = [i for i in stored.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL]
+    assert len(external) == len(entry["derivation"]["weights"]) and not any(i.raw_data for i in external)
+    # the packed file is the size the manifest claims for those weights (plus per-tensor rounding and header)
+    expanded = dict(load_packed(graph))
+    biases = sum(onnx.numpy_helper.to_array(i).nbytes for i in stored.graph.initializer
+                 if i.data_location != onnx.TensorProto.EXTERNAL)
+    payload = sum(len(t["codes"]) + len(t.get("bitmap", b"")) for t in msgpack.unpackb(packed.read_bytes())["tensors"])
+    assert payload == pytest.approx(entry["size_bytes"] - biases, abs=len(expanded))     # a byte's rounding each
+    assert packed.stat().st_size - payload < 100 * len(expanded)          # names, shapes, formats
+    # expanded, the weights equal the float32 values the build measured (its test accuracy is the packed model's)
+    frames = np.random.default_rng(5).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    engine = open_engine(graph, "onnxruntime")
+    reference = load_onnx_model(graph)                    # the same weights inlined: a plain float32 graph
+    onnx.save(reference, str(tmp_path / "inline.onnx"))
+    plain = ort.InferenceSession(str(tmp_path / "inline.onnx")).run(None, {"image": frames})[0]
+    assert np.array_equal(engine.run(frames), plain)
+    # a damaged packed file is refused by name, at load
+    copy = tmp_path / "bundle"
+    shutil.copytree(out, copy)
+    (copy / entry["packed_weights"]).write_bytes(packed.read_bytes()[:-40])
+    with pytest.raises(BundleError, match="cfw"):
+        load_bundle(copy)
+    with pytest.raises(EngineError, match="packed weights"):
+        open_engine(copy / entry["file"], "onnxruntime")
+    (copy / entry["packed_weights"]).unlink()
+    with pytest.raises(BundleError, match="missing file"):
+        load_bundle(copy)
 
 
 def test_the_manifest_refuses_malformed_little_fields(littles, tmp_path):
@@ -227,3 +272,4 @@ def test_the_manifest_refuses_an_alternative_little_it_does_not_have(littles, tm
     write_manifest(out, manifest)
     with pytest.raises(BundleError, match="no_such_model"):
         load_bundle(out)
+

@@ -36,19 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from adaptinf.packed_floats import Format  # the format as the bundle stores it
+
 FLOOR = 0.998          # normalised accuracy below which the m_bw sweep stops
 MIN_COVERAGE = 0.5
-
-
-@dataclass(frozen=True)
-class Format:
-    e_bw: int
-    m_bw: int
-    bias: int
-
-    @property
-    def bits(self) -> int:
-        return 1 + self.e_bw + self.m_bw      # sign + exponent + mantissa
 
 
 def exponents(x: np.ndarray) -> np.ndarray:

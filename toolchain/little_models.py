@@ -35,9 +35,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from adaptinf import packed_floats
 from adaptinf.bundle import load_bundle
 from adaptinf.engines import open_engine
 from adaptinf.engines.base import run_batched
+from adaptinf.packed_floats import load_onnx_model
 from adaptinf.policies.dynamic_duo import ModelOutputs
 from adaptinf.toolchain import custom_float as cf
 from adaptinf.toolchain import pruning
@@ -99,13 +101,40 @@ def storage(path: Path, weight_formats: dict[bytes, cf.Format] | None = None,
     for key in layer_weights:
         fmt = weight_formats.get(key)
         size += tensor_bytes(np.frombuffer(key, np.float32), fmt.bits if fmt else 32)
-    for init in onnx.load(str(path)).graph.initializer:
+    for init in load_onnx_model(path).graph.initializer:
         array = onnx.numpy_helper.to_array(init)
         if _key(array) not in layer_weights:
             size += array.nbytes
     acts = activation_formats or [None] * len(layers)
     activation_bits = sum(layer.input_numel * (fmt.bits if fmt else 32) for layer, fmt in zip(layers, acts))
     return int(round(size)), int(round(activation_bits / 8))
+
+
+def pack_graph(path: Path, weight_formats: dict[bytes, cf.Format]) -> str:
+    """Store the custom-float weights of an exported graph packed (core/packed_floats.py):
+    the graph keeps them as external data that the engines expand from the .cfw file.
+    Returns the .cfw file's name."""
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    model = onnx.load(str(path))
+    entries, tensors = [], []
+    for init in model.graph.initializer:
+        array = onnx.numpy_helper.to_array(init)
+        fmt = weight_formats.get(_key(array)) if init.data_type == onnx.TensorProto.FLOAT else None
+        if fmt is not None:
+            entries.append(packed_floats.pack_tensor(init.name, array, fmt))
+            tensors.append((init.name, array))
+    offsets = packed_floats.expanded_offsets(tensors)
+    for init in model.graph.initializer:
+        if init.name in offsets:
+            set_external_data(init, packed_floats.expanded_location(path), *offsets[init.name])
+            init.ClearField("raw_data")
+            init.data_location = onnx.TensorProto.EXTERNAL
+    onnx.save(model, str(path))
+    packed = packed_floats.packed_path(path)
+    packed.write_bytes(packed_floats.dumps(entries))
+    return packed.name
 
 
 class _Builder:
@@ -140,6 +169,7 @@ class _Builder:
             acts = [activation_formats.get(layer_of.get(_key(layer.weight))) if layer.weight is not None else None
                     for layer in weighted_layers(path)]
         size, activation_bytes = storage(path, by_bytes, acts)
+        packed = pack_graph(path, by_bytes) if by_bytes else ""     # measured below as stored
         engine = open_engine(path, "onnxruntime")
         test = ModelOutputs.from_logits(name, run_batched(engine, self.test.images), self.test.labels, 0.0)
         val = ModelOutputs.from_logits(name, run_batched(engine, self.val.images), self.val.labels, 0.0)
@@ -147,7 +177,7 @@ class _Builder:
             "name": name, "file": file, "role": "little", "accuracy": test.accuracy,
             "flops": count_flops(path, sparse=sparse), "params": int(sum(p.numel() for p in model.parameters())),
             "size_bytes": size, "activation_bytes": activation_bytes, "derivation": derivation,
-            "confidence": confidence_histograms(val, self.big_val)})
+            "confidence": confidence_histograms(val, self.big_val), **({"packed_weights": packed} if packed else {})})
 
 
 def build_littles(bundle_dir: Path, config: LittleConfig = LittleConfig(), progress: bool = True) -> list[dict]:

@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
+from adaptinf.packed_floats import load_onnx_model
+
 
 @dataclass(frozen=True)
 class WeightedLayer:
@@ -45,7 +47,7 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
 
 
 def weighted_layers(path: Path | str) -> list[WeightedLayer]:
-    model = shape_inference.infer_shapes(onnx.load(str(path)))
+    model = shape_inference.infer_shapes(load_onnx_model(path))
     shapes = _shapes(model)
     weights = {init.name: init for init in model.graph.initializer}
     layers = []
