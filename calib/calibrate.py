@@ -72,16 +72,28 @@ def run(rig: Rig, components: tuple[str, ...], runs: int, probes: int, validatio
 
 
 def fit_regressions(bundle: Bundle, m: dict) -> dict:
+    """The device's time (ms) and energy (mJ per inference) regressions, the cloud's time
+    regression where there is a cloud, and "predicted": every bundle model the device
+    did not run (little models, Minions, pool models), predicted by the device's two."""
     out = {}
-    device = [(graph_features(bundle.path(d["file"])), d["ms"]) for d in m["device"].values()]
-    out["device"] = fit(device).to_json()
+    features = {name: graph_features(bundle.path(d["file"])) for name, d in m["device"].items()}
+    time = fit([(features[k], d["ms"]) for k, d in m["device"].items()], "ms")
+    energy = fit([(features[k], d["energy_j"] * 1e3) for k, d in m["device"].items()], "mJ")
+    out["device"], out["device_energy"] = time.to_json(), energy.to_json()
     if "cloud" in m:
         files = {"full": bundle.full_model.file,
                  **{p.name: p.tail for p in (bundle.split.points if bundle.split else ())},
                  **{name: bundle.model(name).file for name in (bundle.zoo.models if bundle.zoo else ())}}
         cloud = [(graph_features(bundle.path(files[k])), v["ms"]) for k, v in m["cloud"].items() if k in files]
         if len(cloud) >= 3:
-            out["cloud"] = fit(cloud).to_json()
+            out["cloud"] = fit(cloud, "ms").to_json()
+    measured = {d["file"] for d in m["device"].values()}
+    out["predicted"] = {}
+    for model in bundle.models:
+        if model.file not in measured:
+            f = graph_features(bundle.path(model.file))
+            out["predicted"][model.name] = {"ms": time.predict(f), "mj": energy.predict(f),
+                                            "source": "layer regression"}
     return out
 
 
@@ -108,15 +120,27 @@ def build_profile(bundle: Bundle, m: dict, components: tuple[str, ...]) -> Profi
                                  cloud[name]["ms_std"] if cloud and name in cloud else 0.0,
                                  dev[f"zoo:{name}"]["power_w"], bundle.model(name).accuracy, bundle.model(name).flops)
                     for name in (bundle.zoo.models if bundle.zoo else ()) if f"zoo:{name}" in dev)
+    # the bundle's other models the device ran (a pool's), measured
+    ran = {key.removeprefix("model:"): v for key, v in dev.items() if key.startswith("model:")}
+    models += tuple(ModelProfile(name, v["ms"], v["ms_std"], device_power_w=v["power_w"],
+                                 accuracy=bundle.model(name).accuracy, flops=bundle.model(name).flops)
+                    for name, v in ran.items())
     # MCU models: the time the host waits for an answer (serial included), as the planner sees it
     models += tuple(ModelProfile(f"mcu:{name}", v["round_trip_ms"], v["round_trip_ms_std"], flops=2 * v["macs"])
                     for name, v in m.get("mcu", {}).get("models", {}).items())
+    # the models the device did not run (SIEVE's littles, the Minions): their L_m and E_m
+    # from the layer regression (thesis 4.3.2), so the planner needs no constant for them
+    regressions = fit_regressions(bundle, m)
+    known = {p.name for p in models}
+    models += tuple(ModelProfile(name, p["ms"], device_power_w=p["mj"] / p["ms"] if p["ms"] > 0 else full["power_w"],
+                                 accuracy=bundle.model(name).accuracy, flops=bundle.model(name).flops)
+                    for name, p in regressions["predicted"].items() if name not in known)
     link = LinkProfile(m["link"]["uplink_bps"], m["link"]["rtt_ms"]) if "link" in m else None
     return Profile(
         bundle=bundle.manifest_sha256, partitions=tuple(partitions), models=models, link=link,
         device={"host": platform.node(), "backend": "", "power_source": full["power_source"],
                 "source": "adaptinf-calib", "measured_at": time.time()},
-        extra={"measurements": m, "regression": fit_regressions(bundle, m),
+        extra={"measurements": m, "regression": regressions,
                "calibration": {"tool": "adaptinf-calib", "components": list(components),
                                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}})
 

@@ -121,9 +121,14 @@ def _run(args: argparse.Namespace) -> int:
         if rig.power is not None:
             rig.power.stop()
     print(f"profile: {out}  ({len(profile.partitions)} partitions, power {profile.device['power_source']})")
-    for side, reg in profile.extra["regression"].items():
-        print(f"layer regression ({side}): leave-one-out error {reg['loo_mean_relative_error']:.1%} mean, "
-              f"{reg['loo_max_relative_error']:.1%} max")
+    regressions = profile.extra["regression"]
+    for side, reg in regressions.items():
+        if side != "predicted":
+            print(f"layer regression ({side}, {reg['unit']}): leave-one-out error "
+                  f"{reg['loo_mean_relative_error']:.1%} mean, {reg['loo_max_relative_error']:.1%} max")
+    if regressions.get("predicted"):
+        print("predicted by the layer regression (not measured): " + ", ".join(
+            f"{name} {p['ms']:.2f} ms {p['mj']:.2f} mJ" for name, p in regressions["predicted"].items()))
     print(f"report:  {index}")
     if str(out) != cfg.daemon.profile:
         print(f"to use it: set [daemon].profile = \"{out}\" in {args.config}, then systemctl reload adaptinfd")

@@ -35,8 +35,11 @@ BATCH = 8   # the engines' largest batch (TensorRT plans are built for 1..8)
 
 
 def device_graphs(bundle: Bundle, models: DeviceModels) -> dict[str, tuple[Engine, str, str]]:
-    """name -> (engine, ONNX file, input kind): the full model, each head and each tail, and
-    every zoo model but the full one ("zoo:<name>")."""
+    """name -> (engine, ONNX file, input kind): the full model, each head and each tail,
+    every zoo model but the full one ("zoo:<name>"), and the bundle's other models but the
+    little ones ("model:<name>": a pool's models, its multiplexers). The little models
+    (SIEVE's, Dynamic Duo's) are left to the layer regression, as the thesis (4.3.2)
+    estimates L_m and E_m."""
     out = {MOBILE_ONLY: (models.full, bundle.full_model.file, "frame")}
     for p in bundle.split.points if bundle.split else ():
         out[f"{p.name}.head"] = (models.heads[p.name], p.head, "frame")
@@ -44,6 +47,10 @@ def device_graphs(bundle: Bundle, models: DeviceModels) -> dict[str, tuple[Engin
     for name, engine in (models.zoo or {}).items():
         if name != bundle.full_model.name:
             out[f"zoo:{name}"] = (engine, bundle.model(name).file, "frame")
+    files = {file for _, file, _ in out.values()}
+    for model in bundle.models:
+        if model.role != "little" and model.file not in files and models.open_model is not None:
+            out[f"model:{model.name}"] = (models.open_model(model.file), model.file, "frame")
     return out
 
 

@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from adaptinf.bundle import Bundle  # noqa: E402
 from adaptinf.calib.layer_features import graph_features  # noqa: E402
+from adaptinf.calib.regression import LayerRegression  # noqa: E402
 from adaptinf.policies.plan import FrameContext, Telemetry  # noqa: E402
 from adaptinf.policies.radio_power import RADIOS  # noqa: E402
 from adaptinf.policies.split import CostModel, SplitPolicy  # noqa: E402
@@ -175,7 +176,7 @@ def _regression_plot(bundle: Bundle, profile: Profile, out: Path) -> None:
     measured, predicted, names = [], [], []
     for name, d in profile.extra["measurements"]["device"].items():
         f = graph_features(bundle.path(d["file"]))
-        predicted.append(reg["intercept_ms"] + sum(reg["coefficients_ms"][k] * f[k] for k in reg["features"]))
+        predicted.append(LayerRegression.from_json(reg).predict(f))
         measured.append(d["ms"])
         names.append(name)
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -239,9 +240,13 @@ def write_report(bundle: Bundle, profile: Profile, out: Path | str) -> Path:
                          f"{link['rtt_ms']:.2f}", f"{link['rtt_ms_std']:.2f}",
                          f"{link['rtt_samples']} / {link['bandwidth_samples']}"]]) if link else "<p>no cloud link</p>"
     regs = profile.extra["regression"]
-    reg_html = _table(["side", "leave-one-out mean error", "max error", "intercept ms"],
+    reg_html = _table(["fit", "leave-one-out mean error", "max error", "intercept"],
                       [[side, f"{r['loo_mean_relative_error']:.1%}", f"{r['loo_max_relative_error']:.1%}",
-                        f"{r['intercept_ms']:.3f}"] for side, r in regs.items()])
+                        f"{r['intercept']:.3f} {r['unit']}"] for side, r in regs.items() if side != "predicted"])
+    predicted = regs.get("predicted", {})
+    reg_html += _table(["model (not measured)", "predicted ms", "predicted mJ"],
+                       [[name, f"{p['ms']:.3f}", f"{p['mj']:.3f}"] for name, p in predicted.items()]) \
+        if predicted else ""
     mcu = m.get("mcu")
     mcu_html = _table(["MCU model", "MACs", "blob B", "load s", "round trip ms", "SysTick ticks"],
                       [[k, v["macs"], v["blob_bytes"], f"{v['load_s']:.2f}", f"{v['round_trip_ms']:.2f}",

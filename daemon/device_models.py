@@ -35,6 +35,7 @@ class DeviceModels:
     minions: tuple[Engine, Engine] | None = None   # M&MNet's
     zoo: dict[str, Engine] | None = None       # every zoo model (MDInference's duplicate runs one), by name
     zoo_multiplexer: Engine | None = None      # frame -> w over the zoo (policy "multiplexer" on a zoo bundle)
+    open_model: Callable[[str], Engine] | None = None   # opens another bundle file the same way (calibration)
 
     @classmethod
     def load(cls, bundle: Bundle, backend: str, plan_cache: str, slowdown: float = 1.0,
@@ -63,7 +64,7 @@ class DeviceModels:
         zoo_mux = (engine(bundle.model(bundle.zoo.multiplexer).file)
                    if bundle.zoo is not None and bundle.zoo.multiplexer else None)
         return cls(full, {p.name: engine(p.head) for p in points},
-                   {p.name: engine(p.tail) for p in points}, pair, littles, minions, zoo, zoo_mux)
+                   {p.name: engine(p.tail) for p in points}, pair, littles, minions, zoo, zoo_mux, engine)
 
     @property
     def backend(self) -> str:

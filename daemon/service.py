@@ -146,7 +146,7 @@ class Daemon:
         try:
             self.policies = policy_registry.build(policy_registry.BuildContext(
                 self.bundle, self.models, tuple(self._placements()), cfg.policy.goal, cfg.policy.history_s,
-                cfg.cloud.timeout_s, self._time_share, cfg.policy.sieve_detector))
+                cfg.cloud.timeout_s, self._time_share, cfg.policy.sieve_detector, self._energy_share))
         except ValueError as exc:       # e.g. a detector the bundle has no data for
             raise StartupError(f"bundle {self.bundle.name!r}: {exc}") from None
         try:
@@ -390,6 +390,17 @@ class Daemon:
         """The named models' summed device time over the full model's, from the profile: the one
         source of model times the daemon plans with (calibration measures them)."""
         return sum(self._model_device_ms(n) for n in names) / self._model_device_ms(self.bundle.full_model.name)
+
+    def _energy_share(self, names: list[str]) -> float:
+        """The same for energy: time x the profile's power of each model (calibration's layer
+        regression gives a little model its own; otherwise the device's)."""
+        def mj(name: str) -> float:
+            ms = self._model_device_ms(name)
+            known = next((m for m in self.profile.models if m.name == name), None)
+            power = known.device_power_w if known and known.device_power_w > 0 else \
+                self.profile.partition(MOBILE_ONLY).device_power_w
+            return ms * power
+        return sum(mj(n) for n in names) / mj(self.bundle.full_model.name)
 
     def _model_device_ms(self, name: str) -> float:
         """A model's device time from the profile's models; one the profile lacks is measured

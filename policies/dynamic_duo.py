@@ -149,18 +149,21 @@ class DynamicDuoPolicy:
     Modes (thesis 4.3.2): mission-critical skips the little model and sends every frame
     to the big one, in the cloud when it is up; power-saving uses the relaxed thresholds
     and the energy goal; private recovers on the device only. The little model's time is
-    the profiled full model's times `little_share`: the two models' time ratio, which
-    adaptinfd measures on the device at start-up (FLOPs mislead: onnxruntime runs a pruned
-    model at its dense cost, and a custom-float one slower than float32).
+    the profiled full model's times `little_share`: the two models' time ratio, from the
+    profile (calibration predicts a little model's time and energy with its layer regression,
+    thesis 4.3.2; without a calibrated profile adaptinfd measures the time at start-up).
+    Its energy is the full model's times `little_energy_share` (the time share where the
+    profile knows no per-model power).
     """
 
     name = "dynamic-duo"
 
     def __init__(self, frame_bytes: int, little_share: float, recovery_rate: float,
                  power_saving_recovery_rate: float, little_accuracy: float | None = None,
-                 target_accuracy: float | None = None):
+                 target_accuracy: float | None = None, little_energy_share: float | None = None):
         self.frame_bytes = frame_bytes
         self.little_share = little_share
+        self.little_energy_share = little_share if little_energy_share is None else little_energy_share
         self.recovery_rate = {False: recovery_rate, True: power_saving_recovery_rate}
         self.little_accuracy = little_accuracy
         self.target_accuracy = target_accuracy
@@ -181,15 +184,15 @@ class DynamicDuoPolicy:
                    Candidate(MOBILE_ONLY, "device", big_s, 0.0, 0.0, 0.0, big_s, big_s * power_w, mobile.accuracy))
             return Plan(big, frame.goal, frame.mode, self.name, (big,))
         p_r = self.recovery_rate[frame.mode == "power-saving"]
-        little_s = big_s * self.little_share
+        little_s, little_j = big_s * self.little_share, big_s * power_w * self.little_energy_share
         on_device = Candidate("device", "speculate", little_s + p_r * big_s, 0.0, 0.0, 0.0, little_s + p_r * big_s,
-                              (little_s + p_r * big_s) * power_w, self.target_accuracy)
+                              little_j + p_r * big_s * power_w, self.target_accuracy)
         candidates = [on_device]
         if cloud_ok:
             remote_s = upload_s + telemetry.rtt_s + cloud_s
             candidates.append(Candidate("cloud", "speculate", little_s, p_r * upload_s, p_r * telemetry.rtt_s,
                                         p_r * cloud_s, little_s + p_r * remote_s,
-                                        little_s * power_w + p_r * radio_j, self.target_accuracy))
+                                        little_j + p_r * radio_j, self.target_accuracy))
         goal = modes.goal(frame)
         return Plan(min(candidates, key=modes.cost_key(goal)), goal, frame.mode, self.name, tuple(candidates))
 

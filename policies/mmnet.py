@@ -70,10 +70,12 @@ class MmNetPolicy:
     name = "mmnet"
 
     def __init__(self, frame_bytes: int, minion_share: float, recovery_rate: float,
-                 target_accuracy: float | None = None):
-        """minion_share: both Minions' device time over the Master's (measured at start-up)."""
+                 target_accuracy: float | None = None, minion_energy_share: float | None = None):
+        """minion_share: both Minions' device time over the Master's, from the profile;
+        minion_energy_share: their energy over the Master's (default: the time share)."""
         self.frame_bytes = frame_bytes
         self.minion_share = minion_share
+        self.minion_energy_share = minion_share if minion_energy_share is None else minion_energy_share
         self.recovery_rate = recovery_rate
         self.target_accuracy = target_accuracy
 
@@ -88,7 +90,7 @@ class MmNetPolicy:
             return Plan(master, goal, frame.mode, self.name, (master,))
         p_r = self.recovery_rate
         minions_s = on_device.device_s * self.minion_share
-        minions_j = on_device.energy_j * self.minion_share
+        minions_j = on_device.energy_j * self.minion_energy_share
         # name: where the Master recovers
         minions = Candidate(master.kind, "minions", minions_s + p_r * master.device_s, p_r * master.upload_s,
                             p_r * master.network_s, p_r * master.cloud_s, minions_s + p_r * master.latency_s,

@@ -37,6 +37,7 @@ class BuildContext:
     default_sla_s: float                        # [cloud].timeout_ms, as seconds
     time_share: Callable[[list[str]], float]    # named models' device time over the full model's (profile)
     sieve_detector: str = "probe"               # [policy].sieve_detector
+    energy_share: Callable[[list[str]], float] | None = None   # the same for energy; None: the time share
 
 
 def build(ctx: BuildContext) -> dict[str, Policy]:
@@ -46,6 +47,7 @@ def build(ctx: BuildContext) -> dict[str, Policy]:
     policies["mdinference"] = MdInferencePolicy(ctx.default_sla_s, frame_bytes,
                                                 zoo=tuple(ctx.bundle.zoo.models) if ctx.bundle.zoo else ())
     bundle, models = ctx.bundle, ctx.models
+    energy_share = ctx.energy_share or ctx.time_share
     if models.pair is not None:
         small = bundle.model(bundle.multiplexer.pair.device)
         policies["multiplexer"] = MultiplexerPolicy(frame_bytes, bundle.full_model.flops, small.flops,
@@ -60,7 +62,7 @@ def build(ctx: BuildContext) -> dict[str, Policy]:
         def duo_policies(specs) -> dict:
             return {s.little: DynamicDuoPolicy(frame_bytes, ctx.time_share([s.little]), s.recovery_rate,
                                                s.power_saving_recovery_rate, bundle.model(s.little).accuracy,
-                                               duo.target_accuracy) for s in specs}
+                                               duo.target_accuracy, energy_share([s.little])) for s in specs}
 
         policies["dynamic-duo"] = duo_policies(specs)[duo.little]
         detectors = {}
@@ -71,6 +73,7 @@ def build(ctx: BuildContext) -> dict[str, Policy]:
         own = speculative.pop(duo.little)           # the rest: SIEVE's alternatives
         policies["sieve"] = SievePolicy(own, SpeculationHistory(ctx.history_s), speculative, detectors)
     if bundle.mmnet is not None:
-        policies["mmnet"] = MmNetPolicy(frame_bytes, ctx.time_share(list(bundle.mmnet.minions)), bundle.mmnet.recovery_rate,
-                                        bundle.mmnet.target_accuracy)
+        minions = list(bundle.mmnet.minions)
+        policies["mmnet"] = MmNetPolicy(frame_bytes, ctx.time_share(minions), bundle.mmnet.recovery_rate,
+                                        bundle.mmnet.target_accuracy, energy_share(minions))
     return policies

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from adaptinf.calib.calibrate import Rig, calibrate
+from adaptinf.calib.layer_features import graph_features
+from adaptinf.calib.regression import fit
 from adaptinf.calib.report import recovery_curve, write_report
 from adaptinf.client import Client
 from adaptinf.cloud.worker import CloudWorker
@@ -74,8 +76,13 @@ def test_full_profile_in_the_documented_format(calibrated, bundle):
         assert 0.3 < entry["accuracy"] <= 1.0
         assert sum(entry["correct"]) + sum(entry["wrong"]) == 120
     reg = profile.extra["regression"]
-    assert set(reg) == {"device", "cloud"}
+    assert set(reg) == {"device", "device_energy", "cloud", "predicted"}
     assert 0 <= reg["device"]["loo_mean_relative_error"] < 1.0
+    assert reg["device"]["unit"] == "ms" and reg["device_energy"]["unit"] == "mJ"
+    assert reg["predicted"] == {}              # every graph of a split bundle is measured
+    # the energy regression is fitted on the sensor's energies (the 6 W board, checked above)
+    samples = [(graph_features(bundle.path(d["file"])), d["energy_j"] * 1e3) for d in m["device"].values()]
+    assert fit(samples, "mJ").to_json() == reg["device_energy"]
 
 
 def test_one_component_can_be_rerun_alone(calibrated):

@@ -273,3 +273,62 @@ def test_the_manifest_refuses_an_alternative_little_it_does_not_have(littles, tm
     with pytest.raises(BundleError, match="no_such_model"):
         load_bundle(out)
 
+
+def test_calibration_predicts_the_littles_time_and_energy_with_its_layer_regression(littles, tmp_short):
+    """Thesis 4.3.2: L_m and E_m of a speculative model from the per-layer regression. The
+    device runs the pool (measured through an emulated INA226 on a 7 W board); the little
+    models are predicted, and adaptinfd plans SIEVE with the predictions."""
+    import time
+
+    from adaptinf.calib.calibrate import Rig, calibrate
+    from adaptinf.calib.layer_features import graph_features
+    from adaptinf.calib.regression import LayerRegression
+    from adaptinf.daemon.config import parse_config
+    from adaptinf.daemon.device_models import DeviceModels
+    from adaptinf.daemon.link_estimator import LinkEstimator
+    from adaptinf.daemon.power_monitor import PowerMonitor
+    from adaptinf.daemon.service import Daemon
+    from adaptinf.drivers.ina226 import INA226
+    from adaptinf.drivers.power_sources import Ina226Source
+    from adaptinf.rig.ina226_emulator import Ina226Emulator
+    from adaptinf.toolchain.speculative_build import configure
+
+    out = tmp_short / "bundle"
+    shutil.copytree(littles[0], out)
+    configure(out, little="cf_exact_w8")
+    bundle = load_bundle(out)
+    dev = INA226(Ina226Emulator(lambda t: (7.0 / 5.0 * 0.002, 5.0), time.monotonic))    # 1.4 A at 5 V
+    dev.configure(averaging=1)
+    dev.calibrate(0.002, 10.0)
+    power = PowerMonitor(Ina226Source(dev), rate_hz=200).start()
+    try:
+        rig = Rig(bundle, DeviceModels.load(bundle, "onnxruntime", str(tmp_short)), None, LinkEstimator(), power, 5.0)
+        profile = calibrate(rig, tmp_short / "profile.json", components=("device",), runs=6, progress=False)
+    finally:
+        power.stop()
+    measured = profile.extra["measurements"]["device"]
+    assert all(m["power_source"].startswith("sensor:") and m["power_w"] == pytest.approx(7.0, rel=0.1)
+               for m in measured.values())                                  # the sensor's board, not 5 W
+    littles_ = {m.name for m in bundle.models if m.role == "little"}
+    assert not littles_ & {k.removeprefix("model:") for k in measured}          # the device never ran them
+    reg = profile.extra["regression"]
+    assert set(reg["predicted"]) == littles_
+    time_fit, energy_fit = (LayerRegression.from_json(reg[k]) for k in ("device", "device_energy"))
+    models = {m.name: m for m in profile.models}
+    for name in littles_:
+        features = graph_features(bundle.path(bundle.model(name).file))
+        assert models[name].device_ms == pytest.approx(time_fit.predict(features))
+        assert models[name].device_power_w * models[name].device_ms == pytest.approx(energy_fit.predict(features))
+    # adaptinfd plans with them: L_m / L_full and E_m / E_full from the profile
+    raw = {"daemon": {"api_endpoint": f"ipc://{tmp_short}/a.sock", "bundle": str(out), "state_dir": str(tmp_short),
+                      "profile": str(tmp_short / "profile.json")},
+           "policy": {"name": "sieve"}}
+    daemon = Daemon(parse_config(raw)).start()
+    try:
+        duo, full = daemon.policies["dynamic-duo"], models[bundle.full_model.name]
+        little = models["cf_exact_w8"]
+        assert duo.little_share == pytest.approx(little.device_ms / full.device_ms)
+        assert duo.little_energy_share == pytest.approx(
+            little.device_ms * little.device_power_w / (full.device_ms * full.device_power_w))
+    finally:
+        daemon.stop()
