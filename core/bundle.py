@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adaptinf.packed_floats import PackedWeightsError, load_packed, packed_path
+from adaptinf.packed_floats import PackedWeightsError, add_to_session_options, packed_path
 
 FORMAT = "adaptinf-bundle"
 VERSION = 1
@@ -544,17 +544,15 @@ def _verify_input_spec(bundle: Bundle) -> None:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # metadata only: load fast
         options.log_severity_level = 3
         try:
-            packed = load_packed(bundle.root / name)
+            weights = add_to_session_options(options, bundle.root / name)
         except PackedWeightsError as exc:
             raise BundleError(f"{bundle.root}: {exc}") from None
-        if packed:
-            values = [ort.OrtValue.ortvalue_from_numpy(array) for _, array in packed]
-            options.add_external_initializers([n for n, _ in packed], values)
         try:
             session = ort.InferenceSession(str(bundle.root / name), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf / RuntimeException types
             raise BundleError(f"{bundle.root}: {name} is not a model onnxruntime can load "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        del weights                     # the session holds its own copy now
         inputs = session.get_inputs()
         if len(inputs) != 1:
             raise BundleError(f"{bundle.root}: {name} has {len(inputs)} inputs, expected 1")

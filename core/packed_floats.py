@@ -177,6 +177,20 @@ def load_packed(onnx_path: Path | str) -> list[tuple[str, np.ndarray]] | None:
     return loads(data, str(path))
 
 
+def add_to_session_options(options, onnx_path: Path | str) -> list:
+    """Give onnxruntime a graph's packed weights, expanded, in memory (a plain graph: nothing).
+    The OrtValues returned only point at their arrays: keep them until the session is created,
+    which copies them in."""
+    packed = load_packed(onnx_path)
+    if not packed:
+        return []
+    import onnxruntime as ort
+
+    values = [ort.OrtValue.ortvalue_from_numpy(array) for _, array in packed]
+    options.add_external_initializers([name for name, _ in packed], values)
+    return values
+
+
 def expanded_offsets(tensors: list[tuple[str, np.ndarray]]) -> dict[str, tuple[int, int]]:
     """name -> (offset, length) of each tensor in the expanded float32 file, in stored order."""
     out, offset = {}, 0

@@ -9,7 +9,7 @@ import onnxruntime as ort
 
 from adaptinf.bundle import ONNX_TYPE_TO_DTYPE as _ORT_TYPES
 from adaptinf.engines.base import EngineError, TensorSpec
-from adaptinf.packed_floats import PackedWeightsError, load_packed
+from adaptinf.packed_floats import PackedWeightsError, add_to_session_options
 
 
 def _spec(arg) -> TensorSpec:
@@ -27,16 +27,14 @@ class OnnxRuntimeEngine:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         try:
-            packed = load_packed(model_path)      # SIEVE's custom-float weights, expanded in memory
+            weights = add_to_session_options(options, model_path)      # SIEVE's custom-float weights, expanded
         except PackedWeightsError as exc:
             raise EngineError(f"cannot load the packed weights of {model_path}: {exc}") from None
-        if packed:
-            values = [ort.OrtValue.ortvalue_from_numpy(array) for _, array in packed]  # alive until loaded
-            options.add_external_initializers([name for name, _ in packed], values)
         try:
             self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise EngineError(f"onnxruntime could not load {model_path}: {exc}") from exc
+        del weights                     # the session holds its own copy now
         self.inputs = tuple(_spec(a) for a in self._session.get_inputs())
         self.outputs = tuple(_spec(a) for a in self._session.get_outputs())
         self._input_name = self.inputs[0].name
