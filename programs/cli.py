@@ -434,6 +434,14 @@ def cmd_build_mmnet(args: argparse.Namespace) -> int:
     return configure_mmnet_and_report(args.bundle)
 
 
+def cmd_build_frame_pool(args: argparse.Namespace) -> int:
+    from adaptinf.toolchain.frame_pool import build_and_report
+
+    if args.out.exists():
+        raise SystemExit(f"{args.out} exists: choose a new --out")
+    return build_and_report(args.big, args.pool, args.out)
+
+
 def cmd_mcu_selftest(args: argparse.Namespace) -> int:
     from adaptinf.programs.mcu_selftest import selftest
 
@@ -510,6 +518,13 @@ def main(argv: list[str] | None = None) -> int:
     mmnet = build.add_parser("mmnet", help="configure M&MNet (thesis ch.5) on a pool bundle, in place")
     mmnet.add_argument("--bundle", required=True, type=Path, help="a bundle from `adaptinf build multiplexer`")
     mmnet.set_defaults(func=cmd_build_mmnet)
+    frame_pool = build.add_parser("frame-pool", help="a big model's bundle and a pool's small models on the big "
+                                                     "model's (larger) frame: the speculative systems' premise")
+    frame_pool.add_argument("--big", required=True, type=Path, help="its full model is the big one, its input the "
+                                                                    "frame (e.g. bundles/glyphnet224)")
+    frame_pool.add_argument("--pool", required=True, type=Path, help="a zoo or pool bundle: its small models")
+    frame_pool.add_argument("--out", required=True, type=Path)
+    frame_pool.set_defaults(func=cmd_build_frame_pool)
 
     plan = sub.add_parser("plan", help="the plan the daemon would choose under given conditions")
     plan.add_argument("--profile", required=True, type=Path)

@@ -31,13 +31,13 @@ def glyphs(n: int, seed: int, size: int = 32) -> ImageData:
 
 def glyph_bundle_splits(data: dict, name: str = "bundle") -> tuple[ImageData, ImageData, ImageData]:
     """(train, val, test) of a glyph bundle (`adaptinf build zoo`), regenerated from its
-    manifest's data section (n_train, n_val, n_test, seed)."""
+    manifest's data section (n_train, n_val, n_test, seed; size, 32 unless given)."""
     try:
         n_train, n_val, n_test, seed = (int(data[k]) for k in ("n_train", "n_val", "n_test", "seed"))
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"{name}: its data section does not say how its glyph splits were made "
                          "(n_train, n_val, n_test, seed)") from None
-    g = glyphs(n_train + n_val + n_test, seed)
+    g = glyphs(n_train + n_val + n_test, seed, int(data.get("size", 32)))
     cuts = (0, n_train, n_train + n_val, None)
     train, val, test = (ImageData(g.images[a:b], g.labels[a:b], g.classes) for a, b in zip(cuts, cuts[1:]))
     return train, val, test
