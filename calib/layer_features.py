@@ -5,7 +5,7 @@ regressed on the layers' types and the number and size of their input and output
 maps, so one model serves every CNN and partition. Per graph, summed over its layers:
 convolution multiply-accumulates and feature-map elements, fully-connected MACs,
 element-wise elements (activations, normalisation, adds, pooling), and the node count
-(per-layer launch overhead).
+(per-layer launch overhead; constants and shape queries, folded at load, do not count).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from onnx import shape_inference
 from adaptinf.packed_floats import load_onnx_model
 
 FEATURES = ("conv_gmac", "conv_feature_melem", "fc_gmac", "elementwise_melem", "layers")
+# nodes that do no work when the graph runs: onnxruntime and TensorRT fold them away at load
+FREE = {"Constant", "Identity", "Shape", "ConstantOfShape"}
 ELEMENTWISE = {"Relu", "Add", "Mul", "Sub", "Div", "BatchNormalization", "MaxPool", "AveragePool",
                "GlobalAveragePool", "ReduceMean", "Cast", "Transpose", "Clip", "Sigmoid"}
 
@@ -39,5 +41,6 @@ def graph_features(path: Path | str) -> dict[str, float]:
             f["fc_gmac"] += out * shapes[node.input[0]][-1] / 1e9
         elif node.op_type in ELEMENTWISE:
             f["elementwise_melem"] += out / 1e6
-        f["layers"] += 1
+        if node.op_type not in FREE:
+            f["layers"] += 1
     return f

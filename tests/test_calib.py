@@ -3,6 +3,7 @@
 import json
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,28 @@ def test_the_report_renders_in_headless_chromium(calibrated, bundle):
     png = screenshot(index, calibrated["tmp"] / "report3.png", height=1600)
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+
+
+def test_layer_features_count_only_nodes_that_run(tmp_path):
+    """Constants and shape queries are folded at load: they are not layers (the launch
+    overhead the regression's `layers` feature stands for)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def graph(with_constants: bool) -> Path:
+        nodes = [helper.make_node("Relu", ["x"], ["r"])]
+        if with_constants:
+            nodes += [helper.make_node("Constant", [], ["one"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+                      helper.make_node("Identity", ["one"], ["one_again"]),
+                      helper.make_node("Add", ["r", "one_again"], ["y"])]
+        else:
+            nodes += [helper.make_node("Add", ["r", "one"], ["y"])]
+        inits = [] if with_constants else [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+        path = tmp_path / f"{with_constants}.onnx"
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        return path
+
+    plain, folded = graph_features(graph(False)), graph_features(graph(True))
+    assert plain["layers"] == 2 and folded == plain
