@@ -58,6 +58,7 @@ from adaptinf.policies.dynamic_duo import ModelOutputs, evaluate_pair, pair_accu
 from adaptinf.policies.radio_power import RADIOS, uplink_power_w
 from adaptinf.policies.sieve import distribution_threshold
 from adaptinf.profile import load_profile
+from adaptinf.toolchain.frame_pool import FRESH_SEED, area_downscale
 from adaptinf.toolchain.glyphs import make_glyphs
 from adaptinf.toolchain.little_models import storage
 from adaptinf.toolchain.speculative_build import candidates, confidence_histograms, pool_splits
@@ -65,7 +66,7 @@ from adaptinf.toolchain.speculative_build import candidates, confidence_histogra
 PJ_PER_MAC = 3.7 + 0.9        # fp32 multiply + add, 45 nm (Horowitz, ISSCC 2014)
 PJ_PER_DRAM_BYTE = 640 / 4    # a 32-bit DRAM access, 45 nm (same table)
 PRIMARY = "cf_exact"          # SIEVE's own little: `adaptinf build little`'s exact custom-float network
-FRESH_SEEDS = (30_000, 40_000)   # validation and test renders for --big: no bundle trained on these
+FRESH_SEEDS = (FRESH_SEED, FRESH_SEED + 10_000)   # --big: validation and test renders no bundle trained on
 
 
 @dataclass(frozen=True)
@@ -79,22 +80,17 @@ class Frames:
     test_labels: np.ndarray
 
 
-def downscale(images: np.ndarray, size: int) -> np.ndarray:
-    """Area downscaling, NHWC uint8, by an integer factor (224 -> 32: 7x7 blocks)."""
-    n, h, w, c = images.shape
-    if h % size or w % size:
-        raise SystemExit(f"a {h}x{w} frame does not downscale to {size}x{size} by whole blocks")
-    blocks = images.reshape(n, size, h // size, size, w // size, c).mean(axis=(2, 4))
-    return np.round(blocks).astype(np.uint8)
-
-
 def frames_for(bundle_dir: Path, big: Bundle | None, n: int) -> Frames:
     _, val, test, _ = pool_splits(bundle_dir)
     if big is None:
         return Frames(val.images, test.images, val.images, test.images, val.labels, test.labels)
     size, small = big.input.shape[1], val.images.shape[1]
     v, t = (make_glyphs(n, seed=s, size=size) for s in FRESH_SEEDS)
-    return Frames(v.images, t.images, downscale(v.images, small), downscale(t.images, small), v.labels, t.labels)
+    try:
+        return Frames(v.images, t.images, area_downscale(v.images, small), area_downscale(t.images, small),
+                      v.labels, t.labels)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def regression_costs(bundle_dir: Path, profile_path: Path | None, power_w: float,

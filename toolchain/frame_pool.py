@@ -39,6 +39,15 @@ BIG_FILE = "big.onnx"
 SMALL_ROLES = ("pool", "little", "zoo")      # the pool's models that take its frame (not its multiplexers)
 
 
+def area_downscale(images: np.ndarray, size: int) -> np.ndarray:
+    """What `downscale_graph` computes, in numpy: NHWC uint8 to size x size by block means."""
+    n, h, w, c = images.shape
+    if h % size or w % size:
+        raise ValueError(f"a {h}x{w} frame does not downscale to {size}x{size} by whole blocks")
+    blocks = images.reshape(n, size, h // size, size, w // size, c).mean(axis=(2, 4))
+    return np.round(blocks).astype(np.uint8)
+
+
 def downscale_graph(frame: tuple[int, int, int], small: tuple[int, int], input_name: str, output_name: str,
                     opset: int, ir_version: int) -> onnx.ModelProto:
     """uint8 NHWC frame -> uint8 NHWC small frame, by the mean of each block (area downscale)."""
