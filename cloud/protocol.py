@@ -6,8 +6,9 @@ header, then at most one payload buffer.
 Request header: {"v": 1, "op": OP, "rid": [boot_epoch, seq], ...}
   infer:  "target": "full" | "<split point>" | "<zoo model>" | "mdinference",
           "deadline_ms": budget from sending, "tensor": {"dtype", "shape"} and for a
-          split point "scale", "zero_point" (the payload is the uint8 reduced tensor;
-          otherwise the raw frame). "mdinference": the worker picks the zoo model
+          split point with a uint8 upload "scale", "zero_point" (the payload is the
+          quantised reduced tensor; a float16 upload is the tensor itself; otherwise the
+          frame in the model's input dtype). Tensors are C order, little-endian. "mdinference": the worker picks the zoo model
           (paper 003, measured on the server): "sla_ms", and "sent_at" (the send time
           in the worker's wall clock, seconds) or, before the device knows the clocks'
           offset, "network_ms" (its own estimate of the round trip)
@@ -15,8 +16,8 @@ Request header: {"v": 1, "op": OP, "rid": [boot_epoch, seq], ...}
   probe:  payload of PROBE bytes, discarded; how the device measures the uplink
   timing: "targets": [...], "runs": n; the worker times its own engines (warm-up)
 Reply header: {"v": 1, "rid", "ok", "code", "message"?, "load": {"queue_depth",
-  "service_s"}, ...}; infer adds "compute_s", "queue_s" and the logits as payload
-  (float32), and for "mdinference" "model", "budget_ms", "network_ms"; a ping's reply
+  "service_s"}, ...}; infer adds "compute_s", "queue_s" and the model's outputs as payload
+  (float32, all of them flattened and concatenated, as the bundle's graphs answer), and for "mdinference" "model", "budget_ms", "network_ms"; a ping's reply
   carries "clock", the worker's wall clock; a replayed duplicate carries "replayed": true.
 A retry reuses its rid; the worker de-duplicates on (device id, rid).
 """
@@ -34,6 +35,7 @@ OPS = ("infer", "ping", "probe", "timing")
 MAX_HEADER_BYTES = 16 * 1024
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 FULL_TARGET = "full"
+PAYLOAD_DTYPES = ("uint8", "float16", "float32")   # a frame in the model's dtype; an upload as uint8 or float16
 MDINFERENCE_TARGET = "mdinference"   # the worker's MDInference picks a zoo model for the frame
 
 
@@ -97,9 +99,10 @@ class Infer:
     sla_s: float | None = None          # MDINFERENCE_TARGET: the frame's SLA from sending,
     sent_at: float | None = None        # when it was sent (the worker's wall clock), or
     network_s: float | None = None      # the device's estimate of the round trip
+    dtype: str = "uint8"                # the payload's: uint8 (frames, quantised uploads), float16 or float32
 
     def header(self) -> dict:
-        h = {"op": "infer", "target": self.target, "tensor": {"dtype": "uint8", "shape": list(self.shape)}}
+        h = {"op": "infer", "target": self.target, "tensor": {"dtype": self.dtype, "shape": list(self.shape)}}
         if self.scale is not None:
             h.update(scale=self.scale, zero_point=self.zero_point)
         for key, seconds in (("deadline_ms", self.deadline_s), ("sla_ms", self.sla_s),
@@ -120,8 +123,11 @@ class Infer:
         if not isinstance(shape, list) or not shape or not all(
                 isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
             raise ValueError("infer needs 'tensor': {dtype: uint8, shape: [positive integers]}")
-        if spec.get("dtype", "uint8") != "uint8":
-            raise ValueError(f"tensor dtype {spec.get('dtype')!r}: the link carries uint8")
+        dtype = spec.get("dtype", "uint8")
+        if dtype not in PAYLOAD_DTYPES:
+            raise ValueError(f"tensor dtype {dtype!r}: the link carries {list(PAYLOAD_DTYPES)}")
+        if dtype != "uint8" and h.get("scale") is not None:
+            raise ValueError("only a uint8 tensor is quantised: a scale needs dtype uint8")
         scale, zero_point = h.get("scale"), h.get("zero_point")
         if (scale is not None or zero_point is not None) and not (
                 isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0
@@ -133,7 +139,7 @@ class Infer:
             raise ValueError(f"sent_at must be a finite number of seconds, got {sent_at!r}")
         if target == MDINFERENCE_TARGET and (sla is None or sla <= 0 or (sent_at is None and network is None)):
             raise ValueError("an mdinference request needs a positive 'sla_ms' and 'sent_at' or 'network_ms'")
-        return cls(target, tuple(shape), scale, zero_point, deadline, sla, sent_at, network)
+        return cls(target, tuple(shape), scale, zero_point, deadline, sla, sent_at, network, dtype)
 
 
 def _finite(value: Any) -> bool:

@@ -20,7 +20,7 @@ class TritonEngine:
     backend = "triton"
 
     def __init__(self, url: str, model: str, input_name: str, input_dtype: str, sample_dims: list[int],
-                 classes: int, client_timeout_s: float = 2.0, priority: int = 0):
+                 output_name: str, output_dims: list[int], client_timeout_s: float = 2.0, priority: int = 0):
         import tritonclient.grpc as grpcclient  # the 'triton' extra; adaptinf-cloud names it when missing
         self._grpc = grpcclient
         self._client = grpcclient.InferenceServerClient(url=url)
@@ -32,7 +32,7 @@ class TritonEngine:
             raise EngineError(f"Triton at {url} does not serve a ready model {model!r}")
         self.model = model
         self.inputs = (TensorSpec(input_name, input_dtype, (None, *sample_dims)),)
-        self.outputs = (TensorSpec("logits", "float32", (None, classes)),)
+        self.outputs = (TensorSpec(output_name, "float32", (None, *output_dims)),)
         self._timeout_s = client_timeout_s
         self._priority = priority
 
@@ -41,9 +41,9 @@ class TritonEngine:
         tensor = self._grpc.InferInput(spec.name, list(x.shape), TRITON_DATATYPES[spec.dtype])
         tensor.set_data_from_numpy(np.ascontiguousarray(x, dtype=spec.dtype))
         try:
-            result = self._client.infer(self.model, [tensor], outputs=[self._grpc.InferRequestedOutput("logits")],
+            result = self._client.infer(self.model, [tensor], outputs=[self._grpc.InferRequestedOutput(self.outputs[0].name)],
                                         priority=self._priority, timeout=int(self._timeout_s * 1e6),
                                         client_timeout=self._timeout_s)
         except Exception as exc:  # tritonclient raises InferenceServerException
             raise EngineError(f"Triton {self.model}: {exc}") from exc
-        return result.as_numpy("logits")
+        return result.as_numpy(self.outputs[0].name)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 from adaptinf.bundle import Bundle, sha256_file
 from adaptinf.cloud.protocol import FULL_TARGET
@@ -42,29 +43,53 @@ def model_name(bundle: Bundle, target: str) -> str:
     return f"{bundle.name}_{target}"
 
 
-def targets(bundle: Bundle) -> dict[str, tuple[str, str, list[int]]]:
-    """target -> (ONNX file, input name, input dtype, sample dims) of what the cloud runs."""
-    out = {FULL_TARGET: (bundle.full_model.file, bundle.input.name, bundle.input.dtype, list(bundle.input.shape[1:]))}
+class Target(NamedTuple):
+    """What the cloud runs for one target, with the names and sample dims its graph declares."""
+
+    file: str
+    input_name: str
+    dtype: str
+    dims: list[int]
+    output_name: str
+    output_dims: list[int]
+
+
+def _graph_io(bundle: Bundle, file: str, dtype: str, dims: list[int]) -> Target:
+    """The graph's own input and output names (a cut model's are its tensors' names) and its
+    one output's sample dims (the model's outputs, as the bundle's graphs answer)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(bundle.path(file)), options, providers=["CPUExecutionProvider"])
+    out = session.get_outputs()[0]
+    out_dims = [d if isinstance(d, int) and d > 0 else -1 for d in out.shape[1:]]
+    return Target(file, session.get_inputs()[0].name, dtype, dims, out.name, out_dims)
+
+
+def targets(bundle: Bundle) -> dict[str, Target]:
+    """target -> what the cloud runs for it."""
+    frame = (bundle.input.dtype, list(bundle.input.shape[1:]))
+    out = {FULL_TARGET: _graph_io(bundle, bundle.full_model.file, *frame)}
     for p in bundle.split.points if bundle.split else ():
-        out[p.name] = (p.tail, "reduced", "float32", list(p.reduced_shape[1:]))
+        out[p.name] = _graph_io(bundle, p.tail, "float32", list(p.reduced_shape[1:]))
     for name in bundle.zoo.models if bundle.zoo else ():
-        out[name] = (bundle.model(name).file, bundle.input.name, bundle.input.dtype, list(bundle.input.shape[1:]))
+        out[name] = _graph_io(bundle, bundle.model(name).file, *frame)
     return out
 
 
 BACKENDS = ("onnxruntime", "python", "tensorrt")
 
 
-def config_pbtxt(name: str, platform: str, input_name: str, input_dtype: str, dims: list[int], classes: int,
-                 cc_model_filenames: dict[str, str] | None = None, dynamic_batching: bool = True,
+def config_pbtxt(name: str, platform: str, target: Target, cc_model_filenames: dict[str, str] | None = None, dynamic_batching: bool = True,
                  parameters: dict[str, str] | None = None) -> str:
     """platform "python" means the Python backend (its own config key), on CPU instances."""
     lines = [
         f'name: "{name}"',
         'backend: "python"' if platform == "python" else f'platform: "{platform}"',
         f"max_batch_size: {MAX_BATCH}",
-        f'input [ {{ name: "{input_name}" data_type: {TRITON_TYPES[input_dtype]} dims: {dims} }} ]',
-        f'output [ {{ name: "logits" data_type: TYPE_FP32 dims: [ {classes} ] }} ]',
+        f'input [ {{ name: "{target.input_name}" data_type: {TRITON_TYPES[target.dtype]} dims: {target.dims} }} ]',
+        f'output [ {{ name: "{target.output_name}" data_type: TYPE_FP32 dims: {target.output_dims} }} ]',
     ]
     if dynamic_batching:
         lines += [
@@ -95,24 +120,24 @@ def export_repository(bundle: Bundle, out: Path | str, backend: str = "onnxrunti
         raise ValueError(f"export_repository writes onnxruntime or python models, not {backend!r}")
     out = Path(out)
     names = []
-    for target, (file, input_name, dtype, dims) in targets(bundle).items():
+    for target, io in targets(bundle).items():
         name = model_name(bundle, target)
         version = out / name / "1"
         version.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(bundle.path(file), version / "model.onnx")
+        shutil.copyfile(bundle.path(io.file), version / "model.onnx")
         if backend == "python":
             # the backend's stub has its own interpreter, which does not see this environment's
             # packages (triton-on-cpu.md): the model puts them on sys.path before any import
             (version / "model.py").write_text(PYTHON_MODEL.replace("@SITE_PACKAGES@",
                                                                    _site_packages_of("onnxruntime")))
         (out / name / "config.pbtxt").write_text(
-            config_pbtxt(name, "python" if backend == "python" else "onnxruntime_onnx", input_name, dtype, dims,
-                         len(bundle.classes), dynamic_batching=dynamic_batching))
+            config_pbtxt(name, "python" if backend == "python" else "onnxruntime_onnx", io,
+                         dynamic_batching=dynamic_batching))
         names.append(name)
     (out / "adaptinf-export.json").write_text(json.dumps(
         {"bundle": bundle.name, "manifest_sha256": bundle.manifest_sha256, "models": names,
-         "sources": {n: sha256_file(bundle.path(t[0])) for n, t in
-                     zip(names, targets(bundle).values())}}, indent=1) + "\n")
+         "sources": {n: sha256_file(bundle.path(t.file)) for n, t in zip(names, targets(bundle).values())}},
+        indent=1) + "\n")
     return names
 
 
@@ -129,18 +154,18 @@ def add_tensorrt_plans(bundle: Bundle, out: Path | str) -> list[str]:
     cc = f"{major}.{minor}"
     out = Path(out)
     names = []
-    for target, (file, input_name, dtype, dims) in targets(bundle).items():
+    for target, io in targets(bundle).items():
         name = model_name(bundle, target) + "_trt"
         version = out / name / "1"
         version.mkdir(parents=True, exist_ok=True)
         filename = f"model_{major}{minor}.plan"
-        (version / filename).write_bytes(build_plan(bundle.path(file), fp16=True, max_batch=MAX_BATCH))
+        (version / filename).write_bytes(build_plan(bundle.path(io.file), fp16=True, max_batch=MAX_BATCH))
         plans_file = out / name / "plans.json"  # every GPU type built so far
         plans = json.loads(plans_file.read_text()) if plans_file.exists() else {}
         plans[cc] = filename
         plans_file.write_text(json.dumps(plans, indent=1) + "\n")
         (out / name / "config.pbtxt").write_text(
-            config_pbtxt(name, "tensorrt_plan", input_name, dtype, dims, len(bundle.classes), plans))
+            config_pbtxt(name, "tensorrt_plan", io, plans))
         names.append(name)
     return names
 
@@ -184,6 +209,7 @@ class TritonPythonModel:
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input_name = config["input"][0]["name"]
+        self.output_name = config["output"][0]["name"]
         self.ort_input = self.session.get_inputs()[0].name
 
     def execute(self, requests):
@@ -193,7 +219,7 @@ class TritonPythonModel:
         logits = self.session.run(None, {self.ort_input: np.concatenate(batches)})[0].astype(np.float32)
         responses, start = [], 0
         for n in sizes:
-            out = pb_utils.Tensor("logits", np.ascontiguousarray(logits[start:start + n]))
+            out = pb_utils.Tensor(self.output_name, np.ascontiguousarray(logits[start:start + n]))
             responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
             start += n
         return responses

@@ -74,8 +74,9 @@ class CloudWorker:
             from adaptinf.cloud.triton_engine import TritonEngine
             from adaptinf.cloud.triton_repository import model_name, targets
 
-            self._engines = {t: TritonEngine(triton_url, model_name(bundle, t), name, dtype, dims, len(bundle.classes))
-                             for t, (_, name, dtype, dims) in targets(bundle).items()}
+            self._engines = {t: TritonEngine(triton_url, model_name(bundle, t), io.input_name, io.dtype, io.dims,
+                                             io.output_name, io.output_dims)
+                             for t, io in targets(bundle).items()}
         else:
             self._engines = {protocol.FULL_TARGET: open_engine(bundle.path(bundle.full_model.file), backend,
                                                                plan_cache_dir)}
@@ -350,14 +351,21 @@ class CloudWorker:
         if expected is not None and (len(shape) != len(expected) or
                                      any(e is not None and d != e for d, e in zip(shape, expected))):
             raise ValueError(f"target {target!r} takes shape {list(expected)}, got {list(shape)}")
-        data = np.frombuffer(payload.buffer, dtype=np.uint8)
-        if data.size != int(np.prod(shape)):
-            raise ValueError(f"payload of {data.size} bytes does not fit shape {list(shape)}")
-        data = data.reshape(shape)
+        buffer = payload.buffer
+        itemsize = np.dtype(request.dtype).itemsize
+        if buffer.nbytes != int(np.prod(shape)) * itemsize:
+            raise ValueError(f"payload of {buffer.nbytes} bytes does not fit {request.dtype}{list(shape)}")
+        data = np.frombuffer(buffer, dtype=request.dtype).reshape(shape)
         if target in self._quantised:
-            if request.scale is None:
+            if request.dtype == "float16":
+                data = data.astype(np.float32)
+            elif request.scale is None:
                 raise ValueError("a split point's tensor needs a finite positive 'scale' and a uint8 'zero_point'")
-            data = dequantize(data, float(request.scale), request.zero_point)
+            else:
+                data = dequantize(data, float(request.scale), request.zero_point)
+        expected = engine.inputs[0].dtype if getattr(engine, "inputs", None) else None
+        if expected is not None and data.dtype != np.dtype(expected):
+            raise ValueError(f"target {target!r} takes {expected}, got {data.dtype}")
         return engine.run(data)
 
     def _timings(self, request: protocol.Timing) -> dict:

@@ -5,8 +5,16 @@ and calibration. This module is the one definition of the manifest; it needs no 
 
 manifest.json, version 1:
   {"format": "adaptinf-bundle", "version": 1, "name": str, "created": iso8601,
-   "classes": [str, ...],
+   "classes": [str, ...]   (empty: not a classifier; no label, no confidence policies),
    "input": {"name": "image", "dtype": "uint8", "shape": [1, H, W, C], "layout": "NHWC"},
+   optional "outputs": [{"name", "dtype", "shape"}]: the model's named outputs; every graph
+             that answers a frame (full, tails, zoo models) has ONE output, these tensors
+             flattened and concatenated in order as float32 (absent: one output, the
+             classes' logits [1, len(classes)]),
+   optional "preprocess": {"graph": "preprocess.onnx", "resize": "stretch"|"letterbox"|"center-crop",
+             "size": [h, w], "channel_order": "RGB"|"BGR", "layout": "NCHW"|"NHWC",
+             "scale", "mean": [3], "std": [3]}: a camera frame (uint8 H x W x 3 RGB, any
+             size) -> the input tensor (toolchain/preprocess_graph.py),
    "models": [{"name", "file", "role", "accuracy", "flops", "params",
                optional: "size_bytes", "activation_bytes", "derivation": {"method", ...},
                "confidence": {"bins", "correct", "correctable", "uncorrectable"},
@@ -17,7 +25,9 @@ manifest.json, version 1:
              "upload": {"dtype": "uint8", "scheme": "per-tensor-affine"},
              "points": [{"name", "layer", "D", "D_r", "reduced_shape", "upload_bytes",
                          "head", "tail", "head_flops", "tail_flops", "accuracy",
-                         "accuracy_float", "search": [{"D_r", "accuracy"}...]}]},
+                         "accuracy_float", "search": [{"D_r", "accuracy"}...],
+                         optional "upload": "uint8" (default: per-frame affine) | "float16",
+                         optional "agreement": {...}: split against full on sample inputs}]},
    "multiplexer": {"pool": [model names, cheapest first], "costs": [FLOPs / the cheapest's],
                    "model": <the pool's multiplexer, a model>, "threshold": T (Algorithm 2),
                    "pair": {"model": <the device/cloud multiplexer>, "device": <pool model>,
@@ -57,6 +67,13 @@ MANIFEST = "manifest.json"
 
 # dtypes a bundle input (and the local API) may use: numpy names.
 INPUT_DTYPES = ("uint8", "int8", "float16", "float32")
+# dtypes a model's named outputs come back as (carried as float32: exact for these up to 2**24)
+OUTPUT_DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "bool")
+
+
+# what a preprocessing graph may do: how the frame is fitted to the model's size
+RESIZE_MODES = ("stretch", "letterbox", "center-crop")
+UPLOAD_DTYPES = ("uint8", "float16")
 
 
 class BundleError(ValueError):
@@ -75,6 +92,38 @@ class InputSpec:
         import numpy as np
 
         return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One named output of the model, as the API returns it."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return int(math.prod(self.shape))
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a camera frame becomes the model's input; `graph` computes it (the one implementation)."""
+
+    graph: str
+    resize: str
+    size: tuple[int, int]
+    channel_order: str = "RGB"
+    layout: str = "NCHW"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def to_manifest(self) -> dict:
+        return {"graph": self.graph, "resize": self.resize, "size": list(self.size),
+                "channel_order": self.channel_order, "layout": self.layout, "scale": self.scale,
+                "mean": list(self.mean), "std": list(self.std)}
 
 
 @dataclass(frozen=True)
@@ -108,6 +157,8 @@ class SplitPoint:
     accuracy: float | None
     accuracy_float: float | None
     search: tuple[dict, ...] = ()
+    upload: str = "uint8"               # what crosses the link: per-frame affine uint8, or float16
+    agreement: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -212,6 +263,18 @@ class Bundle:
     dynamic_duo: DynamicDuoSpec | None = None
     mmnet: MmNetSpec | None = None
     zoo: ZooSpec | None = None
+    outputs: tuple[OutputSpec, ...] = ()        # () : the classes' logits, one output
+    preprocess: PreprocessSpec | None = None
+
+    @property
+    def output_specs(self) -> tuple[OutputSpec, ...]:
+        """The model's named outputs; a bundle that declares none answers its classes' logits."""
+        return self.outputs or (OutputSpec("logits", "float32", (1, len(self.classes))),)
+
+    @property
+    def output_size(self) -> int:
+        """Values in the one float32 output of every answering graph (all outputs, flattened)."""
+        return sum(o.size for o in self.output_specs)
 
     def path(self, relative: str) -> Path:
         return self.root / relative
@@ -316,7 +379,52 @@ def _parse_point(raw: dict, i: int) -> SplitPoint:
     return SplitPoint(name=_require(raw, "name", str, where), layer=_require(raw, "layer", str, where),
                       reduced_shape=_shape(raw, "reduced_shape", where),
                       head=_require(raw, "head", str, where), tail=_require(raw, "tail", str, where),
-                      search=tuple(_optional(raw, "search", list, [], where)), **ints, **floats)
+                      search=tuple(_optional(raw, "search", list, [], where)),
+                      upload=_choice(raw, "upload", UPLOAD_DTYPES, "uint8", where),
+                      agreement=dict(_optional(raw, "agreement", dict, {}, where)), **ints, **floats)
+
+
+def _choice(raw: dict, key: str, allowed: tuple[str, ...], default: str, where: str) -> str:
+    value = _optional(raw, key, str, default, where)
+    if value not in allowed:
+        raise BundleError(f"manifest: {where}.{key} is {value!r}; one of {list(allowed)}")
+    return value
+
+
+def _parse_outputs(raw: Any) -> tuple[OutputSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise BundleError("manifest: outputs must be a non-empty list of {name, dtype, shape}")
+    outputs = []
+    for i, o in enumerate(raw):
+        where = f"outputs[{i}]"
+        dtype = _require(o, "dtype", str, where)
+        if dtype not in OUTPUT_DTYPES:
+            raise BundleError(f"manifest: {where}.dtype {dtype!r} is not one of {OUTPUT_DTYPES}")
+        outputs.append(OutputSpec(_require(o, "name", str, where), dtype, _shape(o, "shape", where)))
+    if len({o.name for o in outputs}) != len(outputs):
+        raise BundleError("manifest: outputs names a tensor twice")
+    return tuple(outputs)
+
+
+def _parse_preprocess(raw: Any, input_spec: InputSpec) -> PreprocessSpec:
+    where = "preprocess"
+    size = _shape(raw, "size", where)
+    mean, std = (_require(raw, k, list, where) for k in ("mean", "std"))
+    if len(size) != 2 or len(mean) != 3 or len(std) != 3 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (*mean, *std)) \
+            or not all(v != 0 for v in std):
+        raise BundleError(f"manifest: {where} needs size [h, w], and 3 finite means and 3 non-zero stds")
+    spec = PreprocessSpec(graph=_require(raw, "graph", str, where),
+                          resize=_choice(raw, "resize", RESIZE_MODES, "stretch", where), size=tuple(size),
+                          channel_order=_choice(raw, "channel_order", ("RGB", "BGR"), "RGB", where),
+                          layout=_choice(raw, "layout", ("NCHW", "NHWC"), "NCHW", where),
+                          scale=_number(raw, "scale", where), mean=tuple(float(v) for v in mean),
+                          std=tuple(float(v) for v in std))
+    produced = (1, 3, *size) if spec.layout == "NCHW" else (1, *size, 3)
+    if tuple(input_spec.shape) != produced:
+        raise BundleError(f"manifest: preprocess makes {spec.layout} {list(produced)} but the input is "
+                          f"{list(input_spec.shape)}")
+    return spec
 
 
 def _parse_model(raw: dict, i: int) -> ModelEntry:
@@ -396,14 +504,27 @@ def _parse_bundle(root: Path, manifest_path: Path, raw: Any, raw_bytes: bytes, v
         if split.model not in {m.name for m in models}:
             raise BundleError(f"manifest: split.model {split.model!r} is not one of the bundle's models")
     full = split.model if split else models[0].name
-    multiplexer = _parse_multiplexer(raw["multiplexer"], models, full) if raw.get("multiplexer") is not None else None
     classes = _names(raw, "classes", "manifest")
+    if not classes:
+        deciders = [k for k in ("multiplexer", "dynamic_duo", "mmnet", "zoo") if raw.get(k) is not None]
+        if deciders:
+            raise BundleError(f"manifest: {deciders[0]} decides on a classifier's confidence, but this bundle "
+                              "declares no classes: add \"classes\" or remove that section")
+    multiplexer = _parse_multiplexer(raw["multiplexer"], models, full) if raw.get("multiplexer") is not None else None
     duo = (_parse_dynamic_duo(raw["dynamic_duo"], models, full, len(classes))
            if raw.get("dynamic_duo") is not None else None)
     mmnet = _parse_mmnet(raw["mmnet"], models, full) if raw.get("mmnet") is not None else None
     zoo = _parse_zoo(raw["zoo"], models) if raw.get("zoo") is not None else None
+    input_spec = _parse_input(raw.get("input"))
+    outputs = _parse_outputs(raw["outputs"]) if raw.get("outputs") is not None else ()
+    if not outputs and not classes:
+        raise BundleError(f"{manifest_path}: a bundle needs \"classes\" (a classifier) or \"outputs\"")
+    if outputs and classes and sum(o.size for o in outputs) < len(classes):
+        raise BundleError("manifest: the outputs have fewer values than there are classes")
+    preprocess = (_parse_preprocess(raw["preprocess"], input_spec)
+                  if raw.get("preprocess") is not None else None)
     bundle = Bundle(root=root, name=_require(raw, "name", str, "manifest"),
-                    classes=classes, input=_parse_input(raw.get("input")),
+                    classes=classes, input=input_spec, outputs=outputs, preprocess=preprocess,
                     models=models, split=split, manifest_sha256=hashlib.sha256(raw_bytes).hexdigest(),
                     data=_optional(raw, "data", dict, {}, "manifest"), multiplexer=multiplexer, dynamic_duo=duo, mmnet=mmnet,
                     zoo=zoo)
@@ -512,6 +633,8 @@ def _parse_zoo(raw: Any, models: tuple[ModelEntry, ...]) -> ZooSpec:
 
 def referenced_files(bundle: Bundle) -> list[str]:
     names = [m.file for m in bundle.models] + [m.packed_weights for m in bundle.models if m.packed_weights]
+    if bundle.preprocess is not None:
+        names.append(bundle.preprocess.graph)
     for p in bundle.split.points if bundle.split else ():
         names += [p.head, p.tail]
     return names
@@ -539,7 +662,10 @@ def _verify_input_spec(bundle: Bundle) -> None:
     import onnxruntime as ort
 
     takers = [m.file for m in bundle.models] + [p.head for p in (bundle.split.points if bundle.split else ())]
-    for name in takers:
+    answerers = {bundle.full_model.file, *(p.tail for p in (bundle.split.points if bundle.split else ()))}
+    if bundle.preprocess is not None:
+        _verify_preprocess(bundle)
+    for name in dict.fromkeys(takers + sorted(answerers - set(takers))):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # metadata only: load fast
         options.log_severity_level = 3
@@ -553,6 +679,10 @@ def _verify_input_spec(bundle: Bundle) -> None:
             raise BundleError(f"{bundle.root}: {name} is not a model onnxruntime can load "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         del weights                     # the session holds its own copy now
+        if name in answerers:
+            _verify_answer(bundle, name, session)
+        if name not in takers:
+            continue
         inputs = session.get_inputs()
         if len(inputs) != 1:
             raise BundleError(f"{bundle.root}: {name} has {len(inputs)} inputs, expected 1")
@@ -565,6 +695,33 @@ def _verify_input_spec(bundle: Bundle) -> None:
             raise BundleError(
                 f"{bundle.root}: {name} takes {value.name}:{dtype}{dims} but the manifest's input spec is "
                 f"{bundle.input.name}:{bundle.input.dtype}{expected}")
+
+
+def _verify_answer(bundle: Bundle, name: str, session: Any) -> None:
+    """A graph that answers a frame has one float32 output of the bundle's output size."""
+    outputs = session.get_outputs()
+    if len(outputs) != 1 or outputs[0].type != "tensor(float)":
+        raise BundleError(f"{bundle.root}: {name} must have one float32 output (the model's outputs, "
+                          f"concatenated), it has {[(o.name, o.type) for o in outputs]}")
+    dims = outputs[0].shape
+    if all(isinstance(d, int) for d in dims[1:]) and math.prod(dims[1:]) != bundle.output_size:
+        raise BundleError(f"{bundle.root}: {name} answers {math.prod(dims[1:])} values per frame, but the "
+                          f"manifest's outputs have {bundle.output_size}")
+
+
+def _verify_preprocess(bundle: Bundle) -> None:
+    import onnxruntime as ort
+
+    name = bundle.preprocess.graph
+    try:
+        session = ort.InferenceSession(str(bundle.root / name), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise BundleError(f"{bundle.root}: {name} is not a model onnxruntime can load "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    (frame,), (out,) = session.get_inputs(), session.get_outputs()
+    if frame.type != "tensor(uint8)" or len(frame.shape) != 3 or ONNX_TYPE_TO_DTYPE.get(out.type) != bundle.input.dtype:
+        raise BundleError(f"{bundle.root}: {name} must take a uint8 [H, W, 3] frame and give "
+                          f"{bundle.input.dtype}, it takes {frame.type}{frame.shape} and gives {out.type}")
 
 
 # onnxruntime's tensor type names -> numpy's
@@ -582,6 +739,8 @@ def write_manifest(root: Path, manifest: dict) -> str:
                                                        if m.get("packed_weights")]
     for p in (manifest.get("split") or {}).get("points", []):
         names += [p["head"], p["tail"]]
+    if manifest.get("preprocess"):
+        names.append(manifest["preprocess"]["graph"])
     manifest["files"] = {n: {"sha256": sha256_file(root / n), "bytes": (root / n).stat().st_size} for n in names}
     text = json.dumps(manifest, indent=1, sort_keys=False) + "\n"
     tmp = root / (MANIFEST + ".tmp")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import zmq
@@ -72,14 +72,30 @@ _DTYPE_NAMES = {np.dtype(name): name for name in api.TENSOR_DTYPES}
 @dataclass(frozen=True)
 class InferResult:
     id: object
-    label: int
-    label_name: str
-    confidence: float
-    scores: np.ndarray | None
+    label: int | None                # None: the model is not a classifier (see outputs)
+    label_name: str | None
+    confidence: float | None
+    scores: np.ndarray | None        # a classifier's class probabilities
     served_by: dict
     latency_ms: dict
     energy_j: float
     energy_source: str
+    outputs: dict = field(default_factory=dict)   # every model: its named output tensors (numpy arrays)
+
+
+def _tensor(described: dict, frames: list) -> np.ndarray:
+    """A reply tensor: {dtype, shape, buffer: index into the reply's buffers}, C order, little-endian."""
+    data = frames[described.get("buffer", 0)]
+    return np.frombuffer(data, dtype=np.dtype(described["dtype"]).newbyteorder("<")).reshape(described["shape"])
+
+
+def decode_infer_reply(header: dict, frames: list) -> InferResult:
+    scores = _tensor(header["scores"], frames).reshape(-1) if "scores" in header and frames else None
+    outputs = {o["name"]: _tensor(o, frames) for o in header.get("outputs", ())}
+    label = header.get("label")
+    return InferResult(header["id"], label, header.get("class", None if label is None else str(label)),
+                       header.get("confidence"), scores, header["served_by"], header["latency_ms"],
+                       header["energy_j"], header.get("energy_source", "model"), outputs)
 
 
 class Client:
@@ -159,15 +175,14 @@ class Client:
 
     def infer(self, frame: np.ndarray, model: str | None = None, deadline_ms: float | None = None,
               priority: int | None = None, mode: str | None = None, policy: str | None = None,
-              goal: str | None = None, timeout_s: float | None = None) -> InferResult:
+              goal: str | None = None, timeout_s: float | None = None, color: str | None = None) -> InferResult:
+        """frame: the model's exact tensor, or (a model with preprocessing) a camera frame, uint8
+        H x W x 3 of any size, RGB unless color="BGR" (OpenCV's order)."""
         frame = np.ascontiguousarray(frame)
         body: dict = {"tensor": {"dtype": _DTYPE_NAMES.get(frame.dtype) or frame.dtype.name, "shape": list(frame.shape)}}
         for key, value in (("model", model), ("deadline_ms", deadline_ms), ("priority", priority),
-                           ("mode", mode), ("policy", policy), ("goal", goal)):
+                           ("mode", mode), ("policy", policy), ("goal", goal), ("color", color)):
             if value is not None:
                 body[key] = value
         header, frames = self.request("infer", body, (frame,), timeout_s)
-        scores = np.frombuffer(frames[0], dtype=np.float32) if frames else None
-        return InferResult(header["id"], header["label"], header.get("class", str(header["label"])),
-                           header["confidence"], scores, header["served_by"], header["latency_ms"],
-                           header["energy_j"], header.get("energy_source", "model"))
+        return decode_infer_reply(header, frames)

@@ -41,3 +41,12 @@ def quantize(x: np.ndarray) -> Quantized:
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+def as_received(x: np.ndarray, upload: str = "uint8") -> np.ndarray:
+    """What the tail receives for the head's tensor x: the per-frame uint8 round trip, or
+    float16 (a split point's `upload`). The daemon and the toolchain's agreement checks both
+    call this, so a bundle's recorded figures are what really crosses the link."""
+    if upload == "float16":
+        return x.astype(np.float16).astype(np.float32)
+    return dequantize(*quantize(x))

@@ -56,7 +56,8 @@ class ApiHandlers:
         return self._ok(req, {"models": [{
             "name": b.name, "ready": True, "classes": list(b.classes), "backend": self.d.models.backend,
             "inputs": [{"name": b.input.name, "dtype": b.input.dtype, "shape": list(b.input.shape)}],
-            "outputs": [{"name": "scores", "dtype": "float32", "shape": [len(b.classes)]}],
+            "outputs": [{"name": o.name, "dtype": o.dtype, "shape": list(o.shape)} for o in b.output_specs],
+            "preprocess": b.preprocess.to_manifest() if b.preprocess else None,
             "partitions": self.d.usable_partitions(), "policies": list(self.d.policies)}]
             + ([self._fc_model_entry()] if self.d.mcu_policies else [])})
 
@@ -64,7 +65,7 @@ class ApiHandlers:
         return {"name": self.d.config.mcu.name, "ready": True, "classes": [str(c) for c in range(self.d.mcu_classes)],
                 "backend": "mcu" if self.d.mcu.up else "host (MCU down)",
                 "inputs": [{"name": "features", "dtype": "float32", "shape": [self.d.mcu.system.input_dim]}],
-                "outputs": [{"name": "scores", "dtype": "float32", "shape": [self.d.mcu_classes]}],
+                "outputs": [{"name": "logits", "dtype": "float32", "shape": [1, self.d.mcu_classes]}],
                 "policies": list(MCU_POLICIES)}
 
     def _status(self, req: api.Request, peer: bytes, frames: list) -> list:
@@ -93,7 +94,7 @@ class ApiHandlers:
         now = time.monotonic()
         job = Job(r.id, peer, r.frame, FrameContext(r.goal, r.mode, r.deadline_s), r.policy, now,
                   now + r.deadline_s if r.deadline_s else None, keepalive=r.keepalive, model=r.model.name,
-                  priority=r.priority)
+                  priority=r.priority, camera=r.camera)
         if not fc and self.d.pool.idle():  # plan now: it cannot go stale before a worker takes it
             # _answer answers it (and gives its share back), whatever planning did
             planned = self._plan_or_fail(job)
@@ -140,11 +141,21 @@ class ApiHandlers:
         served = result.served_by
         self.d.frame_metrics.observe("fallback" if served.fallback else served.placement,
                                    result.stages.total or 0.0, result.energy_j, result.energy_source)
-        names = self.d._served[job.model].classes
-        body = {"label": result.label, "class": names[result.label],
-                "confidence": result.confidence,
-                "served_by": served.to_reply(), "latency_ms": result.stages.to_reply_ms(),
+        model = self.d._served[job.model]
+        body = {"served_by": served.to_reply(), "latency_ms": result.stages.to_reply_ms(),
                 "energy_j": result.energy_j, "energy_source": result.energy_source,
-                "energy_idle_j": result.energy_idle_j,
-                "scores": {"dtype": "float32", "shape": [len(result.scores)]}}
-        return api.encode_reply(job.id, api.OK, body=body, buffers=(result.scores.tobytes(),))
+                "energy_idle_j": result.energy_idle_j}
+        buffers = []
+        if result.scores is not None:       # a classifier: its answer and its class probabilities first
+            body.update({"label": result.label, "class": model.classes[result.label], "confidence": result.confidence,
+                         "scores": {"dtype": "float32", "shape": [len(result.scores)], "buffer": 0}})
+            buffers.append(result.scores.tobytes())
+        described, offset = [], 0
+        for spec in model.outputs:          # every model's named outputs, one buffer each, in order
+            values = result.outputs[offset:offset + spec.size]
+            offset += spec.size
+            described.append({"name": spec.name, "dtype": spec.dtype, "shape": list(spec.shape),
+                              "buffer": len(buffers)})
+            buffers.append((values if spec.dtype == "float32" else values.astype(spec.dtype)).tobytes())
+        body["outputs"] = described
+        return api.encode_reply(job.id, api.OK, body=body, buffers=tuple(buffers))

@@ -74,18 +74,22 @@ class CloudReply:
     payload: bytes | None
     round_trip_s: float
 
-    def logits(self, num_classes: int) -> tuple[np.ndarray, float]:
-        """The answer's logits and the cloud's compute seconds; CloudError if the reply is not
-        an answer (an error code, or malformed: the frame then falls back, never crashes)."""
+    def logits(self, size: int) -> tuple[np.ndarray, float]:
+        """The answer (the model's outputs: `size` float32 values, a classifier's logits) and
+        the cloud's compute seconds; CloudError if the reply is not an answer (an error code,
+        or malformed, or not finite: the frame then falls back, never crashes)."""
         h = self.header
         if not h.get("ok") or self.payload is None:
             raise CloudError(str(h.get("code")), str(h.get("message", "no answer")))
         compute = h.get("compute_s", 0.0)
         if isinstance(compute, bool) or not isinstance(compute, (int, float)) or not 0 <= compute < 3600:
             raise CloudError("MALFORMED", f"compute_s {compute!r} is not a duration")
-        if len(self.payload) != 4 * num_classes:
-            raise CloudError("MALFORMED", f"{len(self.payload)} bytes of logits, expected {num_classes} float32")
-        return np.frombuffer(self.payload, dtype=np.float32), float(compute)
+        if len(self.payload) != 4 * size:
+            raise CloudError("MALFORMED", f"{len(self.payload)} bytes of outputs, expected {size} float32")
+        values = np.frombuffer(self.payload, dtype=np.float32)
+        if not np.isfinite(values).all():       # an overflowing FP16 engine, a broken gateway
+            raise CloudError("MALFORMED", "the cloud's outputs are not all finite")
+        return values, float(compute)
 
 
 class CloudCall:

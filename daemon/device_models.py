@@ -15,6 +15,7 @@ from typing import Callable
 from adaptinf.bundle import Bundle
 from adaptinf.engines import Engine, open_engine
 from adaptinf.engines.emulated_slowdown import EmulatedSlowdown
+from adaptinf.engines.onnxruntime_engine import OnnxRuntimeEngine
 
 
 @dataclass
@@ -36,6 +37,7 @@ class DeviceModels:
     zoo: dict[str, Engine] | None = None       # every zoo model (MDInference's duplicate runs one), by name
     zoo_multiplexer: Engine | None = None      # frame -> w over the zoo (policy "multiplexer" on a zoo bundle)
     open_model: Callable[[str], Engine] | None = None   # opens another bundle file the same way (calibration)
+    preprocess: Engine | None = None           # camera frame -> the model's tensor (the bundle's preprocess graph)
 
     @classmethod
     def load(cls, bundle: Bundle, backend: str, plan_cache: str, slowdown: float = 1.0,
@@ -63,8 +65,12 @@ class DeviceModels:
                 for name in bundle.zoo.models} if bundle.zoo else None)
         zoo_mux = (engine(bundle.model(bundle.zoo.multiplexer).file)
                    if bundle.zoo is not None and bundle.zoo.multiplexer else None)
+        # onnxruntime always: the graph takes frames of any size, and resizing is no work for a GPU plan
+        preprocess = (OnnxRuntimeEngine(bundle.path(bundle.preprocess.graph))
+                      if bundle.preprocess is not None else None)
         return cls(full, {p.name: engine(p.head) for p in points},
-                   {p.name: engine(p.tail) for p in points}, pair, littles, minions, zoo, zoo_mux, engine)
+                   {p.name: engine(p.tail) for p in points}, pair, littles, minions, zoo, zoo_mux, engine,
+                   preprocess)
 
     @property
     def backend(self) -> str:

@@ -44,6 +44,7 @@ class Job:
     planned: "Planned | None" = None  # planned on arrival when the pool was idle (not stale)
     model: str = ""                  # which served model (the bundle's, or the MCU's FC model)
     priority: int = 0                # 0..255; higher is served first among queued frames
+    camera: bool = False             # frame is a uint8 H x W x 3 image: the bundle's preprocessing makes the tensor
 
 
 @dataclass
@@ -60,7 +61,8 @@ class FrameResult:
     message: str | None = None
     label: int = -1
     confidence: float = 0.0
-    scores: np.ndarray | None = None
+    scores: np.ndarray | None = None     # class probabilities (a classifier's bundle)
+    outputs: np.ndarray | None = None    # the model's outputs, flat float32 (bundle.output_specs)
     served_by: ServedBy | None = None
     stages: StageTimes = field(default_factory=StageTimes)
     energy_j: float = 0.0
@@ -123,10 +125,20 @@ class Executor:
         served = ServedBy(chosen.kind, plan.policy, plan.goal, plan.mode, partition=chosen.name,
                           predicted_s=chosen.latency_s, est_uplink_bps=telemetry.uplink_bps)
         steps = FrameSteps(self, job, profile, stages, served)
-        logits, upload_bytes = self._policy(job, plan.policy).execute(job, plan, steps)
+        if job.camera:
+            job.frame = steps.on_device(self.models.preprocess, "preprocess")
+            job.camera = False
+        outputs, upload_bytes = self._policy(job, plan.policy).execute(job, plan, steps)
         stages.total = self.clock() - job.received
-        probs = probabilities(logits.reshape(-1))
-        label = int(probs.argmax())
+        outputs = np.asarray(outputs, np.float32).reshape(-1)
+        label, confidence, probs = -1, 0.0, None
+        if job.model in self.model_policies:      # the MCU's FC net: its outputs are its logits
+            probs = probabilities(outputs)
+        elif self.bundle.classes:                 # a classifier: its first output is the logits
+            probs = probabilities(outputs[:len(self.bundle.classes)])
+        if probs is not None:
+            label = int(probs.argmax())
+            confidence = float(probs[label])
         if steps.energy is not None:        # the step knew its own energy (the MCU's cycles)
             (energy, source), idle = steps.energy, None
         else:
@@ -135,7 +147,8 @@ class Executor:
         placement = "fallback" if served.fallback else (
             f"split:{chosen.name}" if chosen.kind == "split" else served.placement)
         self.stats.record_frame(plan.policy, placement, stages)
-        return FrameResult("OK", label=label, confidence=float(probs[label]), scores=probs.astype(np.float32),
+        return FrameResult("OK", label=label, confidence=confidence,
+                           scores=None if probs is None else probs.astype(np.float32), outputs=outputs,
                            served_by=served, stages=stages, energy_j=energy, energy_source=source,
                            energy_idle_j=idle)
 
@@ -153,5 +166,6 @@ class Executor:
         if measured is not None:
             idle = (self.power.idle_power_w or 0.0) * (end - run_start)
             return measured + radio_j, f"sensor:{self.power.source.name}" + ("+radio-model" if radio_j else ""), idle
-        compute_s = sum(getattr(stages, k) or 0.0 for k in ("mux", "device", "recovery", "fallback", "host"))
+        compute_s = sum(getattr(stages, k) or 0.0 for k in ("preprocess", "mux", "device", "recovery", "fallback",
+                                                             "host"))
         return compute_s * self.compute_power_w + radio_j, "model", None

@@ -27,9 +27,11 @@ class ServedModel:
     dtype: str
     policies: tuple[str, ...]      # what a request may ask for
     default_policy: str
-    classes: tuple[str, ...]       # label -> class name, for the reply
+    classes: tuple[str, ...]       # label -> class name, for the reply; () : not a classifier
     run: Any = None                # job -> FrameResult: the executor that serves it
     on_mcu: bool = False
+    outputs: tuple = ()            # bundle.OutputSpec: the named tensors of a reply
+    camera: bool = False           # takes uint8 H x W x 3 frames of any size (the bundle's preprocessing)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class InferRequest:
     deadline_s: float | None
     priority: int
     keepalive: Any                 # the zmq frames the array views
+    camera: bool = False           # frame is a camera frame (RGB) for the bundle's preprocessing
 
 
 def parse_infer(req: api.Request, served: dict[str, ServedModel], default_model: str, default_mode: str,
@@ -52,7 +55,7 @@ def parse_infer(req: api.Request, served: dict[str, ServedModel], default_model:
     model = served.get(name) if isinstance(name, str) else None
     if model is None:
         raise api.ApiError(api.NOT_FOUND, f"no model {name!r}; this daemon serves {list(served)}")
-    frame = api.tensor_from_request(req, model.shape, model.dtype)
+    frame, camera = model_frame(api.tensor_from_request(req), model, h.get("color", "RGB"))
     mode = h.get("mode", default_mode)
     if mode not in MODES:
         raise api.ApiError(api.INVALID_ARG, f"mode must be one of {list(MODES)}")
@@ -71,4 +74,28 @@ def parse_infer(req: api.Request, served: dict[str, ServedModel], default_model:
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 255:
         raise api.ApiError(api.INVALID_ARG, "priority must be an integer in [0, 255]")
     return InferRequest(req.id, model, frame, mode, policy, goal, deadline_ms / 1e3 if deadline_ms else None,
-                        priority, req.buffers)
+                        priority, req.buffers, camera)
+
+
+COLORS = ("RGB", "BGR")      # a camera frame's channel order: PIL's and most decoders', OpenCV's
+
+
+def model_frame(x: np.ndarray, model: ServedModel, color: Any = "RGB") -> tuple[np.ndarray, bool]:
+    """(the frame, whether it is a camera frame): the model's exact tensor (its batch of one
+    may be left out), or, for a model with preprocessing, a uint8 H x W x 3 image of any size,
+    which the device then preprocesses (BGR is turned to RGB here)."""
+    if x.dtype.name == model.dtype and x.shape == tuple(model.shape):
+        return x, False
+    if x.dtype.name == model.dtype and len(model.shape) > 1 and model.shape[0] == 1 and x.shape == model.shape[1:]:
+        return x.reshape(model.shape), False
+    exact = f"{model.dtype}{list(model.shape)}"
+    if not model.camera:
+        raise api.ApiError(api.INVALID_ARG, f"model takes {exact}, got {x.dtype.name}{list(x.shape)}")
+    if color not in COLORS:
+        raise api.ApiError(api.INVALID_ARG, f"color must be one of {list(COLORS)}, got {color!r}")
+    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3:
+        raise api.ApiError(api.INVALID_ARG, f"model takes {exact}, or a camera frame: uint8 [H, W, 3], RGB (or BGR "
+                                            f"with color: \"BGR\"); got {x.dtype.name}{list(x.shape)}"
+                                            + (": convert greyscale or RGBA to 3 channels first"
+                                               if x.dtype == np.uint8 and x.ndim in (2, 3) else ""))
+    return (np.ascontiguousarray(x[..., ::-1]) if color == "BGR" else x), True

@@ -19,7 +19,7 @@ import zmq
 
 from adaptinf import __version__
 from adaptinf import api_protocol as api
-from adaptinf.bundle import Bundle, load_bundle
+from adaptinf.bundle import Bundle, OutputSpec, load_bundle
 from adaptinf.daemon.api_handlers import ApiHandlers
 from adaptinf.daemon.api_server import ApiServer, ApiStartError
 from adaptinf.daemon.client_shares import ClientShares
@@ -501,11 +501,13 @@ class Daemon:
         and the MCU's FC model when there is one (the FC executor, MCU or host)."""
         b = self.bundle
         models = {b.name: ServedModel(b.name, b.input.shape, b.input.dtype, tuple(self.policies),
-                                      self.config.policy.name, tuple(b.classes), self.executor.execute)}
+                                      self.config.policy.name, tuple(b.classes), self.executor.execute,
+                                      outputs=b.output_specs, camera=b.preprocess is not None)}
         if self.mcu_policies:
             name = self.config.mcu.name
             models[name] = ServedModel(name, (self.mcu.system.input_dim,), "float32", MCU_POLICIES,
                                        self.config.mcu.policy, tuple(str(c) for c in range(self.mcu_classes)),
-                                       self.executor.execute, on_mcu=True)
+                                       self.executor.execute, on_mcu=True,
+                                       outputs=(OutputSpec("logits", "float32", (1, self.mcu_classes)),))
         return models
 

@@ -105,16 +105,23 @@ class FrameSteps:
         if name == CLOUD_ONLY:
             return self.full_in_cloud(self.models.full)
         reduced = self.profiled_on_device(self.models.heads[name], self.profile.partition(name).device_s)
-        q = quantize(reduced)
-        request = cloud_protocol.Infer(name, q.data.shape, q.scale, q.zero_point)
-        logits = self._cloud(request, q.data, name,
-                             fallback=lambda: self.on_device(self.models.tails[name], "fallback", dequantize(*q)))
-        return logits, q.data.nbytes
+        if self.bundle.point(name).upload == "float16":
+            half = reduced.astype(np.float16)
+            request = cloud_protocol.Infer(name, half.shape, dtype="float16")
+            payload, received = half, lambda: half.astype(np.float32)
+        else:
+            q = quantize(reduced)
+            request = cloud_protocol.Infer(name, q.data.shape, q.scale, q.zero_point)
+            payload, received = q.data, lambda: dequantize(*q)
+        # the local tail finishes what the cloud would have received, so the answer is the same
+        logits = self._cloud(request, payload, name,
+                             fallback=lambda: self.on_device(self.models.tails[name], "fallback", received()))
+        return logits, payload.nbytes
 
     def full_in_cloud(self, fallback_engine) -> Answer:
         """The frame to the cloud's full model; `fallback_engine` answers here if the cloud cannot."""
         payload = np.ascontiguousarray(self.job.frame)
-        request = cloud_protocol.Infer(cloud_protocol.FULL_TARGET, payload.shape)
+        request = cloud_protocol.Infer(cloud_protocol.FULL_TARGET, payload.shape, dtype=payload.dtype.name)
         logits = self._cloud(request, payload, CLOUD_ONLY,
                              fallback=lambda: self.on_device(fallback_engine, "fallback"))
         return logits, payload.nbytes
@@ -123,7 +130,7 @@ class FrameSteps:
         """The frame to the cloud's model `name` (a zoo model); `fallback_engine` answers here if
         the cloud cannot."""
         payload = np.ascontiguousarray(self.job.frame)
-        logits = self._cloud(cloud_protocol.Infer(name, payload.shape), payload, CLOUD_ONLY,
+        logits = self._cloud(cloud_protocol.Infer(name, payload.shape, dtype=payload.dtype.name), payload, CLOUD_ONLY,
                              fallback=lambda: self.on_device(fallback_engine, "fallback"))
         return logits, payload.nbytes
 
@@ -146,7 +153,7 @@ class FrameSteps:
         start = x.clock()
         budget = sla_end - start - FALLBACK_MARGIN_S
         if x.link is not None and x.link.up and budget > 0:
-            request = cloud_protocol.Infer(target, payload.shape, deadline_s=budget)
+            request = cloud_protocol.Infer(target, payload.shape, deadline_s=budget, dtype=payload.dtype.name)
             if target == cloud_protocol.MDINFERENCE_TARGET:
                 sent_at = x.link.cloud_time()
                 request = replace(request, sla_s=budget, sent_at=sent_at,   # when its answer is still of use
@@ -156,7 +163,7 @@ class FrameSteps:
         if call is not None:
             try:
                 reply = call.wait(sla_end - x.clock() - FALLBACK_MARGIN_S)
-                logits, self.stages.cloud = reply.logits(len(self.bundle.classes))
+                logits, self.stages.cloud = reply.logits(self.bundle.output_size)
                 self.stages.network = x.clock() - start
                 self.served.answered_by = "cloud"
                 if target == cloud_protocol.MDINFERENCE_TARGET:
@@ -202,7 +209,7 @@ class FrameSteps:
             header = replace(request, deadline_s=budget).header()
             call = x.link.call(header, payload, budget, upload_bytes=payload.nbytes)
             try:
-                logits, compute = call.wait(budget + 0.05).logits(len(self.bundle.classes))
+                logits, compute = call.wait(budget + 0.05).logits(self.bundle.output_size)
                 self.stages.network = x.clock() - start
                 self.stages.cloud = compute
                 x.telemetry.observe_cloud(compute, self.profile.partition(partition).cloud_s)

@@ -114,6 +114,7 @@ class StageTimes:
 
     queue: float | None = None          # waiting for a worker
     plan: float | None = None           # the policy's plan
+    preprocess: float | None = None     # a camera frame made the model's tensor (the bundle's graph)
     device_wait: float | None = None    # waiting for the one device
     mux: float | None = None            # the multiplexer's selector
     device: float | None = None         # on the device (the head, or the whole model)
@@ -125,7 +126,7 @@ class StageTimes:
     host: float | None = None           # the host's copy of the MCU's model
     total: float | None = None          # receipt to answer
 
-    NAMES: ClassVar[tuple[str, ...]] = ("queue", "plan", "device_wait", "mux", "device", "recovery", "network",
+    NAMES: ClassVar[tuple[str, ...]] = ("queue", "plan", "preprocess", "device_wait", "mux", "device", "recovery", "network",
                                         "cloud", "fallback", "mcu", "host", "total")
 
     def add(self, stage: str, seconds: float) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
 
 from adaptinf.policies.dynamic_duo import DynamicDuoPolicy
 from adaptinf.policies.fixed import FixedPolicy
@@ -41,7 +40,7 @@ class BuildContext:
 
 
 def build(ctx: BuildContext) -> dict[str, Policy]:
-    frame_bytes = int(np.prod(ctx.bundle.input.shape))
+    frame_bytes = ctx.bundle.input.nbytes
     policies: dict[str, Policy] = {"split": SplitPolicy(ctx.goal)}
     policies.update({name: FixedPolicy(name) for name in ctx.placements})
     policies["mdinference"] = MdInferencePolicy(ctx.default_sla_s, frame_bytes,

@@ -82,9 +82,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_build_split(args: argparse.Namespace) -> int:
+    if args.onnx is not None:
+        return cmd_build_split_onnx(args)
     from adaptinf.toolchain.split_builder import SplitBuildConfig, build_split
 
-    config = SplitBuildConfig(name=args.name, model=args.model, dataset=args.dataset, n_train=args.n_train,
+    if args.points and args.points.isdigit():
+        print("adaptinf build split: --points N (a count) is for --onnx; a trained split takes point names, "
+              "e.g. --points RB1,RB3", file=sys.stderr)
+        return 2
+    config = SplitBuildConfig(name=args.name or "glyphnet", model=args.model, dataset=args.dataset or "glyphs",
+                              n_train=args.n_train,
                               n_val=args.n_val, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
                               accuracy_loss=args.accuracy_loss, seed=args.seed, max_dr=args.max_dr,
                               points=tuple(p for p in args.points.split(",") if p) if args.points else ())
@@ -102,6 +109,57 @@ def cmd_build_split(args: argparse.Namespace) -> int:
               f"accuracy {p['accuracy']:.3f}")
     for p in split.get("rejected_points", []):
         print(f"  {p['name']:6} rejected: no D_r up to the limit met the bound")
+    return 0
+
+
+def _three_floats(text: str, option: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(np.isfinite(values)):
+        raise ValueError(f"{option} takes three comma-separated numbers (R,G,B), got {text!r}")
+    return values
+
+
+def cmd_build_split_onnx(args: argparse.Namespace) -> int:
+    """`build split --onnx`: cut a trained ONNX model, no training (toolchain/onnx_split.py)."""
+    from adaptinf.toolchain.onnx_split import OnnxSplitConfig, OnnxSplitError, build_onnx_split
+
+    program = "adaptinf build split --onnx"
+    try:
+        points = int(args.points or 4)
+        classes = ()
+        if args.classes is not None:
+            classes = tuple(line.strip() for line in args.classes.read_text().splitlines() if line.strip())
+        config = OnnxSplitConfig(name=args.name or "", points=points, samples=args.samples,
+                                 calibration=args.calibration or "", dataset=args.dataset or "", upload=args.upload,
+                                 resize=args.resize, channel_order=args.channel_order, scale=args.scale,
+                                 mean=_three_floats(args.mean, "--mean"), std=_three_floats(args.std, "--std"),
+                                 classes=classes, seed=args.seed)
+        if not args.onnx.is_file():
+            raise OnnxSplitError(f"{args.onnx}: no such file")
+        manifest = build_onnx_split(args.onnx, args.out, config)
+    except (OnnxSplitError, OSError, ValueError) as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        return 2
+    full = manifest["models"][0]
+    frame = manifest["input"]
+    print(f"bundle {args.out}: {manifest['name']} takes {frame['dtype']}{frame['shape']}"
+          + (" or camera frames (uint8 H x W x 3)" if manifest.get("preprocess") else "")
+          + f", {full['flops'] / 1e6:.1f} MFLOP, outputs "
+          + ", ".join(f"{o['name']} {o['dtype']}{o['shape']}" for o in manifest["outputs"]))
+    if full["accuracy"] is not None:
+        print(f"  full model accuracy {full['accuracy']:.3f} on {manifest['data']['n_held_out']} held-out images")
+    for p in manifest["split"]["points"]:
+        a = p["agreement"]
+        agree = (f"top-1 agreement {a['top1_agreement']:.1%}" if "top1_agreement" in a
+                 else f"max error {a['max_abs_error']:.3g} (outputs span {a['output_range']:.3g})")
+        acc = f"  accuracy {p['accuracy']:.3f}" if p["accuracy"] is not None else ""
+        print(f"  {p['name']:4} upload {p['upload_bytes']:>8} B {p['upload']:7}  head {p['head_flops'] / 1e6:8.1f} "
+              f"MFLOP  tail {p['tail_flops'] / 1e6:8.1f} MFLOP  {agree} on {a['samples']} samples{acc}")
+    for p in manifest["split"].get("rejected_points", []):
+        print(f"  {p['name']:4} rejected: head + tail differ from the model by {p['agreement']['exact_max_error']:.3g}")
     return 0
 
 
@@ -454,17 +512,38 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     build = sub.add_parser("build", help="build a model bundle").add_subparsers(dest="kind", required=True)
-    split = build.add_parser("split", help="butterfly split points (paper 004 Algorithm 1) -> bundle")
+    split = build.add_parser(
+        "split", help="split points -> bundle: any trained ONNX model (--onnx), or butterfly units (paper 004)",
+        description="With --onnx MODEL.onnx: cut a trained single-input model at points found in its graph, "
+                    "no training. Otherwise: train butterfly units (paper 004 Algorithm 1).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     split.add_argument("--out", type=Path, required=True)
-    split.add_argument("--name", default="glyphnet")
+    split.add_argument("--name", default=None, help="bundle name (default: glyphnet, or the ONNX file's stem)")
+    split.add_argument("--onnx", type=Path, default=None, metavar="MODEL.onnx",
+                       help="a trained ONNX model to cut (opset 13+, one input)")
+    split.add_argument("--samples", type=int, default=32, help="--onnx: generated inputs for the checks")
+    split.add_argument("--calibration", default=None, metavar="folder:PATH", help="--onnx: images for the checks")
+    split.add_argument("--upload", default="auto", choices=["auto", "uint8", "float16"],
+                       help="--onnx: what crosses the link (auto: 8 bits where the answers hold)")
+    split.add_argument("--resize", default="stretch", choices=["stretch", "letterbox", "center-crop"],
+                       help="--onnx: how a camera frame is fitted to the model's size")
+    split.add_argument("--channel-order", default="RGB", choices=["RGB", "BGR"], help="--onnx: the model's")
+    split.add_argument("--scale", type=float, default=1 / 255, help="--onnx: pixel scale before mean/std")
+    split.add_argument("--mean", default="0.485,0.456,0.406", help="--onnx: per-channel mean (R,G,B)")
+    split.add_argument("--std", default="0.229,0.224,0.225", help="--onnx: per-channel std (R,G,B)")
+    split.add_argument("--classes", type=Path, default=None, metavar="FILE",
+                       help="--onnx: class names, one a line: the model is a classifier")
     split.add_argument("--model", default="glyph_resnet", choices=["glyph_resnet", "resnet50"])
-    split.add_argument("--dataset", default="glyphs", help="glyphs | digits | folder:PATH")
+    split.add_argument("--dataset", default=None,
+                       help="glyphs | digits | folder:PATH (default glyphs; with --onnx: labelled images "
+                            "<class>/<image> for held-out accuracy)")
     split.add_argument("--n-train", type=int, default=12000)
     split.add_argument("--n-val", type=int, default=2000)
     split.add_argument("--epochs", type=int, default=8)
     split.add_argument("--finetune-epochs", type=int, default=1)
     split.add_argument("--accuracy-loss", type=float, default=0.02, help="allowed accuracy loss (fraction)")
-    split.add_argument("--points", default="", help="comma-separated points (default: all)")
+    split.add_argument("--points", default="",
+                       help="--onnx: how many points (default 4); else comma-separated point names (default: all)")
     split.add_argument("--max-dr", type=int, default=0, help="largest D_r tried (default: D)")
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(func=cmd_build_split)

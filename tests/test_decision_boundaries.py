@@ -40,7 +40,8 @@ def logits_for(label: int, margin: float) -> np.ndarray:
 
 def run_minions(minion_logits, thresholds):
     """served_by of one frame through the executor's M&MNet path, the Master recovering on the device."""
-    bundle = SimpleNamespace(mmnet=SimpleNamespace(thresholds=thresholds, minions=("m1", "m2")))
+    bundle = SimpleNamespace(mmnet=SimpleNamespace(thresholds=thresholds, minions=("m1", "m2")),
+                             classes=[str(i) for i in range(CLASSES)])
     models = SimpleNamespace(minions=tuple(FixedLogits(z) for z in minion_logits),
                              full=FixedLogits(logits_for(0, 9.0)))
     profile = Profile("test", (PartitionProfile(MOBILE_ONLY, 1.0, 5.0, 0.0, 0),))

@@ -83,7 +83,7 @@ def make(link, device_label=1, device_s=0.05):
         link.clock = clock
     full = Engine(clock, device_s, device_label)
     models = SimpleNamespace(full=full, heads={}, tails={})
-    bundle = SimpleNamespace(classes=[str(i) for i in range(CLASSES)])
+    bundle = SimpleNamespace(classes=[str(i) for i in range(CLASSES)], output_size=CLASSES, name="b")
     telemetry = SimpleNamespace(device_slowdown=1.0, observe_device=lambda *a: None, observe_cloud=lambda *a: None)
     policies = {"mobile-only": FixedPolicy(MOBILE_ONLY), "cloud-only": FixedPolicy(CLOUD_ONLY),
                 "mdinference": MdInferencePolicy(1.0, 3072)}

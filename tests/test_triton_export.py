@@ -9,7 +9,7 @@ from google.protobuf import text_format
 
 from adaptinf.bundle import sha256_file
 from adaptinf.cloud.triton_engine import TritonEngine
-from adaptinf.cloud.triton_repository import add_tensorrt_plans, config_pbtxt, export_repository
+from adaptinf.cloud.triton_repository import Target, add_tensorrt_plans, config_pbtxt, export_repository
 from adaptinf.engines import EngineError
 from adaptinf.engines.tensorrt_engine import tensorrt_available
 from conftest import free_port
@@ -41,7 +41,7 @@ def test_repository_has_every_cloud_target_as_a_valid_triton_model(bundle, tmp_p
 
 
 def test_plans_for_several_gpu_types_share_one_model():
-    text = config_pbtxt("m_trt", "tensorrt_plan", "reduced", "float32", [2, 16, 16], 16,
+    text = config_pbtxt("m_trt", "tensorrt_plan", Target("t.onnx", "reduced", "float32", [2, 16, 16], "logits", [16]),
                         {"8.6": "model_86.plan", "9.0": "model_90.plan"})
     cfg = text_format.Parse(text, model_config_pb2.ModelConfig())
     assert cfg.platform == "tensorrt_plan"
@@ -58,7 +58,7 @@ def test_tensorrt_plans_are_added_per_compute_capability(bundle, tmp_path):
 
 def test_gateway_refuses_a_triton_it_cannot_reach():
     with pytest.raises(EngineError, match="cannot reach Triton"):
-        TritonEngine(f"127.0.0.1:{free_port()}", "glyphnet_full", "image", "uint8", [32, 32, 3], 16)
+        TritonEngine(f"127.0.0.1:{free_port()}", "glyphnet_full", "image", "uint8", [32, 32, 3], "logits", [16])
 
 
 # ---- live: a real tritonserver (nvidia-pytriton's binary, the test extra) on loopback ----
@@ -82,7 +82,8 @@ def test_the_python_backend_repository_is_a_valid_triton_model(bundle, tmp_path)
     assert full.backend == "python" and full.max_batch_size == 8 and full.dynamic_batching.max_queue_delay_microseconds
     assert full.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert (tmp_path / "glyphnet_full" / "1" / "model.py").is_file()
-    unbatched = parse_text(config_pbtxt("m", "python", "image", "uint8", [32, 32, 3], 16, dynamic_batching=False))
+    unbatched = parse_text(config_pbtxt("m", "python", Target("m.onnx", "image", "uint8", [32, 32, 3], "logits", [16]),
+                                        dynamic_batching=False))
     assert not unbatched.HasField("dynamic_batching")
 
 

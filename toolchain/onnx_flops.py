@@ -46,22 +46,34 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     return shapes
 
 
+def node_flops(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> int | None:
+    """A Conv, Gemm or MatMul node's dense FLOPs; None for any other op (not counted)."""
+    if node.op_type == "Conv":
+        weight = shapes[node.input[1]]  # (Cout, Cin/groups, kH, kW)
+        return 2 * prod(shapes[node.output[0]]) * prod(weight[1:])
+    if node.op_type == "Gemm":
+        a, b = shapes[node.input[0]], shapes[node.input[1]]
+        trans_b = any(att.name == "transB" and att.i for att in node.attribute)
+        return 2 * a[0] * a[1] * (b[0] if trans_b else b[1])
+    if node.op_type == "MatMul":
+        return 2 * prod(shapes[node.output[0]]) * shapes[node.input[0]][-1]
+    return None
+
+
+def graph_node_flops(model: onnx.ModelProto) -> list[int]:
+    """Each node's FLOPs in graph order (0 for the ops not counted); `model` has its shapes inferred."""
+    shapes = _shapes(model)
+    return [int(node_flops(node, shapes) or 0) for node in model.graph.node]
+
+
 def weighted_layers(path: Path | str) -> list[WeightedLayer]:
     model = shape_inference.infer_shapes(load_onnx_model(path))
     shapes = _shapes(model)
     weights = {init.name: init for init in model.graph.initializer}
     layers = []
     for node in model.graph.node:
-        if node.op_type == "Conv":
-            weight = shapes[node.input[1]]  # (Cout, Cin/groups, kH, kW)
-            flops = 2 * prod(shapes[node.output[0]]) * prod(weight[1:])
-        elif node.op_type == "Gemm":
-            a, b = shapes[node.input[0]], shapes[node.input[1]]
-            trans_b = any(att.name == "transB" and att.i for att in node.attribute)
-            flops = 2 * a[0] * a[1] * (b[0] if trans_b else b[1])
-        elif node.op_type == "MatMul":
-            flops = 2 * prod(shapes[node.output[0]]) * shapes[node.input[0]][-1]
-        else:
+        flops = node_flops(node, shapes)
+        if flops is None:
             continue
         w = weights.get(node.input[1])
         layers.append(WeightedLayer(node.op_type, None if w is None else numpy_helper.to_array(w),
