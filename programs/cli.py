@@ -82,8 +82,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_build_split(args: argparse.Namespace) -> int:
+    if args.onnx is not None and args.torch is not None:
+        print("adaptinf build split: give --onnx (cut as it is) or --torch (butterflies, fine-tuned), not both",
+              file=sys.stderr)
+        return 2
     if args.onnx is not None:
         return cmd_build_split_onnx(args)
+    if args.torch is not None:
+        return cmd_build_split_torch(args)
     from adaptinf.toolchain.split_builder import SplitBuildConfig, build_split
 
     if args.points and args.points.isdigit():
@@ -91,9 +97,9 @@ def cmd_build_split(args: argparse.Namespace) -> int:
               "e.g. --points RB1,RB3", file=sys.stderr)
         return 2
     config = SplitBuildConfig(name=args.name or "glyphnet", model=args.model, dataset=args.dataset or "glyphs",
-                              n_train=args.n_train,
-                              n_val=args.n_val, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
-                              accuracy_loss=args.accuracy_loss, seed=args.seed, max_dr=args.max_dr,
+                              weights=str(args.weights or ""), n_train=args.n_train,
+                              n_val=args.n_val, epochs=args.epochs, finetune_epochs=1 if args.finetune_epochs is None else args.finetune_epochs,
+                              accuracy_loss=args.accuracy_loss, seed=args.seed, max_dr=args.max_dr or 0,
                               points=tuple(p for p in args.points.split(",") if p) if args.points else ())
     try:
         manifest = build_split(config, args.out)
@@ -160,6 +166,40 @@ def cmd_build_split_onnx(args: argparse.Namespace) -> int:
               f"MFLOP  tail {p['tail_flops'] / 1e6:8.1f} MFLOP  {agree} on {a['samples']} samples{acc}")
     for p in manifest["split"].get("rejected_points", []):
         print(f"  {p['name']:4} rejected: head + tail differ from the model by {p['agreement']['exact_max_error']:.3g}")
+    return 0
+
+
+def cmd_build_split_torch(args: argparse.Namespace) -> int:
+    """`build split --torch MODULE:FACTORY --weights CKPT`: butterflies in the user's trained model."""
+    from adaptinf.toolchain.torch_butterfly import TorchSplitConfig, TorchSplitError, build_torch_split
+
+    program = "adaptinf build split --torch"
+    if args.weights is None or not args.dataset:
+        print(f"{program}: needs --weights CKPT.pt (the trained model's state_dict) and --dataset folder:PATH "
+              "(<class>/<image>, to fine-tune and to measure on)", file=sys.stderr)
+        return 2
+    try:
+        config = TorchSplitConfig(factory=args.torch, weights=str(args.weights), dataset=args.dataset,
+                                  name=args.name or "", size=args.size, points=int(args.points or 4),
+                                  accuracy_loss=args.accuracy_loss,
+                                  max_dr=16 if args.max_dr is None else args.max_dr,
+                                  finetune_epochs=2 if args.finetune_epochs is None else args.finetune_epochs, mean=_three_floats(args.mean, "--mean"),
+                                  std=_three_floats(args.std, "--std"), resize=args.resize, seed=args.seed)
+        manifest = build_torch_split(config, args.out)
+    except (TorchSplitError, OSError, ValueError) as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        return 2
+    split = manifest["split"]
+    print(f"bundle {args.out}: {manifest['name']}, accuracy {split['baseline_accuracy']:.3f} validation, "
+          f"{split['baseline_accuracy_test']:.3f} held-out test ({manifest['data']['n_test']} images)")
+    print(f"  {'point':5} {'block':24} {'D':>4} {'D_r':>4} {'upload B':>9} {'test acc':>8}   "
+          f"plain 8-bit cut: {'upload B':>9} {'test acc':>8}")
+    for p in split["points"]:
+        plain = p["plain_8bit"]
+        print(f"  {p['name']:5} {p['layer'][:24]:24} {p['D']:>4} {p['D_r']:>4} {p['upload_bytes']:>9} "
+              f"{p['accuracy_test']:>8.3f}   {'':17}{plain['upload_bytes']:>9} {plain['accuracy_test']:>8.3f}")
+    for p in split.get("rejected_points", []):
+        print(f"  {p['name']:5} {p['layer'][:24]:24} rejected: {p['reason']}")
     return 0
 
 
@@ -533,6 +573,12 @@ def main(argv: list[str] | None = None) -> int:
     split.add_argument("--std", default="0.229,0.224,0.225", help="--onnx: per-channel std (R,G,B)")
     split.add_argument("--classes", type=Path, default=None, metavar="FILE",
                        help="--onnx: class names, one a line: the model is a classifier")
+    split.add_argument("--torch", default=None, metavar="MODULE:FACTORY",
+                       help="a PyTorch model (e.g. torchvision.models:mobilenet_v3_large) whose trained --weights "
+                            "get butterfly units, fine-tuned on --dataset")
+    split.add_argument("--weights", type=Path, default=None, metavar="CKPT.pt",
+                       help="trained weights (a state_dict) for --torch or --model: no training from scratch")
+    split.add_argument("--size", type=int, default=224, help="--torch: the model's input size (pixels)")
     split.add_argument("--model", default="glyph_resnet", choices=["glyph_resnet", "resnet50"])
     split.add_argument("--dataset", default=None,
                        help="glyphs | digits | folder:PATH (default glyphs; with --onnx: labelled images "
@@ -540,11 +586,13 @@ def main(argv: list[str] | None = None) -> int:
     split.add_argument("--n-train", type=int, default=12000)
     split.add_argument("--n-val", type=int, default=2000)
     split.add_argument("--epochs", type=int, default=8)
-    split.add_argument("--finetune-epochs", type=int, default=1)
+    split.add_argument("--finetune-epochs", type=int, default=None,
+                       help="per (point, D_r) candidate (default 1; --torch: 2)")
     split.add_argument("--accuracy-loss", type=float, default=0.02, help="allowed accuracy loss (fraction)")
     split.add_argument("--points", default="",
                        help="--onnx: how many points (default 4); else comma-separated point names (default: all)")
-    split.add_argument("--max-dr", type=int, default=0, help="largest D_r tried (default: D)")
+    split.add_argument("--max-dr", type=int, default=None,
+                       help="largest D_r tried (default: D; --torch: 16; 0: D)")
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(func=cmd_build_split)
 

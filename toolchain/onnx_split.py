@@ -97,7 +97,7 @@ def prepare(path: Path) -> Prepared:
         raise OnnxSplitError(f"{path}: the model has {len(inputs)} inputs; adaptinf splits single-input models")
     del graph.input[:]
     graph.input.extend(inputs)
-    frame = inputs[0]
+    frame = graph.input[0]                 # the graph's own copy: edited in place below
     elem = frame.type.tensor_type.elem_type
     if elem not in _ELEM_DTYPES:
         raise OnnxSplitError(f"{path}: input {frame.name!r} is {TensorProto.DataType.Name(elem)}; "

@@ -1,7 +1,7 @@
 """The model's preprocessing as an ONNX graph: a camera frame in, the model's exact tensor out.
 
     frame uint8 [H, W, 3] RGB, any H and W
-      -> float, NCHW, channel order the model's (RGB or BGR)
+      -> float, channel order the model's (RGB or BGR)
       -> resize to the model's h x w: stretch, letterbox (fit, pad) or center-crop (fill, crop),
          bilinear with antialiasing (what PIL does when it shrinks a photo)
       -> x * scale, then (x - mean) / std per channel
@@ -39,39 +39,41 @@ def preprocess_graph(spec: PreprocessSpec, dtype: str) -> onnx.ModelProto:
     if dtype not in _ONNX_DTYPES:
         raise ValueError(f"preprocessing can produce {sorted(_ONNX_DTYPES)}, not {dtype}")
     h, w = spec.size
+    # All in NHWC, the frame's own layout (a Transpose before a Resize with axes trips
+    # onnxruntime's layout optimiser); the model's layout is made at the end.
     inits = [_const("p/hw", [h, w]), _const("p/unsq0", [0])]
     nodes = [
         helper.make_node("Cast", [INPUT], ["p/f"], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", ["p/f", "p/unsq0"], ["p/nhwc"]),
-        helper.make_node("Transpose", ["p/nhwc"], ["p/nchw_in"], perm=[0, 3, 1, 2]),
     ]
-    x = "p/nchw_in"
+    x = "p/nhwc"
     if spec.channel_order == "BGR":
         inits.append(_const("p/bgr", [2, 1, 0]))
-        nodes.append(helper.make_node("Gather", [x, "p/bgr"], ["p/ordered"], axis=1))
+        nodes.append(helper.make_node("Gather", [x, "p/bgr"], ["p/ordered"], axis=3))
         x = "p/ordered"
     policy = {"stretch": "stretch", "letterbox": "not_larger", "center-crop": "not_smaller"}[spec.resize]
     nodes.append(helper.make_node("Resize", [x, "", "", "p/hw"], ["p/resized"], mode="linear", antialias=1,
-                                  axes=[2, 3], keep_aspect_ratio_policy=policy,
+                                  axes=[1, 2], keep_aspect_ratio_policy=policy,
                                   coordinate_transformation_mode="half_pixel"))
     x = "p/resized"
     if spec.resize != "stretch":
         # the resized frame's own h' x w' (one side is the model's): pad up or crop down, centred
-        inits.append(_const("p/axes_hw", [2, 3]))
+        inits.append(_const("p/axes_hw", [1, 2]))
         nodes += [
             helper.make_node("Shape", [x], ["p/shape"]),
             helper.make_node("Gather", ["p/shape", "p/axes_hw"], ["p/rhw"], axis=0),
         ]
         if spec.resize == "letterbox":
             inits.append(_const("p/two", [2]))
-            inits.append(_const("p/zeros2", [0, 0]))
+            inits.append(_const("p/zero1", [0]))
             inits.append(numpy_helper.from_array(np.array(LETTERBOX_FILL, np.float32), "p/fill"))
             nodes += [
                 helper.make_node("Sub", ["p/hw", "p/rhw"], ["p/gap"]),
                 helper.make_node("Div", ["p/gap", "p/two"], ["p/before"]),
                 helper.make_node("Sub", ["p/gap", "p/before"], ["p/after"]),
-                # pads: [n, c, top, left, n, c, bottom, right]
-                helper.make_node("Concat", ["p/zeros2", "p/before", "p/zeros2", "p/after"], ["p/pads"], axis=0),
+                # pads: [n, top, left, c, n, bottom, right, c]
+                helper.make_node("Concat", ["p/zero1", "p/before", "p/zero1", "p/zero1", "p/after", "p/zero1"],
+                                 ["p/pads"], axis=0),
                 helper.make_node("Pad", [x, "p/pads", "p/fill"], ["p/boxed"], mode="constant"),
             ]
             x = "p/boxed"
@@ -93,14 +95,14 @@ def preprocess_graph(spec: PreprocessSpec, dtype: str) -> onnx.ModelProto:
         x = "p/clipped"
     else:
         inits += [numpy_helper.from_array(np.array(spec.scale, np.float32), "p/scale"),
-                  numpy_helper.from_array(np.asarray(spec.mean, np.float32).reshape(1, 3, 1, 1), "p/mean"),
-                  numpy_helper.from_array(np.asarray(spec.std, np.float32).reshape(1, 3, 1, 1), "p/std")]
+                  numpy_helper.from_array(np.asarray(spec.mean, np.float32).reshape(1, 1, 1, 3), "p/mean"),
+                  numpy_helper.from_array(np.asarray(spec.std, np.float32).reshape(1, 1, 1, 3), "p/std")]
         nodes += [helper.make_node("Mul", [x, "p/scale"], ["p/scaled"]),
                   helper.make_node("Sub", ["p/scaled", "p/mean"], ["p/centred"]),
                   helper.make_node("Div", ["p/centred", "p/std"], ["p/normalised"])]
         x = "p/normalised"
-    if spec.layout == "NHWC":
-        nodes.append(helper.make_node("Transpose", [x], ["p/layout"], perm=[0, 2, 3, 1]))
+    if spec.layout == "NCHW":
+        nodes.append(helper.make_node("Transpose", [x], ["p/layout"], perm=[0, 3, 1, 2]))
         x = "p/layout"
     nodes.append(helper.make_node("Cast", [x], [OUTPUT], to=_ONNX_DTYPES[dtype]))
     out_shape = [1, 3, h, w] if spec.layout == "NCHW" else [1, h, w, 3]

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from adaptinf.bundle import write_manifest
 from adaptinf.toolchain import datasets
 from adaptinf.toolchain.butterfly import Butterfly, SplitModel
-from adaptinf.toolchain.models import MODELS, StagedModel
+from adaptinf.toolchain.models import MODELS, StagedModel, load_torchvision_state_dict
 from adaptinf.toolchain.onnx_accuracy import model_accuracy_onnx, split_accuracy_onnx
 from adaptinf.toolchain.onnx_export import export_onnx
 from adaptinf.toolchain.onnx_flops import count_flops
@@ -54,6 +54,7 @@ class SplitBuildConfig:
     points: tuple[str, ...] = ()     # empty: all of the model's candidate points
     max_dr: int = 0                  # 0: up to D, as in the paper
     model_kwargs: dict = field(default_factory=dict)
+    weights: str = ""                # a trained checkpoint to start from (no training of the unsplit model)
 
 
 # The committed test bundle (bundles/glyphnet, 32x32); scripts/build_demo_bundle.py rebuilds it.
@@ -107,6 +108,24 @@ def load_data(config: SplitBuildConfig, image_hw: tuple[int, int]
     return train_data, val, test
 
 
+def load_weights(model: StagedModel, name: str, path: str) -> None:
+    """The user's trained weights: a torchvision checkpoint for resnet50 (its key names), else
+    this toolchain's own state_dict; ValueError naming what does not fit."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"--weights {path}: not a checkpoint torch can read safely ({type(exc).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if name == "resnet50":
+        load_torchvision_state_dict(model, state)
+        return
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"--weights {path} does not fit {name}: {str(exc).splitlines()[0][:300]}") from None
+
+
 def _subset(data: datasets.ImageData, n: int, seed: int) -> datasets.ImageData:
     if n >= len(data.labels):
         return data
@@ -140,8 +159,11 @@ def build_split(config: SplitBuildConfig, out: Path, progress: bool = True) -> d
     if len(train_data.classes) != base.num_classes:
         base = MODELS[config.model](num_classes=len(train_data.classes), **config.model_kwargs)
 
-    train(base, train_data.images, train_data.labels, epochs=config.epochs, lr=config.lr, seed=config.seed,
-          desc=f"train {config.model}", progress=progress)
+    if config.weights:
+        load_weights(base, config.model, config.weights)
+    else:
+        train(base, train_data.images, train_data.labels, epochs=config.epochs, lr=config.lr, seed=config.seed,
+              desc=f"train {config.model}", progress=progress)
     baseline = accuracy(base, val.images, val.labels)
     target = baseline - config.accuracy_loss
     example = torch.from_numpy(val.images[:1])

@@ -40,12 +40,17 @@ def fit(params, n: int, batch_loss: Callable[[torch.Tensor], torch.Tensor], *, e
 
 def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: int,
           lr: float = 3e-3, batch_size: int = 128, seed: int = 0, desc: str = "train",
-          progress: bool = True) -> None:
-    """Cross-entropy classification; images are uint8 NHWC (the model preprocesses)."""
+          progress: bool = True, freeze_batchnorm: bool = False) -> None:
+    """Cross-entropy classification; images are uint8 NHWC (the model preprocesses).
+    freeze_batchnorm keeps a trained model's BatchNorm statistics (fine-tuning on few frames)."""
     x_all = torch.from_numpy(images)
     y_all = torch.from_numpy(labels)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
+    if freeze_batchnorm:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     fit(model.parameters(), len(labels), lambda index: loss_fn(model(x_all[index]), y_all[index]), epochs=epochs,
         lr=lr, batch_size=batch_size, seed=seed, desc=desc, progress=progress)
     model.eval()
