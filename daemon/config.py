@@ -209,10 +209,24 @@ def parse_config(raw: dict) -> Config:
     return Config(**{name: _section(type(factory()), name, raw.get(name, {})) for name, factory in sections.items()})
 
 
-def load_config(path: Path | str) -> Config:
-    path = Path(path)
+def load_config(path: Path | str | None, overrides: dict[tuple[str, str], Any] | None = None) -> Config:
+    """The config file (None: none, all defaults) with {(section, key): value} set over it
+    (adaptinfd's command-line options)."""
+    raw: dict = _read_toml(Path(path)) if path is not None else {}
+    for (section, key), value in (overrides or {}).items():
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        raw[section][key] = value
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return parse_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except UnicodeDecodeError as exc:
@@ -221,7 +235,3 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    try:
-        return parse_config(raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None

@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from adaptinf import __version__, memory
 from adaptinf.bundle import BundleError
@@ -34,9 +35,30 @@ IDLE_TICK_S = 1.0   # health-check period without a systemd watchdog
 log = logging.getLogger("adaptinfd")
 
 
+def config_of(args: argparse.Namespace):
+    """The config file with the command line's settings over it: `adaptinfd --bundle DIR` runs
+    with no file at all (defaults, e.g. by hand while trying a model)."""
+    overrides = {key: value for key, value in ((("daemon", "bundle"), args.bundle),
+                                               (("daemon", "api_endpoint"), args.api),
+                                               (("cloud", "endpoint"), args.cloud),
+                                               (("daemon", "state_dir"), args.state_dir)) if value is not None}
+    path = args.config
+    if path is None:
+        path = DEFAULT_CONFIG if not overrides or Path(DEFAULT_CONFIG).exists() else None
+    return load_config(path, overrides)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adaptinfd", description="adaptinf per-frame inference daemon")
-    parser.add_argument("--config", default=DEFAULT_CONFIG, help="TOML config (default %(default)s)")
+    parser.add_argument("--config", default=None,
+                        help=f"TOML config (default {DEFAULT_CONFIG}; none at all when --bundle is given and it is "
+                             "not there)")
+    parser.add_argument("--bundle", default=None, help="the bundle to serve ([daemon].bundle)")
+    parser.add_argument("--api", default=None, metavar="ENDPOINT",
+                        help="where local apps connect ([daemon].api_endpoint), e.g. ipc:///tmp/adaptinf.sock")
+    parser.add_argument("--cloud", default=None, metavar="ENDPOINT",
+                        help="the adaptinf-cloud worker ([cloud].endpoint), e.g. tcp://127.0.0.1:5601")
+    parser.add_argument("--state-dir", default=None, help="profile and state ([daemon].state_dir)")
     parser.add_argument("--log-level", default="INFO", type=logging_setup.log_level,
                         help=f"one of {', '.join(logging_setup.LEVELS)} (default %(default)s)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -61,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     notifier = Notifier()
     daemon = None
     try:
-        daemon = Daemon(load_config(args.config), notifier=notifier)
+        daemon = Daemon(config_of(args), notifier=notifier)
         daemon.start()
         starting = False
     except StoppedDuringStart as exc:
@@ -91,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             pending.discard(signal.SIGHUP)
             notifier.reloading()
             try:
-                daemon.reload(load_config(args.config))
+                daemon.reload(config_of(args))
             except ConfigError as exc:
                 log.error("SIGHUP: config refused, keeping the running one: %s", exc)
             except Exception as exc:  # whatever broke, the running daemon keeps serving

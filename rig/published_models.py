@@ -1,5 +1,5 @@
 """Published architectures, written from their papers, to try `build split --onnx` on models
-nobody here designed: ResNet-18 (He et al., CVPR 2016, Table 1), MobileNetV2 (Sandler et
+nobody here designed: ResNet-18 and ResNet-50 (He et al., CVPR 2016, Table 1), MobileNetV2 (Sandler et
 al., CVPR 2018, Table 2) and U-Net (Ronneberger et al., MICCAI 2015, Fig. 1: an
 encoder-decoder whose skip connections span the model). EfficientNet-B0 comes from the
 efficientnet_pytorch package instead (`efficientnet_b0`).
@@ -43,6 +43,37 @@ class ResNet18(nn.Module):
         for i, c in enumerate(w):
             layers += [BasicBlock(cin, c, 1 if i == 0 else 2), BasicBlock(c, c, 1)]
             cin = c
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin: int, mid: int, stride: int):
+        super().__init__()
+        cout = mid * 4
+        self.body = nn.Sequential(_conv_bn(cin, mid, k=1), _conv_bn(mid, mid, stride),
+                                  nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout else
+                         nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet50(nn.Module):
+    """Bottleneck blocks, [3, 4, 6, 3] (the paper's Table 1): 25.6 M parameters at width 64."""
+
+    def __init__(self, num_classes: int = 1000, width: int = 64):
+        super().__init__()
+        layers, cin = [_conv_bn(3, width, 2, k=7), nn.MaxPool2d(3, 2, 1)], width
+        for i, repeats in enumerate((3, 4, 6, 3)):
+            mid = width * 2 ** i
+            for j in range(repeats):
+                layers.append(Bottleneck(cin, mid, 2 if j == 0 and i > 0 else 1))
+                cin = mid * 4
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(cin, num_classes)
 
