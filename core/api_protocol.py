@@ -46,6 +46,9 @@ class ApiError(Exception):
         self.code = code
         self.message = message
 
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
 
 @dataclass
 class Request:

@@ -50,6 +50,7 @@ class ApiServer:
         self._thread: threading.Thread | None = None
         self.bound_endpoint: str | None = None
         self.thread_error: BaseException | None = None
+        self._req_peers: set[bytes] = set()   # REQ clients awaiting their reply (the API thread's own)
 
     def start(self) -> None:
         """Returns once the socket is bound and served; ApiStartError (with the reason) if not."""
@@ -106,6 +107,9 @@ class ApiServer:
             results.close(0)
 
     def send(self, router: zmq.Socket, peer: bytes, frames: list) -> None:
+        if peer in self._req_peers:          # a REQ socket's one request: its reply goes back in its envelope
+            self._req_peers.discard(peer)
+            frames = [b"", *frames]
         try:
             router.send_multipart([peer, *frames], zmq.NOBLOCK, copy=False)
         except zmq.Again:
@@ -116,6 +120,9 @@ class ApiServer:
             self.stats.count("replies_dropped_client_gone")
 
     def _refuse_oversize(self, router: zmq.Socket, frames: list, problem: str) -> None:
+        if len(frames) > 2 and len(frames[1]) == 0:       # a REQ socket's envelope
+            self._req_peers.add(frames[0].bytes)
+            frames = [frames[0], *frames[2:]]
         req_id = api.request_id(frames[1].buffer) if len(frames) > 1 else None
         self.stats.record_reply(api.TOO_LARGE)
         self.send(router, frames[0].bytes, api.encode_reply(req_id, api.TOO_LARGE, f"message has {problem}; "
@@ -125,6 +132,11 @@ class ApiServer:
     def _dispatch(self, router: zmq.Socket, frames: list) -> None:
         peer = frames[0].bytes
         body = frames[1:]
+        if len(body) > 1 and len(body[0]) == 0:
+            # A REQ socket puts an empty delimiter before the request and takes only a reply
+            # that has one; it has one request at a time, so the peer is remembered until then.
+            body = body[1:]
+            self._req_peers.add(peer)
         req = None
         try:
             req = api.decode_request([f.buffer for f in body], self.max_message_bytes)

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-RUNTIME_PACKAGES = ("adaptinf", "adaptinf.daemon", "adaptinf.drivers", "adaptinf.engines", "adaptinf.policies",
+RUNTIME_PACKAGES = ("adaptinf", "adaptinf.client", "adaptinf.daemon", "adaptinf.drivers", "adaptinf.engines", "adaptinf.policies",
                     "adaptinf.cloud")
 NOT_INSTALLED = ("torch", "onnx", "matplotlib", "PIL", "sklearn")    # extras only: a device install lacks them
 # modules of the run-time packages that are programs needing an extra (they say so when run)

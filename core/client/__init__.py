@@ -1,0 +1,428 @@
+"""Python client for adaptinfd's local API v1 (used by local apps, the CLI and the demo).
+
+    from adaptinf.client import Client
+    with Client("ipc:///run/adaptinfd/api.sock") as c:
+        result = c.infer(frame)              # the model's tensor, or a camera frame H x W x 3
+        print(result.label_name, result.served_by.placement)
+
+Threads: one Client may be shared by any number of threads. ZeroMQ sockets are not
+thread-safe, so each thread that uses the Client gets its own DEALER connection (made on
+its first call); nothing is locked on the frame path. The daemon's per-client limit on
+frames in flight then applies per thread.
+
+Pipelining: `infer_async()` sends at once and returns a concurrent.futures.Future, so up to
+`max_in_flight` frames (the daemon's [daemon].max_in_flight_per_client, 16 by default)
+are in flight on one connection. Past that it waits for the oldest answers first
+(back-pressure), instead of drawing RESOURCE_EXHAUSTED. A future is completed by the
+thread that made it, whenever that thread calls the Client (`result()` on the future, or
+any other call); wait for it there. The asyncio client, adaptinf.client.aio.AsyncClient,
+has the same calls as coroutines.
+
+Errors: a reply that is not OK raises the ApiError subclass of its code (DeadlineExceeded,
+ResourceExhausted, ...; core/api_protocol.py's codes); a call that gets no reply in its
+timeout raises ApiTimeout, and that thread's socket is rebuilt so a late reply can never
+be taken for the answer to the next request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import zmq
+
+from adaptinf import api_protocol as api
+from adaptinf.api_protocol import ApiError
+
+DEFAULT_ENDPOINT = "ipc:///run/adaptinfd/api.sock"
+ENDPOINT_ENV = "ADAPTINF_API"          # overrides the default endpoint for the CLI and apps
+DEFAULT_MAX_IN_FLIGHT = 16             # the daemon's default [daemon].max_in_flight_per_client
+
+
+def default_endpoint() -> str:
+    return os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+
+
+# ---- errors: one class per API code, all ApiError (kept in step with api_protocol.CODES) ----
+class InvalidArgument(ApiError):
+    code_name = api.INVALID_ARG
+
+
+class NotFound(ApiError):
+    code_name = api.NOT_FOUND
+
+
+class Unavailable(ApiError):
+    code_name = api.UNAVAILABLE
+
+
+class DeadlineExceeded(ApiError):
+    code_name = api.DEADLINE_EXCEEDED
+
+
+class ResourceExhausted(ApiError):
+    code_name = api.RESOURCE_EXHAUSTED
+
+
+class TooLarge(ApiError):
+    code_name = api.TOO_LARGE
+
+
+class VersionMismatch(ApiError):
+    code_name = api.VERSION_MISMATCH
+
+
+ERRORS: dict[str, type[ApiError]] = {cls.code_name: cls for cls in (
+    InvalidArgument, NotFound, Unavailable, DeadlineExceeded, ResourceExhausted, TooLarge, VersionMismatch)}
+ApiFailure = ApiError                  # the name this client raised before the typed errors
+
+
+def error_for(code: str, message: str) -> ApiError:
+    """The typed exception of a reply's code (ApiError itself for a code this client does not know)."""
+    return ERRORS.get(code, ApiError)(code, message)
+
+
+class ApiTimeout(TimeoutError):
+    pass
+
+
+class ApiUnreachable(ConnectionError):
+    """The daemon's socket is not there, or this user may not use it: said at once, not
+    after a timeout."""
+
+
+def check_reachable(endpoint: str) -> None:
+    """For an ipc endpoint: the socket file exists and this user can connect to it."""
+    if not endpoint.startswith("ipc://") or endpoint.startswith("ipc://@"):
+        return
+    path = endpoint[len("ipc://"):]
+    hint = "is adaptinfd running? see `systemctl status adaptinfd`"
+    if not os.path.exists(path):
+        directory = os.path.dirname(path) or "."
+        if os.path.isdir(directory) and not os.access(directory, os.X_OK):
+            raise ApiUnreachable(f"permission denied on {directory}: join the daemon's group "
+                                 f"(usermod -aG adaptinf $USER, then log in again); {hint}")
+        raise ApiUnreachable(f"no adaptinfd socket at {path}: {hint}")
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise ApiUnreachable(f"permission denied on {path}: join the daemon's group "
+                             f"(usermod -aG adaptinf $USER, then log in again); {hint}")
+
+
+# ---- typed results ------------------------------------------------------------------------
+class _Fields:
+    """Typed fields that still read as the reply's mapping (`r.served_by["partition"]`)."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        names = {f.name for f in fields(self)} - {"extra"}
+        value = getattr(self, key) if key in names else getattr(self, "extra", {}).get(key)
+        return default if value is None else value
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out.update(getattr(self, "extra", {}))
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ServedBy(_Fields):
+    """What served the frame (docs/protocols.md `served_by`); a policy's own fields are in extra."""
+
+    placement: str
+    policy: str | None = None
+    goal: str | None = None
+    mode: str | None = None
+    partition: str | None = None
+    fallback: bool = False
+    fallback_reason: str | None = None
+    predicted_ms: float | None = None
+    upload_bytes: int | None = None
+    est_uplink_bps: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_reply(cls, raw: dict) -> "ServedBy":
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in raw.items() if k in known},
+                   extra={k: v for k, v in raw.items() if k not in known})
+
+
+@dataclass(frozen=True)
+class Latency(_Fields):
+    """Where the frame's time went, milliseconds per stage (None: the stage did not run)."""
+
+    total: float | None = None
+    queue: float | None = None
+    plan: float | None = None
+    preprocess: float | None = None
+    device_wait: float | None = None
+    mux: float | None = None
+    device: float | None = None
+    recovery: float | None = None
+    network: float | None = None
+    cloud: float | None = None
+    fallback: float | None = None
+    mcu: float | None = None
+    host: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_reply(cls, raw: dict) -> "Latency":
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in raw.items() if k in known},
+                   extra={k: v for k, v in raw.items() if k not in known})
+
+
+@dataclass(frozen=True)
+class InferResult:
+    id: object
+    label: int | None                # None: the model is not a classifier (see outputs)
+    label_name: str | None
+    confidence: float | None
+    scores: np.ndarray | None        # a classifier's class probabilities
+    served_by: ServedBy
+    latency_ms: Latency
+    energy_j: float
+    energy_source: str
+    outputs: dict = field(default_factory=dict)   # every model: its named output tensors (numpy arrays)
+
+
+def _tensor(described: dict, frames: list) -> np.ndarray:
+    """A reply tensor: {dtype, shape, buffer: index into the reply's buffers}, C order, little-endian."""
+    data = frames[described.get("buffer", 0)]
+    return np.frombuffer(data, dtype=np.dtype(described["dtype"]).newbyteorder("<")).reshape(described["shape"])
+
+
+def decode_infer_reply(header: dict, frames: list) -> InferResult:
+    scores = _tensor(header["scores"], frames).reshape(-1) if "scores" in header and frames else None
+    outputs = {o["name"]: _tensor(o, frames) for o in header.get("outputs", ())}
+    label = header.get("label")
+    return InferResult(header["id"], label, header.get("class", None if label is None else str(label)),
+                       header.get("confidence"), scores, ServedBy.from_reply(header["served_by"]),
+                       Latency.from_reply(header["latency_ms"]), header["energy_j"],
+                       header.get("energy_source", "model"), outputs)
+
+
+# numpy's dtype.name is computed in Python on every call; the API's dtypes, looked up
+_DTYPE_NAMES = {np.dtype(name): name for name in api.TENSOR_DTYPES}
+
+
+def infer_body(frame: np.ndarray, **options: Any) -> tuple[dict, np.ndarray]:
+    """An infer request's header body and its one buffer (C order)."""
+    frame = np.ascontiguousarray(frame)
+    body: dict = {"tensor": {"dtype": _DTYPE_NAMES.get(frame.dtype) or frame.dtype.name, "shape": list(frame.shape)}}
+    body.update({k: v for k, v in options.items() if v is not None})
+    return body, frame
+
+
+# ---- the connection of one thread ---------------------------------------------------------
+class _Pending(Future):
+    """A reply on its way; result() on the thread that sent it receives until it is here."""
+
+    def __init__(self, connection: "_Connection", req_id: str, op: str, deadline: float, decode):
+        super().__init__()
+        self._connection = connection
+        self.req_id, self.op, self.deadline, self._decode = req_id, op, deadline, decode
+
+    def result(self, timeout: float | None = None):
+        if not self.done() and self._connection.owner == threading.get_ident():
+            self._connection.receive_until(self, timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None):
+        if not self.done() and self._connection.owner == threading.get_ident():
+            self._connection.receive_until(self, timeout)
+        return super().exception(timeout)
+
+
+class _Connection:
+    """One thread's DEALER and the requests it has in flight (oldest first)."""
+
+    def __init__(self, client: "Client"):
+        self.client = client
+        self.owner = threading.get_ident()
+        self.pending: OrderedDict[str, _Pending] = OrderedDict()
+        self.sock = self._open()
+
+    def _open(self) -> zmq.Socket:
+        sock = self.client._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.client.endpoint)
+        self._rcvtimeo_ms = None
+        return sock
+
+    def send(self, op: str, body: dict | None, buffers: tuple, timeout_s: float | None, decode) -> _Pending:
+        while len(self.pending) >= self.client.max_in_flight:     # back-pressure: the oldest answer first
+            self.receive_until(next(iter(self.pending.values())), None)
+        req_id = self.client._next_id()
+        timeout = self.client.timeout_s if timeout_s is None else timeout_s
+        pending = _Pending(self, req_id, op, time.monotonic() + timeout, decode)
+        self.sock.send_multipart(api.encode_request(op, req_id, body, buffers), copy=False)
+        self.pending[req_id] = pending
+        return pending
+
+    def receive_until(self, wanted: _Pending, timeout: float | None) -> None:
+        """Receive replies (completing whichever futures they answer) until `wanted` is done,
+        its own deadline passes (ApiTimeout on it), or `timeout` does (it stays pending)."""
+        limit = time.monotonic() + timeout if timeout is not None else None
+        while not wanted.done():
+            now = time.monotonic()
+            if now >= wanted.deadline:
+                self._time_out(wanted)
+                return
+            if limit is not None and now >= limit:
+                return
+            left_ms = max(1, int((min(wanted.deadline, limit or wanted.deadline) - now) * 1e3))
+            # a blocking receive with the socket's own timeout: one wake-up, where a poll
+            # before the receive costs a second one on every request
+            if left_ms != self._rcvtimeo_ms:
+                self.sock.setsockopt(zmq.RCVTIMEO, left_ms)
+                self._rcvtimeo_ms = left_ms
+            try:
+                reply = self.sock.recv_multipart()
+            except zmq.Again:
+                continue
+            header, frames = api.decode_reply(reply)
+            pending = self.pending.pop(header.get("id"), None)
+            if pending is None:
+                continue             # a late reply to a request that timed out
+            if not header.get("ok"):
+                pending.set_exception(error_for(header.get("code", "?"), header.get("message", "")))
+            else:
+                try:
+                    pending.set_result(pending._decode(header, frames))
+                except (KeyError, TypeError, ValueError) as exc:
+                    pending.set_exception(ApiError(api.INVALID_ARG, f"malformed reply: {type(exc).__name__}: {exc}"))
+
+    def _time_out(self, wanted: _Pending) -> None:
+        # Drop the socket: a late reply must not answer a later request. Everything else in
+        # flight on it is lost with it, so it fails too.
+        self.sock.close(0)
+        self.sock = self._open()
+        failed, self.pending = list(self.pending.values()), OrderedDict()
+        for pending in failed:
+            pending.set_exception(ApiTimeout(f"no reply to {pending.op} within its timeout from "
+                                             f"{self.client.endpoint}" + ("" if pending is wanted else
+                                                                         " (its socket was reset)")))
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+class Client:
+    def __init__(self, endpoint: str | None = None, timeout_s: float = 5.0, context: zmq.Context | None = None,
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT):
+        """endpoint: default $ADAPTINF_API, else DEFAULT_ENDPOINT. ApiUnreachable at once if an
+        ipc socket is missing or not ours to use. max_in_flight: frames one thread keeps in
+        flight before infer_async waits (the daemon's per-client limit)."""
+        self.endpoint = endpoint or default_endpoint()
+        check_reachable(self.endpoint)
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.timeout_s = timeout_s
+        self.max_in_flight = max_in_flight
+        self._ctx = context or zmq.Context.instance()
+        self._ids = itertools.count(1)
+        self._prefix = f"{os.getpid()}-{id(self) & 0xffff:x}-"
+        self._local = threading.local()
+        self._all: list[_Connection] = []
+        self._lock = threading.Lock()          # only for making a thread's connection
+        self._closed = False
+        self._connection()                     # the creating thread's, at once (as before)
+
+    def _next_id(self) -> str:
+        return self._prefix + str(next(self._ids))     # itertools.count is atomic under the GIL
+
+    def _connection(self) -> _Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            if self._closed:
+                raise RuntimeError("this Client is closed")
+            connection = _Connection(self)
+            self._local.connection = connection
+            with self._lock:
+                self._all.append(connection)
+        return connection
+
+    def close(self) -> None:
+        """Close every thread's connection: call it once the threads are done with the Client."""
+        with self._lock:
+            self._closed = True
+            for connection in self._all:
+                connection.close()
+            self._all.clear()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- transport --------------------------------------------------------------------
+    def request(self, op: str, body: dict | None = None, buffers: tuple = (), timeout_s: float | None = None,
+                raise_on_error: bool = True) -> tuple[dict, list]:
+        """One request, its reply (header, buffers); ApiError subclasses for a reply that is not
+        OK unless raise_on_error is False."""
+        pending = self._connection().send(op, body, buffers, timeout_s, lambda h, f: (h, f))
+        try:
+            return pending.result()
+        except ApiError as exc:
+            if raise_on_error:
+                raise
+            return {"id": pending.req_id, "ok": False, "code": exc.code, "message": exc.message}, []
+
+    # ---- operations -------------------------------------------------------------------
+    def hello(self, timeout_s: float | None = None) -> dict:
+        return self.request("hello", timeout_s=timeout_s)[0]
+
+    def health(self, timeout_s: float | None = None) -> dict:
+        return self.request("health", timeout_s=timeout_s)[0]
+
+    def is_ready(self, timeout_s: float | None = None) -> bool:
+        """The daemon is up and serving frames (tritonclient's is_server_ready)."""
+        return bool(self.health(timeout_s).get("ready"))
+
+    def models(self, timeout_s: float | None = None) -> list[dict]:
+        return self.request("models", timeout_s=timeout_s)[0]["models"]
+
+    def status(self, timeout_s: float | None = None) -> dict:
+        return self.request("status", timeout_s=timeout_s)[0]
+
+    def stats(self, timeout_s: float | None = None) -> dict:
+        return self.request("stats", timeout_s=timeout_s)[0]
+
+    def set_mode(self, mode: str, timeout_s: float | None = None) -> dict:
+        return self.request("set_mode", {"mode": mode}, timeout_s=timeout_s)[0]
+
+    def infer_async(self, frame: np.ndarray, model: str | None = None, deadline_ms: float | None = None,
+                    priority: int | None = None, mode: str | None = None, policy: str | None = None,
+                    goal: str | None = None, timeout_s: float | None = None, color: str | None = None
+                    ) -> "Future[InferResult]":
+        """Send a frame now; its InferResult (or ApiError) arrives in the returned future. Waits
+        for the oldest answer first when max_in_flight frames are already in flight here."""
+        body, frame = infer_body(frame, model=model, deadline_ms=deadline_ms, priority=priority, mode=mode,
+                                 policy=policy, goal=goal, color=color)
+        return self._connection().send("infer", body, (frame,), timeout_s, decode_infer_reply)
+
+    def infer(self, frame: np.ndarray, model: str | None = None, deadline_ms: float | None = None,
+              priority: int | None = None, mode: str | None = None, policy: str | None = None,
+              goal: str | None = None, timeout_s: float | None = None, color: str | None = None) -> InferResult:
+        """frame: the model's exact tensor, or (a model with preprocessing) a camera frame, uint8
+        H x W x 3 of any size, RGB unless color="BGR" (OpenCV's order)."""
+        return self.infer_async(frame, model, deadline_ms, priority, mode, policy, goal, timeout_s,
+                                color).result()
