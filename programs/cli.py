@@ -203,6 +203,20 @@ def cmd_build_split_torch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_preprocess(args: argparse.Namespace) -> int:
+    from adaptinf.bundle import BundleError
+    from adaptinf.toolchain.preprocess_graph import add_to_bundle
+
+    try:
+        manifest = add_to_bundle(args.bundle, args.resize)
+    except (BundleError, ValueError, OSError) as exc:
+        print(f"adaptinf build preprocess: {exc}", file=sys.stderr)
+        return 2
+    size = manifest["preprocess"]["size"]
+    print(f"{args.bundle}: takes camera frames of any size now ({args.resize} to {size[0]}x{size[1]})")
+    return 0
+
+
 def cmd_build_dsnn(args: argparse.Namespace) -> int:
     from adaptinf.toolchain.datasets import digits_features
     from adaptinf.toolchain.dsnn import DsnnConfig, build_dsnn, export
@@ -330,6 +344,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     except (ApiFailure, ApiTimeout, ApiUnreachable) as exc:
         print(f"adaptinf {args.command}: {exc}", file=sys.stderr)
         return 1
+    if isinstance(result, list):            # models: the list itself
+        print(json.dumps(result, indent=1, default=str))
+        return 0
     body = {k: v for k, v in result.items() if k not in ENVELOPE}
     if args.command == "stats" and not args.json:
         print(render_stats(body))
@@ -339,6 +356,114 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 ENVELOPE = ("v", "id", "ok", "code", "message")   # the API's reply envelope, not the answer
+
+
+def _frame_options(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in (("model", args.model), ("policy", args.policy), ("goal", args.goal),
+                              ("deadline_ms", args.deadline_ms)) if v is not None}
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    """`adaptinf infer IMAGE...`: image files to the daemon, one answer each."""
+    from adaptinf.client import ApiTimeout, ApiUnreachable
+    from adaptinf.programs.stream import run_infer
+
+    try:
+        with _client(args) as client:
+            return run_infer(client, args.images, args.json, _frame_options(args))
+    except (ApiTimeout, ApiUnreachable) as exc:
+        print(f"adaptinf infer: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    """`adaptinf stream --source URI`: a video, a camera or images into the daemon at their rate."""
+    from adaptinf.client import ApiTimeout, ApiUnreachable
+    from adaptinf.programs.frame_sources import SourceError, open_source
+    from adaptinf.programs.stream import run_stream
+
+    if args.fps is not None and not (np.isfinite(args.fps) and args.fps > 0):
+        print("adaptinf stream: --fps must be a positive number", file=sys.stderr)
+        return 2
+    if args.in_flight < 1:
+        print("adaptinf stream: --in-flight must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        source = open_source(args.source)
+    except SourceError as exc:
+        print(f"adaptinf stream: {exc}", file=sys.stderr)
+        return 2
+    emit = (lambda record: None) if args.quiet else (lambda record: print(json.dumps(record), flush=False))
+    try:
+        with _client(args) as client:
+            summary = run_stream(client, source, args.fps, args.drop, args.in_flight, _frame_options(args), emit,
+                                 max_frames=args.frames)
+    except (ApiTimeout, ApiUnreachable, SourceError) as exc:
+        print(f"adaptinf stream: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    sys.stdout.flush()
+    result = summary.to_dict()
+    if args.summary_json:
+        print(json.dumps({"summary": result}), file=sys.stderr)
+    else:
+        lat = result["latency_ms"]
+        latency = (f"latency p50 {lat['p50']:.1f} / p90 {lat['p90']:.1f} / p99 {lat['p99']:.1f} ms" if lat
+                   else "no latency (nothing answered)")
+        print(f"{source.uri}: {result['frames']} frames in {result['seconds']:.1f} s: {result['answered']} answered "
+              f"({result['answered_per_s']:.1f}/s), {result['dropped']} dropped, errors {result['errors'] or 0}; "
+              f"{latency}; placements {result['placements']}", file=sys.stderr)
+    return 0
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(np.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"{option} takes positive numbers, comma-separated (e.g. 1,4,16), got {text!r}")
+    return values
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    """`adaptinf perf`: frames/s and latency percentiles under a concurrency or a rate, per step."""
+    from adaptinf.client import ApiError, ApiTimeout, ApiUnreachable
+    from adaptinf.programs.perf import model_frame, print_table, run_step
+
+    try:
+        if args.rate is not None and args.concurrency is not None:
+            raise ValueError("give --concurrency or --rate, not both")
+        mode = "rate" if args.rate is not None else "concurrency"
+        values = _numbers(args.rate if mode == "rate" else (args.concurrency or "1,4,16"), f"--{mode}")
+        if mode == "concurrency" and not all(v == int(v) for v in values):
+            raise ValueError("--concurrency takes whole numbers")
+        if not (np.isfinite(args.seconds) and args.seconds > 0):
+            raise ValueError("--seconds must be a positive number")
+        camera = None
+        if args.camera:
+            h, _, w = args.camera.lower().partition("x")
+            camera = (int(h), int(w))
+    except ValueError as exc:
+        print(f"adaptinf perf: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with _client(args) as client:
+            client.max_in_flight = max(client.max_in_flight, int(max(values)) if mode == "concurrency" else 16)
+            frame = model_frame(client, args.model, camera)
+            steps = [run_step(client, frame, mode, v, args.seconds, _frame_options(args)) for v in values]
+    except (ApiError, ApiTimeout, ApiUnreachable) as exc:
+        print(f"adaptinf perf: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"frame": {"dtype": frame.dtype.name, "shape": list(frame.shape)},
+                          "steps": [s.to_dict() for s in steps]}, indent=1))
+    else:
+        print(f"frame {frame.dtype.name}{list(frame.shape)}, {args.seconds:g} s per step, policy "
+              f"{args.policy or 'the daemon default'}")
+        print_table(steps, sys.stdout)
+    return 0
 
 
 def render_stats(stats: dict) -> str:
@@ -596,6 +721,12 @@ def main(argv: list[str] | None = None) -> int:
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(func=cmd_build_split)
 
+    pre = build.add_parser("preprocess", help="let a bundle take camera frames of any size (adds its resize)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pre.add_argument("--bundle", type=Path, required=True)
+    pre.add_argument("--resize", default="stretch", choices=["stretch", "letterbox", "center-crop"])
+    pre.set_defaults(func=cmd_build_preprocess)
+
     dsnn = build.add_parser("dsnn", help="2-way multi-dsNN for the MCU on scikit-learn's digits (thesis ch.3)")
     dsnn.add_argument("--out", required=True, type=Path)
     dsnn.add_argument("--thresholds", type=int, default=9, help="threshold queue size (default 9)")
@@ -718,6 +849,48 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the end-to-end demo (3G, 4G, Wi-Fi)", add_help=False)
     demo.set_defaults(func=None)
 
+    def client_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--endpoint", default=None,
+                       help="the daemon's API (default: $ADAPTINF_API, else ipc:///run/adaptinfd/api.sock)")
+        q.add_argument("--timeout", type=float, default=10.0, help="seconds per frame")
+        q.add_argument("--model", default=None, help="which served model (default: the bundle's)")
+        q.add_argument("--policy", default=None, help="split, mobile-only, cloud-only, a split point, ...")
+        q.add_argument("--goal", default=None, choices=["latency", "energy"])
+        q.add_argument("--deadline-ms", type=float, default=None)
+
+    infer = sub.add_parser("infer", help="send image files (JPEG, PNG, ...) and print the answers",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    infer.add_argument("images", nargs="+", help="image files")
+    infer.add_argument("--json", action="store_true", help="one JSON line per image")
+    client_options(infer)
+    infer.set_defaults(func=cmd_infer)
+
+    stream = sub.add_parser("stream", help="stream a video, a camera or images into the daemon",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                            description="URIs: a video file, a glob of images or a directory, /dev/videoN or "
+                                        "v4l2:///dev/videoN, rtsp://... One JSON line per frame on stdout, a "
+                                        "summary on stderr.")
+    stream.add_argument("--source", required=True, metavar="URI")
+    stream.add_argument("--fps", type=float, default=None, help="send at this rate (default: the source's own)")
+    stream.add_argument("--drop", action="store_true",
+                        help="drop frames that arrive while --in-flight are unanswered (a camera's leaky queue)")
+    stream.add_argument("--in-flight", type=int, default=4, help="frames in flight before waiting or dropping")
+    stream.add_argument("--frames", type=int, default=None, help="stop after this many frames")
+    stream.add_argument("--quiet", action="store_true", help="no per-frame lines, the summary only")
+    stream.add_argument("--summary-json", action="store_true", help="the summary as JSON (on stderr)")
+    client_options(stream)
+    stream.set_defaults(func=cmd_stream)
+
+    perf = sub.add_parser("perf", help="load generator: frames/s and latency percentiles per step",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    perf.add_argument("--concurrency", default=None, help="frames in flight per step, e.g. 1,4,16 (default)")
+    perf.add_argument("--rate", default=None, help="frames/s per step, open loop, e.g. 50,100")
+    perf.add_argument("--seconds", type=float, default=5.0, help="per step")
+    perf.add_argument("--camera", default=None, metavar="HxW", help="send camera frames of this size instead")
+    perf.add_argument("--json", action="store_true")
+    client_options(perf)
+    perf.set_defaults(func=cmd_perf)
+
     for name, help_text in (("status", "the daemon at a glance (--json, --watch)"), ("stats", "daemon statistics"),
                             ("models", "models served"), ("health", "liveness/readiness"),
                             ("hello", "protocol negotiation"), ("set-mode", "switch the daemon's mode")):
@@ -767,4 +940,8 @@ def _extra_for(args: argparse.Namespace) -> str | None:
         return "build"
     if args.command == "export":
         return "tensorrt" if args.tensorrt or args.backend == "tensorrt" else None
+    if args.command == "stream":
+        return "video"
+    if args.command == "infer":
+        return "demo"              # Pillow reads the images
     return None

@@ -28,4 +28,4 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[build,calib,demo,test]"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[build,calib,demo,test,video]"

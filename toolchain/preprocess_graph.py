@@ -117,3 +117,28 @@ def preprocess_graph(spec: PreprocessSpec, dtype: str) -> onnx.ModelProto:
 
 def write_preprocess_graph(spec: PreprocessSpec, dtype: str, path: Path) -> None:
     onnx.save(preprocess_graph(spec, dtype), str(path))
+
+
+def add_to_bundle(root: Path, resize: str = "stretch") -> dict:
+    """Give a bundle that takes uint8 NHWC frames of one size (the toolchain's own) the
+    preprocessing for camera frames of any size: resize only. Returns the new manifest."""
+    import json
+
+    from adaptinf.bundle import MANIFEST, RESIZE_MODES, load_bundle, write_manifest
+
+    bundle = load_bundle(root)
+    shape = bundle.input.shape
+    if bundle.input.dtype != "uint8" or len(shape) != 4 or shape[3] != 3:
+        raise ValueError(f"{root}: takes {bundle.input.dtype}{list(shape)}; resize-only preprocessing is for "
+                         "uint8 [1, H, W, 3] frames (build split --onnx writes its own for other inputs)")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize {resize!r}: one of {list(RESIZE_MODES)}")
+    spec = PreprocessSpec("preprocess.onnx", resize, (shape[1], shape[2]), "RGB", "NHWC", 1.0, (0.0, 0.0, 0.0),
+                          (1.0, 1.0, 1.0))
+    write_preprocess_graph(spec, "uint8", Path(root) / spec.graph)
+    manifest = json.loads((Path(root) / MANIFEST).read_text())
+    for key in ("files", "format", "version"):
+        manifest.pop(key, None)
+    manifest["preprocess"] = spec.to_manifest()
+    write_manifest(Path(root), manifest)
+    return manifest

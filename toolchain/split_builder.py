@@ -32,6 +32,7 @@ from adaptinf.toolchain.models import MODELS, StagedModel, load_torchvision_stat
 from adaptinf.toolchain.onnx_accuracy import model_accuracy_onnx, split_accuracy_onnx
 from adaptinf.toolchain.onnx_export import export_onnx
 from adaptinf.toolchain.onnx_flops import count_flops
+from adaptinf.toolchain.preprocess_graph import add_to_bundle
 from adaptinf.toolchain.training import accuracy, set_seed, train
 
 FULL_MODEL_FILE = "full.onnx"
@@ -207,6 +208,7 @@ def build_split(config: SplitBuildConfig, out: Path, progress: bool = True) -> d
                  else None, "build_config": asdict(config)},
     }
     write_manifest(out, manifest)
+    add_to_bundle(out)          # camera frames of any size: the resize the daemon applies
     return json.loads((out / "manifest.json").read_text())
 
 

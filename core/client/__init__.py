@@ -309,6 +309,20 @@ class _Connection:
                 except (KeyError, TypeError, ValueError) as exc:
                     pending.set_exception(ApiError(api.INVALID_ARG, f"malformed reply: {type(exc).__name__}: {exc}"))
 
+    def receive_available(self, timeout_s: float) -> int:
+        """Complete the futures whose replies arrive within timeout_s (0: those already here)."""
+        done = 0
+        wait_ms = int(timeout_s * 1e3)
+        while self.pending and self.sock.poll(wait_ms):
+            oldest = next(iter(self.pending.values()))
+            before = len(self.pending)
+            self.receive_until(oldest, 0.001)
+            done += before - len(self.pending)
+            wait_ms = 0
+        for pending in [p for p in self.pending.values() if time.monotonic() >= p.deadline][:1]:
+            self._time_out(pending)
+        return done
+
     def _time_out(self, wanted: _Pending) -> None:
         # Drop the socket: a late reply must not answer a later request. Everything else in
         # flight on it is lost with it, so it fails too.
@@ -408,6 +422,11 @@ class Client:
 
     def set_mode(self, mode: str, timeout_s: float | None = None) -> dict:
         return self.request("set_mode", {"mode": mode}, timeout_s=timeout_s)[0]
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        """Complete this thread's futures whose answers arrive within timeout_s (0: those that
+        are already here); returns how many. For loops that do other work between frames."""
+        return self._connection().receive_available(timeout_s)
 
     def infer_async(self, frame: np.ndarray, model: str | None = None, deadline_ms: float | None = None,
                     priority: int | None = None, mode: str | None = None, policy: str | None = None,
