@@ -13,12 +13,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${ADAPTINF_VENV:-.venv}
 
-# The MCU firmware's toolchain and its emulator (Debian): arm-none-eabi-gcc with newlib, QEMU.
-if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null; then
+# The MCU firmware's toolchain and its emulator (Debian): arm-none-eabi-gcc with newlib, QEMU;
+# and the C client's build (clients/c): a C compiler, pkg-config, libzmq and msgpack-c.
+if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v qemu-system-arm >/dev/null \
+        || ! pkg-config --exists libzmq msgpack 2>/dev/null || ! command -v cc >/dev/null; then
     SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-        make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm >/dev/null
+        make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm \
+        gcc libc6-dev pkg-config libzmq3-dev libmsgpack-dev >/dev/null
 fi
 
 if [ "${ADAPTINF_FRESH:-0}" = 1 ]; then
