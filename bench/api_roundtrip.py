@@ -32,7 +32,7 @@ from adaptinf.engines import open_engine
 from adaptinf.toolchain.models import Preprocess
 from adaptinf.toolchain.onnx_export import export_onnx
 
-ROUNDS = 1500
+ROUNDS = int(__import__("os").environ.get("ADAPTINF_BENCH_ROUNDS", 1500))
 
 
 class PoolLinear(torch.nn.Module):

@@ -84,6 +84,8 @@ def model_frame(x: np.ndarray, model: ServedModel, color: Any = "RGB") -> tuple[
     """(the frame, whether it is a camera frame): the model's exact tensor (its batch of one
     may be left out), or, for a model with preprocessing, a uint8 H x W x 3 image of any size,
     which the device then preprocesses (BGR is turned to RGB here)."""
+    if color not in COLORS:
+        raise api.ApiError(api.INVALID_ARG, f"color must be one of {list(COLORS)}, got {color!r}")
     if x.dtype.name == model.dtype and x.shape == tuple(model.shape):
         return x, False
     if x.dtype.name == model.dtype and len(model.shape) > 1 and model.shape[0] == 1 and x.shape == model.shape[1:]:
@@ -91,8 +93,6 @@ def model_frame(x: np.ndarray, model: ServedModel, color: Any = "RGB") -> tuple[
     exact = f"{model.dtype}{list(model.shape)}"
     if not model.camera:
         raise api.ApiError(api.INVALID_ARG, f"model takes {exact}, got {x.dtype.name}{list(x.shape)}")
-    if color not in COLORS:
-        raise api.ApiError(api.INVALID_ARG, f"color must be one of {list(COLORS)}, got {color!r}")
     if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3:
         raise api.ApiError(api.INVALID_ARG, f"model takes {exact}, or a camera frame: uint8 [H, W, 3], RGB (or BGR "
                                             f"with color: \"BGR\"); got {x.dtype.name}{list(x.shape)}"

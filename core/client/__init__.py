@@ -129,8 +129,7 @@ class _Fields:
         return self.get(key) is not None
 
     def get(self, key: str, default: Any = None) -> Any:
-        names = {f.name for f in fields(self)} - {"extra"}
-        value = getattr(self, key) if key in names else getattr(self, "extra", {}).get(key)
+        value = getattr(self, key) if key in _KNOWN[type(self)] else self.extra.get(key)
         return default if value is None else value
 
     def to_dict(self) -> dict:
@@ -157,7 +156,7 @@ class ServedBy(_Fields):
 
     @classmethod
     def from_reply(cls, raw: dict) -> "ServedBy":
-        known = {f.name for f in fields(cls)} - {"extra"}
+        known = _KNOWN[cls]
         return cls(**{k: v for k, v in raw.items() if k in known},
                    extra={k: v for k, v in raw.items() if k not in known})
 
@@ -183,7 +182,7 @@ class Latency(_Fields):
 
     @classmethod
     def from_reply(cls, raw: dict) -> "Latency":
-        known = {f.name for f in fields(cls)} - {"extra"}
+        known = _KNOWN[cls]
         return cls(**{k: v for k, v in raw.items() if k in known},
                    extra={k: v for k, v in raw.items() if k not in known})
 
@@ -200,6 +199,9 @@ class InferResult:
     energy_j: float
     energy_source: str
     outputs: dict = field(default_factory=dict)   # every model: its named output tensors (numpy arrays)
+
+
+_KNOWN = {cls: frozenset(f.name for f in fields(cls)) - {"extra"} for cls in (ServedBy, Latency)}
 
 
 def _tensor(described: dict, frames: list) -> np.ndarray:
@@ -309,6 +311,36 @@ class _Connection:
                 except (KeyError, TypeError, ValueError) as exc:
                     pending.set_exception(ApiError(api.INVALID_ARG, f"malformed reply: {type(exc).__name__}: {exc}"))
 
+    def call(self, op: str, body: dict | None, buffers: tuple, timeout_s: float | None, decode):
+        """One request and its reply, now: with nothing else in flight on this connection,
+        straight on the socket (no future: the frame path's cost is the API's, not ours)."""
+        if self.pending:
+            return self.send(op, body, buffers, timeout_s, decode).result()
+        req_id = self.client._next_id()
+        timeout = self.client.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
+        self.sock.send_multipart(api.encode_request(op, req_id, body, buffers), copy=False)
+        while True:
+            # a blocking receive with the socket's own timeout: one wake-up, where a poll
+            # before the receive costs a second one on every request
+            left_ms = max(1, int((deadline - time.monotonic()) * 1e3))
+            if left_ms != self._rcvtimeo_ms:
+                self.sock.setsockopt(zmq.RCVTIMEO, left_ms)
+                self._rcvtimeo_ms = left_ms
+            try:
+                reply = self.sock.recv_multipart()
+            except zmq.Again:
+                self.sock.close(0)           # its late reply must not answer the next request
+                self.sock = self._open()
+                raise ApiTimeout(f"no reply to {op} within {timeout * 1e3:.0f} ms from {self.client.endpoint}") \
+                    from None
+            header, frames = api.decode_reply(reply)
+            if header.get("id") == req_id:
+                break                        # anything else is a late reply to a timed-out request
+        if not header.get("ok"):
+            raise error_for(header.get("code", "?"), header.get("message", ""))
+        return decode(header, frames)
+
     def receive_available(self, timeout_s: float) -> int:
         """Complete the futures whose replies arrive within timeout_s (0: those already here)."""
         done = 0
@@ -336,6 +368,10 @@ class _Connection:
 
     def close(self) -> None:
         self.sock.close(0)
+
+
+def _raw(header: dict, frames: list) -> tuple[dict, list]:
+    return header, frames
 
 
 class Client:
@@ -392,13 +428,12 @@ class Client:
                 raise_on_error: bool = True) -> tuple[dict, list]:
         """One request, its reply (header, buffers); ApiError subclasses for a reply that is not
         OK unless raise_on_error is False."""
-        pending = self._connection().send(op, body, buffers, timeout_s, lambda h, f: (h, f))
         try:
-            return pending.result()
+            return self._connection().call(op, body, buffers, timeout_s, _raw)
         except ApiError as exc:
             if raise_on_error:
                 raise
-            return {"id": pending.req_id, "ok": False, "code": exc.code, "message": exc.message}, []
+            return {"ok": False, "code": exc.code, "message": exc.message}, []
 
     # ---- operations -------------------------------------------------------------------
     def hello(self, timeout_s: float | None = None) -> dict:
@@ -443,5 +478,6 @@ class Client:
               goal: str | None = None, timeout_s: float | None = None, color: str | None = None) -> InferResult:
         """frame: the model's exact tensor, or (a model with preprocessing) a camera frame, uint8
         H x W x 3 of any size, RGB unless color="BGR" (OpenCV's order)."""
-        return self.infer_async(frame, model, deadline_ms, priority, mode, policy, goal, timeout_s,
-                                color).result()
+        body, frame = infer_body(frame, model=model, deadline_ms=deadline_ms, priority=priority, mode=mode,
+                                 policy=policy, goal=goal, color=color)
+        return self._connection().call("infer", body, (frame,), timeout_s, decode_infer_reply)
