@@ -41,6 +41,9 @@ def generate_keypair(directory: Path | str, name: str, force: bool = False) -> t
     key is kept unless force: overwriting a device's key locks it out of the cloud. The
     secret is created under umask 077, so it is never readable by others, not even briefly.
     """
+    if not name or "/" in name or "\\" in name or "\0" in name or name.startswith(".") or name != name.strip():
+        raise KeyFileError(f"a key name is a name, not a path: {name!r} (letters, digits, '-' and '_'; the device "
+                           "id or 'cloud'); --dir says where the files go")
     directory = Path(directory)
     if not directory.is_dir():
         raise KeyFileError(f"{directory}: no such directory; create it first (mkdir -m 700 {directory})")

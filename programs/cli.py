@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -33,9 +34,24 @@ def parse_rate(text: str) -> float:
             f"not a rate in tc's units: {text!r}; say 5.85mbit (megabits/s), 800kbit, 2mbps or 2MB/s "
             "(megabytes/s), or a plain number of bits/s")
     value = float(match.group(1)) * TC_RATE_UNITS.get(unit or "bit")
-    if value <= 0:
-        raise argparse.ArgumentTypeError("the rate must be positive")
-    return value
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError("the rate must be a positive, finite number")
+    return Rate(value, text.strip(), unit.endswith("bps"))
+
+
+def _as_bits(text: str) -> str:
+    """'5Mbps' -> '5mbit': the same number in bits, as most users meant it."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kmgt]i?)?.*", text.lower())
+    return f"{match.group(1)}{match.group(2) or ''}bit" if match else text
+
+
+class Rate(float):
+    """Bits per second, with how the user wrote it (to say when tc's byte units were meant)."""
+
+    def __new__(cls, value: float, text: str = "", bytes_unit: bool = False):
+        rate = super().__new__(cls, value)
+        rate.text, rate.bytes_unit = text, bytes_unit
+        return rate
 
 
 def nearest_radio(uplink_bps: float) -> str:
@@ -54,6 +70,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except ProfileError as exc:
         print(f"adaptinf plan: {exc}", file=sys.stderr)
         return 2
+    for option, value in (("--rtt-ms", args.rtt_ms), ("--sla-ms", args.sla_ms)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            print(f"adaptinf plan: {option} must be a finite number of milliseconds >= 0, got {value}",
+                  file=sys.stderr)
+            return 2
+    if getattr(args.uplink, "bytes_unit", False):
+        print(f"adaptinf plan: note: --uplink {args.uplink.text} is {args.uplink / 1e6:g} Mbit/s: tc's 'bps' units "
+              f"are BYTES per second; for megabits say {_as_bits(args.uplink.text)}",
+              file=sys.stderr)
     radio = args.radio or nearest_radio(args.uplink)
     rtt_ms = args.rtt_ms if args.rtt_ms is not None else (profile.link.rtt_ms if profile.link else 0.0)
     telemetry = Telemetry(uplink_bps=args.uplink, rtt_s=rtt_ms / 1e3, radio=radio)
@@ -666,8 +691,23 @@ def cmd_build_frame_pool(args: argparse.Namespace) -> int:
 
 
 def cmd_mcu_selftest(args: argparse.Namespace) -> int:
+    import struct
+
     from adaptinf.programs.mcu_selftest import selftest
 
+    if args.model is not None:
+        blob = args.model / "dsnn_system.aims"
+        try:
+            from adaptinf.drivers.mcu_model import parse_system
+
+            parse_system(blob.read_bytes())
+        except OSError as exc:
+            print(f"adaptinf mcu selftest: --model {args.model}: cannot read {blob.name} ({exc.strerror or exc}); "
+                  "give the directory `adaptinf build dsnn --out` wrote", file=sys.stderr)
+            return 2
+        except (ValueError, struct.error, IndexError) as exc:
+            print(f"adaptinf mcu selftest: {blob}: not a model the firmware takes ({exc})", file=sys.stderr)
+            return 2
     return 0 if selftest(args.port, args.model, args.count) else 1
 
 

@@ -13,6 +13,7 @@ Aggregate accuracy is the mean of the accuracies of the models whose answers wer
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -117,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         for p in policies:
             if p not in POLICIES:
                 raise ValueError(f"unknown policy {p!r}; choose from {', '.join(POLICIES)}")
-        slas = [float(v) / 1e3 for v in args.sla_ms.split(",")]
+        try:
+            slas = [float(v) / 1e3 for v in args.sla_ms.split(",")]
+        except ValueError:
+            raise ValueError(f"--sla-ms takes comma-separated milliseconds, e.g. 100,250; got {args.sla_ms!r}") \
+                from None
+        if not all(math.isfinite(v) and v > 0 for v in slas):
+            raise ValueError(f"--sla-ms values must be positive milliseconds, got {args.sla_ms!r}")
     except (OSError, ValueError) as exc:
         print(f"adaptinf sim: {exc}", file=sys.stderr)
         return 2

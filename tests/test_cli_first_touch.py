@@ -1,0 +1,70 @@
+"""What a user types first: every client subcommand against a real adaptinfd, and the inputs
+that used to end in a traceback or pass unchecked (issue 30 items 1-3)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from adaptinf.profile import save_profile
+from adaptinf.rig.processes import spawn_daemon, write_daemon_config
+from conftest import DEMO_BUNDLE
+from test_split_policy import PROFILE
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adaptinf", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory):
+    import tempfile
+
+    short = tempfile.mkdtemp(prefix="ai-")
+    tmp = tmp_path_factory.mktemp("cli")
+    api = f"ipc://{short}/api.sock"
+    service = spawn_daemon(write_daemon_config(tmp / "d.toml", daemon={
+        "api_endpoint": api, "bundle": str(DEMO_BUNDLE), "state_dir": str(tmp), "warmup_runs": 2}))
+    yield api
+    service.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["stats"], ["stats", "--json"], ["models"],
+                                     ["health"], ["hello"], ["set-mode", "power-saving"], ["set-mode", "normal"]])
+def test_every_client_subcommand_answers_against_a_real_daemon(endpoint, command):
+    done = cli(*command, "--endpoint", endpoint)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    if command == ["models"]:
+        (model,) = json.loads(done.stdout)
+        assert model["name"] == "glyphnet" and model["outputs"][0]["name"] == "logits"
+    if "--json" in command or command[0] in ("health", "hello", "set-mode"):
+        json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["keys", "generate", "../../etc/x", "--dir", "."], "a key name is a name, not a path"),
+    (["keys", "generate", "", "--dir", "."], "a key name is a name, not a path"),
+    (["keys", "generate", "a/b", "--dir", "."], "a key name is a name, not a path"),
+    (["mcu", "selftest", "--port", "/dev/null", "--model", "/nonexistent"], "cannot read dsnn_system.aims"),
+    (["sim", "--sla-ms", "abc"], "--sla-ms takes comma-separated milliseconds"),
+    (["sim", "--sla-ms", "-5"], "--sla-ms values must be positive"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, says, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "adaptinf", *args], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=60)
+    assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not list(tmp_path.iterdir())                          # nothing written anywhere near
+
+
+def test_plan_refuses_impossible_times_and_says_what_bps_means(tmp_path):
+    save_profile(PROFILE, tmp_path / "p.json")
+    for option in ("--rtt-ms", "--sla-ms"):
+        done = cli("plan", "--profile", str(tmp_path / "p.json"), "--uplink", "5mbit", option, "-3")
+        assert done.returncode == 2 and f"{option} must be a finite number" in done.stderr
+    done = cli("plan", "--profile", str(tmp_path / "p.json"), "--uplink", "5Mbps")
+    assert done.returncode == 0 and "is 40 Mbit/s" in done.stderr and "5mbit" in done.stderr
+    assert "note" not in cli("plan", "--profile", str(tmp_path / "p.json"), "--uplink", "5mbit").stderr
