@@ -3,7 +3,8 @@
 Device DEALER (routing id = device id) -> cloud ROUTER. Multipart: frame 0 a msgpack
 header, then at most one payload buffer.
 
-Request header: {"v": 1, "op": OP, "rid": [boot_epoch, seq], ...}
+Request header: {"v": 1, "op": OP, "rid": [boot_id, seq], ...} (boot_id: random 62 bits per
+start of the link, never the clock, which may repeat across reboots)
   infer:  "target": "full" | "<split point>" | "<zoo model>" | "mdinference",
           "deadline_ms": budget from sending, "tensor": {"dtype", "shape"} and for a
           split point with a uint8 upload "scale", "zero_point" (the payload is the
@@ -19,12 +20,14 @@ Reply header: {"v": 1, "rid", "ok", "code", "message"?, "load": {"queue_depth",
   "service_s"}, ...}; infer adds "compute_s", "queue_s" and the model's outputs as payload
   (float32, all of them flattened and concatenated, as the bundle's graphs answer), and for "mdinference" "model", "budget_ms", "network_ms"; a ping's reply
   carries "clock", the worker's wall clock; a replayed duplicate carries "replayed": true.
-A retry reuses its rid; the worker de-duplicates on (device id, rid).
+infer adds "digest" (request_digest), which the reply echoes.
+A retry reuses its rid; the worker de-duplicates on (device id, rid, digest).
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +40,19 @@ MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
 FULL_TARGET = "full"
 PAYLOAD_DTYPES = ("uint8", "float16", "float32")   # a frame in the model's dtype; an upload as uint8 or float16
 MDINFERENCE_TARGET = "mdinference"   # the worker's MDInference picks a zoo model for the frame
+
+
+def request_digest(header: dict, payload: Any) -> int:
+    """CRC-32 of an infer request's target, tensor description, quantisation and payload.
+    The worker de-duplicates on (device, rid, digest) and echoes it; the device takes a reply
+    only with its request's digest. So a reused rid (a device whose boot id repeats) can
+    never be answered with another frame's stored reply."""
+    described = msgpack.packb([header.get("target"), header.get("tensor"), header.get("scale"),
+                               header.get("zero_point")], use_bin_type=True)
+    crc = zlib.crc32(described)
+    if payload is not None:
+        crc = zlib.crc32(memoryview(payload).cast("B") if not isinstance(payload, bytes) else payload, crc)
+    return crc
 
 
 class ProtocolError(ValueError):

@@ -48,7 +48,7 @@ _PENDING = object()
 @dataclass
 class _Job:
     peer: bytes
-    rid: tuple[int, int]
+    rid: tuple                  # (rid, digest): the de-duplication key within the device
     header: dict
     payload: Any
     arrived: float          # monotonic, for the queue's time
@@ -94,7 +94,7 @@ class CloudWorker:
         self._threads = threads
         self._busy = 0
         self._service_s = 0.0
-        self._replies: OrderedDict[tuple[bytes, tuple[int, int]], Any] = OrderedDict()
+        self._replies: OrderedDict[tuple, Any] = OrderedDict()     # (device, rid, digest) -> reply
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._results_endpoint = f"inproc://cloud-results-{id(self)}"
@@ -209,6 +209,8 @@ class CloudWorker:
 
     def _reply(self, header: dict, code: str = "OK", message: str | None = None, **extra: Any) -> list:
         out = {"rid": header["rid"], "ok": code == "OK", "code": code, "load": self.load(), **extra}
+        if isinstance(header.get("digest"), int):
+            out["digest"] = header["digest"]     # the device takes only its own request's reply
         if message:
             out["message"] = message
         return [protocol.pack(out)]
@@ -256,7 +258,9 @@ class CloudWorker:
             self._send(router, peer, self._reply({"rid": rid}, code, message))
 
     def _on_work(self, router: zmq.Socket, peer: bytes, header: dict, payload: Any) -> None:
-        key = (peer, tuple(header["rid"]))
+        # with the request's digest: a reused rid with another frame is a new request, not a retry
+        digest = header.get("digest") if isinstance(header.get("digest"), int) else None
+        key = (peer, tuple(header["rid"]), digest)
         with self._lock:
             previous = self._replies.get(key)
             if previous is _PENDING:
@@ -271,7 +275,7 @@ class CloudWorker:
             self._replies[key] = _PENDING
         self.counters["requests"] += 1
         try:
-            self._jobs.put_nowait(_Job(peer, key[1], header, payload, time.monotonic(), time.time()))
+            self._jobs.put_nowait(_Job(peer, key[1:], header, payload, time.monotonic(), time.time()))
         except queue.Full:
             with self._lock:
                 self._replies.pop(key, None)
@@ -300,8 +304,8 @@ class CloudWorker:
                     with self._lock:
                         self._busy -= 1
                 with self._lock:
-                    self._replies[(job.peer, job.rid)] = reply
-                    self._replies.move_to_end((job.peer, job.rid))
+                    self._replies[(job.peer, *job.rid)] = reply
+                    self._replies.move_to_end((job.peer, *job.rid))
                     while len(self._replies) > DEDUP_CAPACITY:
                         self._replies.popitem(last=False)
                 push.send_multipart([job.peer, *reply])

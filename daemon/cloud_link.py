@@ -18,7 +18,9 @@ write from any thread, so the socket itself never leaves its thread.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +35,8 @@ from adaptinf.daemon.clock_offset import ClockOffset
 from adaptinf.daemon.link_estimator import LinkEstimator
 
 log = logging.getLogger(__name__)
+MAX_QUEUE_DEPTH = 1_000_000          # a worker's reported queue: beyond this it is not a report
+MAX_SERVICE_S = 3600.0
 
 HEARTBEAT_INTERVAL_S = 0.5
 HEARTBEAT_LIVENESS = 4          # intervals of silence before the link is declared down
@@ -73,6 +77,7 @@ class CloudReply:
     header: dict
     payload: bytes | None
     round_trip_s: float
+    digest: int | None = None          # the request's (protocol.request_digest): the reply must echo it
 
     def logits(self, size: int) -> tuple[np.ndarray, float]:
         """The answer (the model's outputs: `size` float32 values, a classifier's logits) and
@@ -81,6 +86,8 @@ class CloudReply:
         h = self.header
         if not h.get("ok") or self.payload is None:
             raise CloudError(str(h.get("code")), str(h.get("message", "no answer")))
+        if self.digest is not None and h.get("digest") != self.digest:
+            raise CloudError("MALFORMED", "the reply answers another request (its digest is not this frame's)")
         compute = h.get("compute_s", 0.0)
         if isinstance(compute, bool) or not isinstance(compute, (int, float)) or not 0 <= compute < 3600:
             raise CloudError("MALFORMED", f"compute_s {compute!r} is not a duration")
@@ -97,6 +104,7 @@ class CloudCall:
 
     def __init__(self, rid: tuple[int, int]):
         self.rid = rid
+        self.digest: int | None = None     # an infer's request digest, set when it is sent
         self._event = threading.Event()
         self._reply: CloudReply | None = None
         self._error: CloudError | None = None
@@ -160,7 +168,9 @@ class CloudLink:
         self._clock = clock
         self._wall_clock = wall_clock
         self.clock_offset = ClockOffset()
-        self._epoch = int(time.time())
+        # the boot id of every rid: random, not the clock, which a device without an RTC (or
+        # before NTP) repeats at every boot, and the cloud would replay the last boot's replies
+        self._epoch = secrets.randbits(62)
         self._seq = 0
         self._seq_lock = threading.Lock()
         self._submit: list[_Pending] = []
@@ -175,6 +185,7 @@ class CloudLink:
         self.retries = 0
         self.reconnects = 0
         self.late_replies = 0
+        self.bad_loads = 0                 # load reports out of range or of the wrong type, ignored
         self._in_flight = 0
         self._expired: OrderedDict[tuple[int, int], _Pending] = OrderedDict()
         self.thread_error: BaseException | None = None
@@ -212,6 +223,8 @@ class CloudLink:
         if not self.up:
             call._finish(error=CloudError("UNAVAILABLE", f"cloud link is {self.state}"))
             return call
+        if header.get("op") == "infer":
+            call.digest = header["digest"] = protocol.request_digest(header, payload)
         frames = [protocol.pack(dict(header, rid=list(rid)))] + ([payload] if payload is not None else [])
         self._enqueue(_Pending(call, frames, self._clock() + deadline_s, upload_bytes))
         return call
@@ -386,11 +399,7 @@ class CloudLink:
         except protocol.ProtocolError as exc:
             log.warning("dropping malformed cloud reply: %s", exc)
             return
-        load = header.get("load") or {}
-        if isinstance(load.get("queue_depth"), int):
-            self.queue_depth = load["queue_depth"]
-        if isinstance(load.get("service_s"), (int, float)):
-            self.service_s = float(load["service_s"])
+        self._take_load(header.get("load"))
         rid = tuple(header["rid"])
         p = pending.pop(rid, None)
         if p is None or p.call.abandoned:
@@ -405,8 +414,30 @@ class CloudLink:
                 p.on_reply(header, round_trip)
             return
         self._observe_upload(p, header, now)
-        if not p.call._finish(CloudReply(header, frames[1] if len(frames) > 1 else None, round_trip)):
+        if not p.call._finish(CloudReply(header, frames[1] if len(frames) > 1 else None, round_trip,
+                                         p.call.digest)):
             self.late_replies += 1
+
+    def _take_load(self, load: Any) -> None:
+        """The worker's reported load, when it is one: a queue depth of 0..MAX_QUEUE_DEPTH and a
+        service time of 0..MAX_SERVICE_S; anything else is ignored and counted, never planned on."""
+        if load is None:
+            return
+        if not isinstance(load, dict):
+            self.bad_loads += 1
+            return
+        depth, service = load.get("queue_depth"), load.get("service_s")
+        if depth is not None:
+            if isinstance(depth, int) and not isinstance(depth, bool) and 0 <= depth <= MAX_QUEUE_DEPTH:
+                self.queue_depth = depth
+            else:
+                self.bad_loads += 1
+        if service is not None:
+            if (isinstance(service, (int, float)) and not isinstance(service, bool) and math.isfinite(service)
+                    and 0 <= service <= MAX_SERVICE_S):
+                self.service_s = float(service)
+            else:
+                self.bad_loads += 1
 
     def _observe_upload(self, p: _Pending, header: dict, now: float) -> None:
         """A reply, on time or late, times its upload (Karn: not a retried one's)."""

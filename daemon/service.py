@@ -492,7 +492,8 @@ class Daemon:
     def stats_body(self) -> dict:
         body = self.stats.snapshot()
         if self.link:
-            body["cloud"] = {"late_replies_dropped": self.link.late_replies, "retries": self.link.retries,
+            body["cloud"] = {"late_replies_dropped": self.link.late_replies, "bad_load_reports": self.link.bad_loads,
+                             "retries": self.link.retries,
                              "reconnects": self.link.reconnects}
         return body
 
