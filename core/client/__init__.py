@@ -187,37 +187,76 @@ class Latency(_Fields):
                    extra={k: v for k, v in raw.items() if k not in known})
 
 
-@dataclass(frozen=True)
-class InferResult:
-    id: object
-    label: int | None                # None: the model is not a classifier (see outputs)
-    label_name: str | None
-    confidence: float | None
-    scores: np.ndarray | None        # a classifier's class probabilities
-    served_by: ServedBy
-    latency_ms: Latency
-    energy_j: float
-    energy_source: str
-    outputs: dict = field(default_factory=dict)   # every model: its named output tensors (numpy arrays)
-
-
 _KNOWN = {cls: frozenset(f.name for f in fields(cls)) - {"extra"} for cls in (ServedBy, Latency)}
+_LITTLE = {}                           # dtype name -> its little-endian numpy dtype
 
 
 def _tensor(described: dict, frames: list) -> np.ndarray:
     """A reply tensor: {dtype, shape, buffer: index into the reply's buffers}, C order, little-endian."""
-    data = frames[described.get("buffer", 0)]
-    return np.frombuffer(data, dtype=np.dtype(described["dtype"]).newbyteorder("<")).reshape(described["shape"])
+    name = described["dtype"]
+    dtype = _LITTLE.get(name)
+    if dtype is None:
+        dtype = _LITTLE[name] = np.dtype(name).newbyteorder("<")
+    return np.frombuffer(frames[described.get("buffer", 0)], dtype=dtype).reshape(described["shape"])
+
+
+class InferResult:
+    """One frame's answer. The typed views (served_by, latency_ms, scores, outputs) are made
+    from the reply when first read: a caller that reads only the label pays for nothing else."""
+
+    __slots__ = ("_header", "_frames", "_served_by", "_latency", "_scores", "_outputs")
+
+    def __init__(self, header: dict, frames: list):
+        self._header, self._frames = header, frames
+        self._served_by = self._latency = self._scores = self._outputs = None
+
+    id = property(lambda self: self._header["id"])
+    label = property(lambda self: self._header.get("label"), doc="None: the model is not a classifier")
+    confidence = property(lambda self: self._header.get("confidence"))
+    energy_j = property(lambda self: self._header["energy_j"])
+    energy_source = property(lambda self: self._header.get("energy_source", "model"))
+
+    @property
+    def label_name(self) -> str | None:
+        label = self._header.get("label")
+        return self._header.get("class", None if label is None else str(label))
+
+    @property
+    def served_by(self) -> ServedBy:
+        if self._served_by is None:
+            self._served_by = ServedBy.from_reply(self._header["served_by"])
+        return self._served_by
+
+    @property
+    def latency_ms(self) -> Latency:
+        if self._latency is None:
+            self._latency = Latency.from_reply(self._header["latency_ms"])
+        return self._latency
+
+    @property
+    def scores(self) -> np.ndarray | None:
+        """A classifier's class probabilities."""
+        if self._scores is None and "scores" in self._header and self._frames:
+            self._scores = _tensor(self._header["scores"], self._frames).reshape(-1)
+        return self._scores
+
+    @property
+    def outputs(self) -> dict:
+        """Every model's named output tensors (numpy arrays)."""
+        if self._outputs is None:
+            self._outputs = {o["name"]: _tensor(o, self._frames) for o in self._header.get("outputs", ())}
+        return self._outputs
+
+    def __repr__(self) -> str:
+        return (f"InferResult(id={self.id!r}, label={self.label!r}, label_name={self.label_name!r}, "
+                f"partition={self._header['served_by'].get('partition')!r})")
 
 
 def decode_infer_reply(header: dict, frames: list) -> InferResult:
-    scores = _tensor(header["scores"], frames).reshape(-1) if "scores" in header and frames else None
-    outputs = {o["name"]: _tensor(o, frames) for o in header.get("outputs", ())}
-    label = header.get("label")
-    return InferResult(header["id"], label, header.get("class", None if label is None else str(label)),
-                       header.get("confidence"), scores, ServedBy.from_reply(header["served_by"]),
-                       Latency.from_reply(header["latency_ms"]), header["energy_j"],
-                       header.get("energy_source", "model"), outputs)
+    for key in ("served_by", "latency_ms", "energy_j"):       # malformed: said now, not on first read
+        if key not in header:
+            raise KeyError(key)
+    return InferResult(header, frames)
 
 
 # numpy's dtype.name is computed in Python on every call; the API's dtypes, looked up
