@@ -190,7 +190,7 @@ def cmd_build_split_onnx(args: argparse.Namespace) -> int:
         print(f"  {p['name']:4} upload {p['upload_bytes']:>8} B {p['upload']:7}  head {p['head_flops'] / 1e6:8.1f} "
               f"MFLOP  tail {p['tail_flops'] / 1e6:8.1f} MFLOP  {agree} on {a['samples']} samples{acc}")
     for p in manifest["split"].get("rejected_points", []):
-        print(f"  {p['name']:4} rejected: head + tail differ from the model by {p['agreement']['exact_max_error']:.3g}")
+        print(f"  {p['name']:4} at {p['layer'][:50]} rejected: {p['reason']}")
     return 0
 
 

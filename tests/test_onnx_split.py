@@ -224,3 +224,21 @@ def test_labelled_images_give_held_out_accuracy_per_point_and_classes(own_bundle
     assert bundle.full_model.accuracy is not None
     assert all(p.accuracy is not None and abs(p.accuracy - bundle.full_model.accuracy) <= 0.1
                for p in bundle.split.points)
+
+
+def test_a_dynamic_batch_export_is_served_at_batch_one(tmp_path):
+    """torch.onnx.export with dynamic_axes (the most common way) leaves the batch symbolic."""
+    import io
+    import warnings
+
+    model = _model("mobilenet_v2").eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 3, SIZE, SIZE),), buffer, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17, dynamo=False)
+    (tmp_path / "dyn.onnx").write_bytes(buffer.getvalue())
+    build_onnx_split(tmp_path / "dyn.onnx", tmp_path / "b", OnnxSplitConfig(points=2, samples=8), progress=False)
+    bundle = load_bundle(tmp_path / "b")
+    assert bundle.input.shape == (1, 3, SIZE, SIZE) and bundle.output_specs[0].shape == (1, 10)
+    assert len(bundle.split.points) == 2

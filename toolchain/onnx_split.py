@@ -146,9 +146,12 @@ def _fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
             raise OnnxSplitError(f"onnxruntime cannot load the model ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0][:300]})") from None
         folded = onnx.load(options.optimized_model_filepath)
-    foreign = {n.domain for n in folded.graph.node} - {"", "ai.onnx"}
-    if foreign:      # basic optimisations emit standard ops; a model may bring its own domains
-        raise OnnxSplitError(f"the model uses operator domains {sorted(foreign)}; adaptinf cuts standard ONNX")
+    if {n.domain for n in model.graph.node} - {"", "ai.onnx"}:   # a model may bring its own domains
+        raise OnnxSplitError(f"the model uses operator domains "
+                             f"{sorted({n.domain for n in model.graph.node} - {'', 'ai.onnx'})}; "
+                             "adaptinf cuts standard ONNX")
+    if {n.domain for n in folded.graph.node} - {"", "ai.onnx"}:
+        return model     # a fusion into onnxruntime's own ops: keep the model as it was, unfolded
     return folded
 
 
@@ -380,7 +383,11 @@ def build_onnx_split(source: Path, out: Path, config: OnnxSplitConfig = OnnxSpli
     full_out = _run(full_session, x)
     baseline = None if held_x is None else _accuracy(_run(full_session, held_x), held_y, prepared.outputs)
     total = count_flops(out / FULL_FILE)
-    cuts = spread(find_cuts(model), total, config.points)
+    try:
+        cuts = spread(find_cuts(model), total, config.points)
+    except (KeyError, ValueError, IndexError) as exc:       # a graph whose shapes the scan cannot read
+        raise OnnxSplitError(f"{source}: cannot scan the graph for cut points ({type(exc).__name__}: {exc})") \
+            from None
     if not cuts:
         raise OnnxSplitError(f"{source}: no point splits this graph into a head and a tail with work on both "
                              "sides (every activation crossing is bigger than "
@@ -388,9 +395,24 @@ def build_onnx_split(source: Path, out: Path, config: OnnxSplitConfig = OnnxSpli
     extractor = utils.Extractor(model)
     points, rejected = [], []
     for k, cut in enumerate(tqdm(cuts, desc="split points", unit="point", disable=None if progress else True), start=1):
-        point = _build_point(f"P{k}", cut, model, extractor, out, x, full_out, prepared.outputs, config,
-                             held_x, held_y)
-        (points if point.pop("usable") else rejected).append(point)
+        name = f"P{len(points) + 1}"
+        try:
+            point = _build_point(name, cut, model, extractor, out, x, full_out, prepared.outputs, config,
+                                 held_x, held_y)
+        except Exception as exc:     # onnx's extractor or checker, onnxruntime: this cut is refused, not the build
+            rejected.append({"name": f"cut{k}", "layer": " + ".join(cut.tensors),
+                             "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"})
+            _remove_point_files(out, name)
+            continue
+        if point.pop("usable"):
+            points.append(point)
+        else:
+            _remove_point_files(out, name)
+            rejected.append(dict(point, name=f"cut{k}", reason="head + tail do not reproduce the model "
+                                                              f"(max error {point['agreement']['exact_max_error']:.3g})"))
+    if not points:
+        raise OnnxSplitError(f"{source}: no cut of this graph reproduces the model: "
+                             + "; ".join(f"{r['layer'][:60]}: {r['reason']}" for r in rejected))
     manifest = {
         "name": config.name or source.stem,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -439,6 +461,11 @@ def _build_point(name: str, cut: Cut, model: onnx.ModelProto, extractor: utils.E
         "head_flops": count_flops(out / head_file), "tail_flops": count_flops(out / tail_file),
         "accuracy": accuracy, "accuracy_float": None, "agreement": figures, "usable": bool(figures["exact"]),
     }
+
+
+def _remove_point_files(out: Path, name: str) -> None:
+    for suffix in (".head.onnx", ".tail.onnx"):
+        (out / f"{name}{suffix}").unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> str:
