@@ -79,8 +79,11 @@ class DeviceAllowList:
         for path in sorted(self.directory.glob("*.key")):
             try:
                 public, _ = zmq.auth.load_certificate(str(path))
-            except (OSError, ValueError) as exc:
-                log.warning("ignoring unreadable device key %s: %s", path, exc)
+            except Exception as exc:    # pyzmq's parser raises IndexError, KeyError, ... on a malformed file
+                log.warning("ignoring unreadable device key %s: %s: %s", path, type(exc).__name__, exc)
+                continue
+            if public is None or len(public) != 40:
+                log.warning("ignoring device key %s: no 40-character Z85 public-key line", path)
                 continue
             devices[public] = path.stem
         self._devices, self._stamp = devices, stamp

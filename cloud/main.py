@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        # a worker that answers pings but never computes would keep every device waiting
+        print(f"adaptinf-cloud: --threads must be at least 1 (got {args.threads})", file=sys.stderr)
+        return 2
     try:
         bundle = load_bundle(args.bundle)
     except BundleError as exc:

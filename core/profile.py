@@ -188,10 +188,23 @@ def parse_profile(raw: Any) -> Profile:
                    device=raw.get("device") or {}, extra={k: v for k, v in raw.items() if k not in known})
 
 
+MAX_PROFILE_BYTES = 16 * 1024 * 1024     # a calibrated profile is kilobytes; /dev/zero is not a profile
+
+
+def read_capped(path: Path, limit: int) -> str:
+    """A text file of at most `limit` bytes (ValueError past it, without reading on): a
+    config or profile pointed at a device or a huge file must not eat the memory."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes; this is not a file of that kind")
+    return data.decode("utf-8")
+
+
 def load_profile(path: Path | str) -> Profile:
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_capped(path, MAX_PROFILE_BYTES))
     except FileNotFoundError:
         raise ProfileError(f"{path}: no such profile") from None
     except UnicodeDecodeError as exc:
@@ -200,6 +213,8 @@ def load_profile(path: Path | str) -> Profile:
         raise ProfileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ProfileError(f"{path}: not valid JSON ({exc})") from None
+    except ValueError as exc:
+        raise ProfileError(f"{path}: {exc}") from None
     try:
         return parse_profile(raw)
     except ProfileError as exc:

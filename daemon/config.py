@@ -20,6 +20,7 @@ else:  # JetPack 6's Python 3.10: the same parser, as the backport
 
 from adaptinf.api_protocol import DEFAULT_MAX_MESSAGE_BYTES
 from adaptinf.policies import registry as policy_registry
+from adaptinf.profile import read_capped
 from adaptinf.policies.mcu_placement import ENERGY_PER_CYCLE_NJ
 from adaptinf.policies.plan import GOALS, MODES
 from adaptinf.policies.radio_power import RADIOS
@@ -224,14 +225,21 @@ def load_config(path: Path | str | None, overrides: dict[tuple[str, str], Any] |
         raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def _read_toml(path: Path) -> dict:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        text = read_capped(path, MAX_CONFIG_BYTES)     # /dev/zero must not read until memory runs out
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc})") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except OSError as exc:  # a directory, no permission, an I/O error: refused like a syntax error
         raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None

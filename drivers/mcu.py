@@ -36,6 +36,10 @@ REPLY_TYPES = {proto.FrameType.HELLO: proto.FrameType.HELLO_REPLY, proto.FrameTy
                proto.FrameType.INFER: proto.FrameType.RESULT}
 
 
+HELLO_MIN_BYTES = 12      # version, protocol, firmware (2), max payload (4), model capacity (4)
+RESULT_MIN_BYTES = 12     # label, dtype, net, outputs, confidence (4), cycles (4)
+
+
 class McuError(Exception):
     def __init__(self, message: str, status: proto.Status | None = None):
         super().__init__(message)
@@ -165,6 +169,8 @@ class McuClient:
         for _ in range(attempts):
             try:
                 p = self.request(proto.FrameType.HELLO, timeout_s=timeout_s, retries=attempts - 1).payload
+                if len(p) < HELLO_MIN_BYTES:     # CRC-valid but short: a firmware bug, not a struct.error here
+                    raise McuError(f"HELLO_REPLY of {len(p)} bytes; it has at least {HELLO_MIN_BYTES}")
                 caps = struct.unpack_from("<HH", p, 12) if len(p) >= 16 else (None, None)
                 return Hello(p[0], p[1], struct.unpack_from("<H", p, 2)[0], *struct.unpack_from("<II", p, 4), *caps)
             except McuReset:
@@ -197,6 +203,8 @@ class McuClient:
                 self.request(proto.FrameType.INPUT_CHUNK, struct.pack("<H", offset)
                              + values[offset:offset + INPUT_CHUNK_FEATURES].tobytes())
             p = self.request(proto.FrameType.INFER, b"").payload
+        if len(p) < RESULT_MIN_BYTES:
+            raise McuError(f"RESULT of {len(p)} bytes; it has at least {RESULT_MIN_BYTES}")
         confidence, count = struct.unpack_from("<fI", p, 4)
         logits = np.frombuffer(p, np.float32, p[3], 12) if len(p) >= 12 + 4 * p[3] else None
         return McuResult(p[0], confidence, count, "int8" if p[1] == 0 else "float32", p[2], logits)
