@@ -120,7 +120,7 @@ class ApiServer:
             self.stats.count("replies_dropped_client_gone")
 
     def _refuse_oversize(self, router: zmq.Socket, frames: list, problem: str) -> None:
-        if len(frames) > 2 and len(frames[1]) == 0:       # a REQ socket's envelope
+        if len(frames) > 2 and len(frames[1]) == 0 and _sent_by_req(frames[1]):     # a REQ socket's envelope
             self._req_peers.add(frames[0].bytes)
             frames = [frames[0], *frames[2:]]
         req_id = api.request_id(frames[1].buffer) if len(frames) > 1 else None
@@ -132,7 +132,7 @@ class ApiServer:
     def _dispatch(self, router: zmq.Socket, frames: list) -> None:
         peer = frames[0].bytes
         body = frames[1:]
-        if len(body) > 1 and len(body[0]) == 0:
+        if len(body) > 1 and len(body[0]) == 0 and _sent_by_req(body[0]):
             # A REQ socket puts an empty delimiter before the request and takes only a reply
             # that has one; it has one request at a time, so the peer is remembered until then.
             body = body[1:]
@@ -151,3 +151,12 @@ class ApiServer:
             reply = api.encode_reply(req.id if req else None, api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
         if reply is not None:
             self.send(router, peer, reply)
+
+
+def _sent_by_req(frame: zmq.Frame) -> bool:
+    """The peer is a REQ socket (ZMTP 3's handshake metadata): only then is an empty first frame
+    an envelope; from a DEALER it is a malformed header, answered as such."""
+    try:
+        return frame.get("Socket-Type") == "REQ"
+    except (zmq.ZMQError, AttributeError):
+        return False
