@@ -47,6 +47,9 @@ def test_missing_file_is_named(copy):
 
 def test_wrong_input_spec_is_refused(copy):
     edit_manifest(copy, lambda m: m["input"].update(shape=[1, 64, 64, 3]))
+    with pytest.raises(BundleError, match=r"preprocess makes NHWC \[1, 32, 32, 3\] but the input is"):
+        load_bundle(copy)
+    edit_manifest(copy, lambda m: m.pop("preprocess"))
     with pytest.raises(BundleError, match=r"input spec"):
         load_bundle(copy)
 
