@@ -14,6 +14,7 @@ Pillow; the rest OpenCV (the `video` extra).
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +57,19 @@ def _images(paths: list[str], uri: str) -> Source:
     return Source(uri, "images", None, False, frames(), len(paths))
 
 
+def _opencv():
+    # cv2 may come from opencv-python-headless (the `video` extra), opencv-python, or JetPack's
+    # own build (apt's python3-opencv, with GStreamer and CUDA): whichever this Python has
+    try:
+        cv2 = importlib.import_module("cv2")
+    except ImportError:
+        raise SourceError("video files, cameras and RTSP streams are read with OpenCV: pip install "
+                          "'adaptinf[video]' (on a Jetson, JetPack's own OpenCV will do)") from None
+    return cv2
+
+
 def _capture(uri: str, target, kind: str, live: bool) -> Source:
-    import cv2
+    cv2 = _opencv()
 
     capture = cv2.VideoCapture(target, cv2.CAP_V4L2) if kind == "v4l2" else cv2.VideoCapture(target)
     if not capture.isOpened():

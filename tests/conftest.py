@@ -143,3 +143,18 @@ def shared_traces():
     if not (root / "TMobile-UMTS-driving.up").exists():
         pytest.skip(f"no recorded traces at {root}")
     return root
+
+
+def serve_bundle(tmp_path_factory, bundle_dir, name: str = "d", **sections):
+    """Start a real adaptinfd on `bundle_dir` (no cloud unless sections say so); returns
+    (api endpoint, Service). `sections`: extra config, e.g. daemon={...}, device={...}."""
+    import tempfile
+
+    from adaptinf.rig.processes import spawn_daemon, write_daemon_config
+
+    short = tempfile.mkdtemp(prefix="ai-")        # ipc paths must fit in sun_path
+    state = tmp_path_factory.mktemp(name)
+    endpoint = f"ipc://{short}/api.sock"
+    daemon = {"api_endpoint": endpoint, "bundle": str(bundle_dir), "state_dir": str(state), "warmup_runs": 2,
+              **sections.pop("daemon", {})}
+    return endpoint, spawn_daemon(write_daemon_config(state / "adaptinfd.toml", daemon=daemon, **sections))

@@ -14,8 +14,7 @@ import pytest
 import zmq
 
 from adaptinf.api_schema import REPLIES, REQUESTS, InferRequest, json_schema
-from adaptinf.rig.processes import spawn_daemon, write_daemon_config
-from conftest import DEMO_BUNDLE, REPO
+from conftest import DEMO_BUNDLE, REPO, serve_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -34,14 +33,7 @@ def test_the_committed_schema_is_the_generated_one():
 
 @pytest.fixture(scope="module")
 def dealer(tmp_path_factory):
-    import tempfile
-
-    short = tempfile.mkdtemp(prefix="ai-")
-    tmp = tmp_path_factory.mktemp("schema")
-    endpoint = f"ipc://{short}/api.sock"
-    config = write_daemon_config(tmp / "d.toml", daemon={"api_endpoint": endpoint, "bundle": str(DEMO_BUNDLE),
-                                                          "state_dir": str(tmp), "warmup_runs": 2})
-    service = spawn_daemon(config)
+    endpoint, service = serve_bundle(tmp_path_factory, DEMO_BUNDLE, "schema")
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.RCVTIMEO, 10_000)
     sock.setsockopt(zmq.LINGER, 0)

@@ -11,8 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from adaptinf.rig.processes import spawn_daemon, write_daemon_config
-from conftest import REPO
+from conftest import REPO, serve_bundle
 
 SOURCE = REPO / "clients" / "c"
 BUNDLE = REPO / "bundles" / "glyphnet"
@@ -43,14 +42,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import tempfile
-
-    short = tempfile.mkdtemp(prefix="ai-")
-    tmp = tmp_path_factory.mktemp("cd")
-    endpoint = f"ipc://{short}/api.sock"
-    config = write_daemon_config(tmp / "d.toml", daemon={"api_endpoint": endpoint, "bundle": str(BUNDLE),
-                                                          "state_dir": str(tmp), "warmup_runs": 2})
-    service = spawn_daemon(config)
+    endpoint, service = serve_bundle(tmp_path_factory, BUNDLE, "c")
     yield endpoint
     service.stop()
 

@@ -10,8 +10,7 @@ import sys
 import pytest
 
 from adaptinf.profile import save_profile
-from adaptinf.rig.processes import spawn_daemon, write_daemon_config
-from conftest import DEMO_BUNDLE
+from conftest import DEMO_BUNDLE, serve_bundle
 from test_split_policy import PROFILE
 
 
@@ -21,13 +20,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
-    import tempfile
-
-    short = tempfile.mkdtemp(prefix="ai-")
-    tmp = tmp_path_factory.mktemp("cli")
-    api = f"ipc://{short}/api.sock"
-    service = spawn_daemon(write_daemon_config(tmp / "d.toml", daemon={
-        "api_endpoint": api, "bundle": str(DEMO_BUNDLE), "state_dir": str(tmp), "warmup_runs": 2}))
+    api, service = serve_bundle(tmp_path_factory, DEMO_BUNDLE, "cli")
     yield api
     service.stop()
 

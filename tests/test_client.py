@@ -17,24 +17,16 @@ from adaptinf.client import (ERRORS, ApiError, ApiTimeout, Client, InvalidArgume
                              ResourceExhausted, ServedBy)
 from adaptinf.client.aio import AsyncClient
 from adaptinf.engines.onnxruntime_engine import OnnxRuntimeEngine
-from adaptinf.rig.processes import spawn_daemon, write_daemon_config
-from conftest import DEMO_BUNDLE
+from conftest import DEMO_BUNDLE, serve_bundle
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    import tempfile
-
-    short = tempfile.mkdtemp(prefix="ai-")
-    tmp = tmp_path_factory.mktemp("client")
-    api_endpoint = f"ipc://{short}/api.sock"
-    config = write_daemon_config(tmp / "d.toml", daemon={"api_endpoint": api_endpoint, "bundle": str(DEMO_BUNDLE),
-                                                          "state_dir": str(tmp), "warmup_runs": 2, "workers": 2,
-                                                          "max_in_flight_per_client": 16})
-    service = spawn_daemon(config)
-    yield api_endpoint
+    endpoint, service = serve_bundle(tmp_path_factory, DEMO_BUNDLE, "client",
+                                     daemon={"workers": 2, "max_in_flight_per_client": 16})
+    yield endpoint
     service.stop()
 
 
