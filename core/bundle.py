@@ -56,6 +56,7 @@ import hashlib
 import math
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -266,12 +267,12 @@ class Bundle:
     outputs: tuple[OutputSpec, ...] = ()        # () : the classes' logits, one output
     preprocess: PreprocessSpec | None = None
 
-    @property
+    @cached_property
     def output_specs(self) -> tuple[OutputSpec, ...]:
         """The model's named outputs; a bundle that declares none answers its classes' logits."""
         return self.outputs or (OutputSpec("logits", "float32", (1, len(self.classes))),)
 
-    @property
+    @cached_property
     def output_size(self) -> int:
         """Values in the one float32 output of every answering graph (all outputs, flattened)."""
         return sum(o.size for o in self.output_specs)
