@@ -17,7 +17,7 @@ from adaptinf import api_protocol as api
 from adaptinf.daemon.config import MCU_POLICIES, POLICIES
 from adaptinf.daemon.executor import FrameResult, Job, Planned
 from adaptinf.daemon.infer_request import parse_infer
-from adaptinf.daemon.worker_pool import QueueFull
+from adaptinf.daemon.worker_pool import PoolClosed, QueueFull
 from adaptinf.policies.plan import MODES, FrameContext
 
 if TYPE_CHECKING:
@@ -108,6 +108,9 @@ class ApiHandlers:
         except QueueFull:
             self.d.shares.give_back(peer)
             raise api.ApiError(api.RESOURCE_EXHAUSTED, "frame queue is full; retry later") from None
+        except PoolClosed:
+            self.d.shares.give_back(peer)
+            raise api.ApiError(api.UNAVAILABLE, "adaptinfd is shutting down") from None
         return None
 
     def _plan_or_fail(self, job: Job) -> "Planned | FrameResult":

@@ -38,8 +38,12 @@ Handler = Callable[[api.Request, bytes, list], "list | None"]
 
 class ApiServer:
     def __init__(self, endpoint: str, handlers: dict[str, Handler], stats: Stats, max_message_bytes: int,
-                 results_endpoint: str, context: zmq.Context):
+                 results_endpoint: str, context: zmq.Context, max_in_flight: int = 16):
         self.endpoint = endpoint
+        # room for every reply a client is owed (its frames in flight) and a burst of refusals
+        # beside them: a client that keeps up loses nothing, even to the burst of "shutting
+        # down" replies while the daemon drains; only one that stops reading has replies dropped
+        self.sndhwm = max(SNDHWM, 2 * max_in_flight + SNDHWM)
         self.handlers = handlers
         self.stats = stats
         self.max_message_bytes = max_message_bytes
@@ -83,7 +87,7 @@ class ApiServer:
         router = self._ctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        router.setsockopt(zmq.SNDHWM, SNDHWM)
+        router.setsockopt(zmq.SNDHWM, self.sndhwm)
         # Far above the application limit: a message past the application limit gets
         # TOO_LARGE; only an absurd one makes libzmq drop the connection.
         router.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_message_bytes)
@@ -111,7 +115,7 @@ class ApiServer:
             self._req_peers.discard(peer)
             frames = [b"", *frames]
         try:
-            router.send_multipart([peer, *frames], zmq.NOBLOCK, copy=False)
+            router.send_multipart([peer, *frames], zmq.NOBLOCK, copy=_small(frames))
         except zmq.Again:
             self.stats.count("replies_dropped_slow_client")
         except zmq.ZMQError as exc:
@@ -160,3 +164,12 @@ def _sent_by_req(frame: zmq.Frame) -> bool:
         return frame.get("Socket-Type") == "REQ"
     except (zmq.ZMQError, AttributeError):
         return False
+
+
+ZERO_COPY_BYTES = 64 * 1024
+
+
+def _small(frames: list) -> bool:
+    """Copy a small reply: zero-copy sends cost more than copying a few kilobytes (each frame
+    becomes a tracked zmq.Frame); a large one (a segmenter's output map) goes without copying."""
+    return sum(len(f) for f in frames) < ZERO_COPY_BYTES

@@ -35,10 +35,22 @@ class FrameMetrics:
         self.energy = Counter("adaptinf_frame_energy_joules", "Device energy spent on answered frames.",
                               ["source"], registry=registry)
 
+        # each label value's child, kept: labels() takes a lock and builds its key on every call,
+        # and this runs once per frame (the values are few: placements, energy sources)
+        self._latency_of: dict[str, object] = {}
+        self._energy_of: dict[str, object] = {}
+
     def observe(self, placement: str, latency_s: float, energy_j: float, energy_source: str) -> None:
-        self.latency.labels(placement=placement).observe(latency_s)
+        latency = self._latency_of.get(placement)
+        if latency is None:
+            latency = self._latency_of[placement] = self.latency.labels(placement=placement)
+        latency.observe(latency_s)
         if energy_j > 0:
-            self.energy.labels(source=energy_source.split(":")[0].split("+")[0]).inc(energy_j)
+            energy = self._energy_of.get(energy_source)
+            if energy is None:
+                energy = self._energy_of[energy_source] = self.energy.labels(
+                    source=energy_source.split(":")[0].split("+")[0])
+            energy.inc(energy_j)
 
 
 class DaemonCollector(Collector):

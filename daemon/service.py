@@ -171,7 +171,7 @@ class Daemon:
         self._served = self.served_models()
         results = f"inproc://adaptinfd-results-{id(self)}"
         self.api = ApiServer(cfg.daemon.api_endpoint, self.handlers.table(), self.stats, cfg.daemon.max_message_bytes,
-                             results, self._ctx)
+                             results, self._ctx, cfg.daemon.max_in_flight_per_client)
         try:
             self.api.start()
         except ApiStartError as exc:

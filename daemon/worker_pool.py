@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 LAST = 1 << 16     # the stop sentinel's key: after every real priority (-255..0)
 
 
+class PoolClosed(Exception):
+    """The pool is stopping: the frame gets UNAVAILABLE, not a place in a queue no one reads."""
+
+
 class QueueFull(Exception):
     pass
 
@@ -43,16 +47,23 @@ class WorkerPool:
                          for i in range(workers)]
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self._submit_lock = threading.Lock()
+        self._closed = False
 
     def start(self) -> None:
         for t in self._threads:
             t.start()
 
     def submit(self, job: Job) -> None:
-        try:
-            self._jobs.put_nowait((-job.priority, next(self._arrivals), job))
-        except queue.Full:
-            raise QueueFull() from None
+        """QueueFull when the queue is; PoolClosed once stop() has begun: a job queued behind the
+        workers' stop signals would never be answered."""
+        with self._submit_lock:
+            if self._closed:
+                raise PoolClosed()
+            try:
+                self._jobs.put_nowait((-job.priority, next(self._arrivals), job))
+            except queue.Full:
+                raise QueueFull() from None
 
     def depth(self) -> int:
         return self._jobs.qsize()
@@ -70,15 +81,17 @@ class WorkerPool:
     def stop(self, timeout_s: float = 5.0) -> list[Job]:
         """Stop taking jobs; returns the jobs never started, for the caller to answer."""
         left = []
-        while True:
-            try:
-                job = self._jobs.get_nowait()[2]
-            except queue.Empty:
-                break
-            if job is not None:
-                left.append(job)
-        for _ in self._threads:
-            self._jobs.put((LAST, next(self._arrivals), None))   # after anything still queued
+        with self._submit_lock:          # nothing can be queued after this drain
+            self._closed = True
+            while True:
+                try:
+                    job = self._jobs.get_nowait()[2]
+                except queue.Empty:
+                    break
+                if job is not None:
+                    left.append(job)
+            for _ in self._threads:
+                self._jobs.put((LAST, next(self._arrivals), None))
         for t in self._threads:
             t.join(timeout_s)
         return left

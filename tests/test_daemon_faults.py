@@ -237,7 +237,7 @@ def test_stop_answers_every_request_already_sent(tmp_short, bundle):
         stopper.join()
     finally:
         worker.stop()
-    assert sorted(replies) == list(range(600))                       # every one answered...
+    assert sorted(replies) == list(range(600)), daemon.stats.snapshot()["counters"]   # every one answered...
     assert all(len(codes) == 1 for codes in replies.values())         # ...once
     codes = {c for codes in replies.values() for c in codes}
     assert codes <= {"OK", "UNAVAILABLE", "RESOURCE_EXHAUSTED"} and "UNAVAILABLE" in codes
