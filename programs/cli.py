@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from adaptinf import __version__
+from adaptinf.bundle import BundleError
 from adaptinf.extras import run_needing_extra
 
 # tc(8)'s rate units (iproute2 tc_util.c): "bit" suffixes are bits per second, "bps"
@@ -273,6 +274,22 @@ def _client(args: argparse.Namespace):
     from adaptinf.client import Client
 
     return Client(args.endpoint, timeout_s=args.timeout)
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite, positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def watch_seconds(text: str) -> float:
+    """--watch: 0 (once) or a positive refresh period."""
+    return 0.0 if text.strip() in ("0", "0.0") else seconds(text)
 
 
 def _fmt(value, scale=1.0, unit="", digits=1) -> str:
@@ -892,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
     def client_options(q: argparse.ArgumentParser) -> None:
         q.add_argument("--endpoint", default=None,
                        help="the daemon's API (default: $ADAPTINF_API, else ipc:///run/adaptinfd/api.sock)")
-        q.add_argument("--timeout", type=float, default=10.0, help="seconds per frame")
+        q.add_argument("--timeout", type=seconds, default=10.0, help="seconds per frame")
         q.add_argument("--model", default=None, help="which served model (default: the bundle's)")
         q.add_argument("--policy", default=None, help="split, mobile-only, cloud-only, a split point, ...")
         q.add_argument("--goal", default=None, choices=["latency", "energy"])
@@ -937,12 +954,12 @@ def main(argv: list[str] | None = None) -> int:
         q = sub.add_parser(name, help=help_text)
         q.add_argument("--endpoint", default=None,
                        help="the daemon's API (default: $ADAPTINF_API, else ipc:///run/adaptinfd/api.sock)")
-        q.add_argument("--timeout", type=float, default=5.0)
+        q.add_argument("--timeout", type=seconds, default=5.0, help="seconds to wait for the daemon")
         if name == "set-mode":
             q.add_argument("mode", choices=["normal", "mission-critical", "power-saving", "private"])
         if name == "status":
             q.add_argument("--json", action="store_true", help="the raw status reply")
-            q.add_argument("--watch", type=float, default=0.0, metavar="SECONDS", help="refresh every SECONDS")
+            q.add_argument("--watch", type=watch_seconds, default=0.0, metavar="SECONDS", help="refresh every SECONDS")
         if name == "stats":
             q.add_argument("--json", action="store_true", help="the statistics as JSON (the reply's body)")
         q.set_defaults(func=cmd_status if name == "status" else cmd_query)
@@ -957,10 +974,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         extra = _extra_for(args)
-        if extra is None:
-            return args.func(args)
         program = " ".join(["adaptinf", args.command] + ([args.kind] if getattr(args, "kind", None) else []))
-        return run_needing_extra(program, extra, lambda: args.func(args))
+        try:
+            return args.func(args) if extra is None else run_needing_extra(program, extra, lambda: args.func(args))
+        except BundleError as exc:    # any command given a directory that is not a usable bundle
+            print(f"{program}: {exc}", file=sys.stderr)
+            return 2
     except BrokenPipeError:
         # the reader went away (`adaptinf plan ... | head`): stop quietly, as the Python docs
         # advise, so the interpreter's final flush does not fail again

@@ -45,6 +45,13 @@ def test_every_client_subcommand_answers_against_a_real_daemon(endpoint, command
     (["mcu", "selftest", "--port", "/dev/null", "--model", "/nonexistent"], "cannot read dsnn_system.aims"),
     (["sim", "--sla-ms", "abc"], "--sla-ms takes comma-separated milliseconds"),
     (["sim", "--sla-ms", "-5"], "--sla-ms values must be positive"),
+    (["status", "--watch", "-1"], "expected a positive number of seconds"),
+    (["status", "--watch", "nan"], "expected a positive number of seconds"),
+    (["stats", "--timeout", "nan"], "expected a positive number of seconds"),
+    (["set-mode", "normal", "--timeout", "inf"], "expected a positive number of seconds"),
+    (["build", "duo", "--bundle", "."], "not a bundle (no manifest.json)"),
+    (["build", "mmnet", "--bundle", "."], "not a bundle (no manifest.json)"),
+    (["build", "little", "--bundle", "."], "not a bundle (no manifest.json)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, says, tmp_path):
     done = subprocess.run([sys.executable, "-m", "adaptinf", *args], capture_output=True, text=True, cwd=tmp_path,
@@ -61,3 +68,8 @@ def test_plan_refuses_impossible_times_and_says_what_bps_means(tmp_path):
     done = cli("plan", "--profile", str(tmp_path / "p.json"), "--uplink", "5Mbps")
     assert done.returncode == 0 and "is 40 Mbit/s" in done.stderr and "5mbit" in done.stderr
     assert "note" not in cli("plan", "--profile", str(tmp_path / "p.json"), "--uplink", "5mbit").stderr
+
+
+def test_a_malformed_endpoint_is_one_line():
+    done = cli("status", "--endpoint", "bogus://x")
+    assert done.returncode == 1 and "cannot connect to 'bogus://x'" in done.stderr and "Traceback" not in done.stderr

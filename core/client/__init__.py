@@ -27,6 +27,7 @@ be taken for the answer to the next request.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -303,7 +304,12 @@ class _Connection:
     def _open(self) -> zmq.Socket:
         sock = self.client._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.client.endpoint)
+        try:
+            sock.connect(self.client.endpoint)
+        except zmq.ZMQError as exc:        # a malformed endpoint: said, not a ZeroMQ traceback
+            sock.close(0)
+            raise ApiUnreachable(f"cannot connect to {self.client.endpoint!r}: {exc.strerror}; an endpoint is "
+                                 "ipc:///path/to/api.sock or tcp://host:port") from None
         self._rcvtimeo_ms = None
         return sock
 
@@ -423,6 +429,8 @@ class Client:
         check_reachable(self.endpoint)
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
         self.timeout_s = timeout_s
         self.max_in_flight = max_in_flight
         self._ctx = context or zmq.Context.instance()
