@@ -123,6 +123,24 @@ def make_server(socket: zmq.Socket, secret_file: Path | str) -> None:
     socket.zap_domain = DOMAIN.encode()
 
 
+def check_client_keys(secret_file: Path | str, server_public_file: Path | str) -> None:
+    """KeyFileError naming the setting, when the device's CURVE keys cannot be used: checked at
+    start, so a typo is exit 2 with its reason, not a link thread that dies seconds later."""
+    for setting, path in (("curve_secret_key", secret_file), ("curve_server_key", server_public_file)):
+        try:
+            public, secret = zmq.auth.load_certificate(str(path))
+        except OSError as exc:
+            raise KeyFileError(f"[cloud].{setting} {path}: cannot read it ({exc.strerror or exc})") from None
+        except Exception as exc:           # pyzmq's parser on a malformed file
+            raise KeyFileError(f"[cloud].{setting} {path}: not a CURVE key file ({type(exc).__name__}: {exc})") \
+                from None
+        if public is None or len(public) != 40:
+            raise KeyFileError(f"[cloud].{setting} {path}: no 40-character Z85 public-key line")
+        if setting == "curve_secret_key" and (secret is None or len(secret) != 40):
+            raise KeyFileError(f"[cloud].curve_secret_key {path} holds no secret key: give this device's "
+                               ".key_secret file, not its .key")
+
+
 def make_client(socket: zmq.Socket, secret_file: Path | str, server_public_file: Path | str) -> None:
     public, secret = _keypair(secret_file)
     server_public, _ = zmq.auth.load_certificate(str(server_public_file))

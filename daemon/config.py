@@ -207,7 +207,13 @@ def parse_config(raw: dict) -> Config:
     unknown = sorted(set(raw) - set(sections))
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown}; known: {sorted(sections)}")
-    return Config(**{name: _section(type(factory()), name, raw.get(name, {})) for name, factory in sections.items()})
+    config = Config(**{name: _section(type(factory()), name, raw.get(name, {})) for name, factory in sections.items()})
+    device_id = config.cloud.device_id
+    if not device_id or len(device_id.encode()) > 255 or device_id.startswith("\0"):
+        # ZeroMQ routing ids are 1..255 bytes, and one that starts with a zero byte is reserved
+        raise ConfigError(f"[cloud].device_id must be 1 to 255 bytes and not start with a zero byte, "
+                          f"got {len(device_id.encode())} bytes")
+    return config
 
 
 def load_config(path: Path | str | None, overrides: dict[tuple[str, str], Any] | None = None) -> Config:

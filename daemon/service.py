@@ -23,6 +23,7 @@ from adaptinf.bundle import Bundle, OutputSpec, load_bundle
 from adaptinf.daemon.api_handlers import ApiHandlers
 from adaptinf.daemon.api_server import ApiServer, ApiStartError
 from adaptinf.daemon.client_shares import ClientShares
+from adaptinf.cloud import curve_auth
 from adaptinf.daemon.cloud_link import CloudLink
 from adaptinf.daemon.config import MCU_POLICIES, Config, ConfigError
 from adaptinf.daemon.device_models import DeviceModels
@@ -131,6 +132,10 @@ class Daemon:
                 if not (cfg.cloud.curve_secret_key and cfg.cloud.curve_server_key):
                     raise StartupError("[cloud] CURVE needs both curve_secret_key and curve_server_key")
                 curve = (cfg.cloud.curve_secret_key, cfg.cloud.curve_server_key)
+                try:
+                    curve_auth.check_client_keys(*curve)
+                except curve_auth.KeyFileError as exc:
+                    raise StartupError(str(exc)) from None
             self._starting(f"connecting to the cloud at {cfg.cloud.endpoint}")
             _warn_if_unresolvable(cfg.cloud.endpoint)
             self.link = CloudLink(cfg.cloud.endpoint, cfg.cloud.device_id, self.estimator, self._ctx,

@@ -43,3 +43,37 @@ def test_a_config_or_profile_that_never_ends_is_refused_not_read(tmp_path):
     done = subprocess.run([sys.executable, "-m", "adaptinf.daemon.main", "--config", "/dev/zero"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "larger than" in done.stderr
+
+
+def _daemon_with(tmp_path, **cloud):
+    from adaptinf.rig.processes import write_daemon_config
+
+    config = write_daemon_config(tmp_path / "d.toml", daemon={"api_endpoint": f"ipc://{tmp_path}/a.sock",
+                                                                "bundle": str(DEMO_BUNDLE), "state_dir": str(tmp_path)},
+                                 cloud={"endpoint": "tcp://127.0.0.1:9", **cloud})
+    return subprocess.run([sys.executable, "-m", "adaptinf.daemon.main", "--config", str(config)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_bad_cloud_settings_are_refused_before_ready_naming_the_key(tmp_path):
+    """Issue 29 item 8: each used to print READY, then exit 1 seconds later (a restart loop)."""
+    import tempfile
+
+    keys = tempfile.mkdtemp(prefix="ai-keys-")
+    zmq.auth.create_certificates(keys, "device")
+    zmq.auth.create_certificates(keys, "cloud")
+    (tmp_path / "short.key").write_text('metadata\ncurve\n    public-key = "tooshort"\n')
+    cases = [
+        ({"curve_secret_key": f"{keys}/missing.key_secret", "curve_server_key": f"{keys}/cloud.key"},
+         "curve_secret_key"),
+        ({"curve_secret_key": f"{keys}/device.key", "curve_server_key": f"{keys}/cloud.key"},
+         "holds no secret key"),
+        ({"curve_secret_key": f"{keys}/device.key_secret", "curve_server_key": str(tmp_path / "short.key")},
+         "curve_server_key"),
+        ({"device_id": ""}, "device_id must be 1 to 255 bytes"),
+        ({"device_id": "x" * 256}, "device_id must be 1 to 255 bytes"),
+    ]
+    for cloud, says in cases:
+        done = _daemon_with(tmp_path, **cloud)
+        assert done.returncode == 2 and says in done.stderr, (cloud, done.stderr[-500:])
+        assert "READY" not in done.stdout
