@@ -161,6 +161,10 @@ _POSITIVE = {("daemon", "workers"), ("daemon", "max_in_flight_per_client"), ("da
              ("mcu", "energy_per_cycle_nj")}
 
 
+# Lower bounds above zero: a power sampler slower than one read in 10 s measures nothing per
+# frame (and 1e-300 Hz overflowed its wait)
+_MINIMUM = {("power", "rate_hz"): 0.1}
+
 # Upper bounds: far above any sane setting, low enough that a typo cannot exhaust memory
 # or overflow the C libraries the values go to (libzmq's int64 message size, thread counts).
 _MAXIMUM = {("daemon", "workers"): 256, ("daemon", "queue_size"): 100_000,
@@ -198,6 +202,8 @@ def _section(cls: type, name: str, raw: Any) -> Any:
             raise ConfigError(f"[{name}].{key} must not be negative, got {value}")
         if (name, key) in _MAXIMUM and value > _MAXIMUM[(name, key)]:
             raise ConfigError(f"[{name}].{key} = {value} is above its maximum, {_MAXIMUM[(name, key)]}")
+        if (name, key) in _MINIMUM and value < _MINIMUM[(name, key)]:
+            raise ConfigError(f"[{name}].{key} = {value} is below its minimum, {_MINIMUM[(name, key)]}")
         values[key] = value
     return cls(**values)
 

@@ -45,10 +45,14 @@ class PowerStatus:
     last_error: str | None
 
 
+MIN_RATE_HZ = 0.1          # one read in 10 s: slower measures nothing per frame
+MAX_RATE_HZ = 100_000.0
+
+
 class PowerMonitor:
     def __init__(self, source: PowerSource, rate_hz: float = 100.0, clock: Callable[[], float] = time.monotonic):
-        if rate_hz <= 0:
-            raise ValueError("rate_hz must be positive")
+        if not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
+            raise ValueError(f"rate_hz must be in [{MIN_RATE_HZ}, {MAX_RATE_HZ}], got {rate_hz}")
         self.source = source
         self.period_s = 1.0 / rate_hz
         self._clock = clock
@@ -113,8 +117,15 @@ class PowerMonitor:
 
     def _run(self) -> None:
         backoff = self.period_s
-        while not self._stop.wait(backoff):
-            backoff = self.period_s if self.sample_once() else min(backoff * 2, MAX_BACKOFF_S)
+        try:
+            while not self._stop.wait(backoff):
+                backoff = self.period_s if self.sample_once() else min(backoff * 2, MAX_BACKOFF_S)
+        except Exception as exc:
+            # a dead sampler is a dead sensor: energy falls back to the model, and status says why,
+            # instead of reporting the last power reading as healthy forever
+            log.critical("power sampler died: %s: %s", type(exc).__name__, exc, exc_info=True)
+            self.healthy = False
+            self.last_error = f"sampler died: {type(exc).__name__}: {exc}"
 
     # ---- attribution ---------------------------------------------------------------------
     def frame_started(self) -> None:

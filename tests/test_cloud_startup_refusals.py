@@ -77,3 +77,51 @@ def test_bad_cloud_settings_are_refused_before_ready_naming_the_key(tmp_path):
         done = _daemon_with(tmp_path, **cloud)
         assert done.returncode == 2 and says in done.stderr, (cloud, done.stderr[-500:])
         assert "READY" not in done.stdout
+
+
+def test_a_power_sampler_rate_out_of_range_is_refused_and_a_dead_sampler_is_unhealthy():
+    """Issue 29 item 10: 1e-300 Hz overflowed the sampler's wait and it died silently while
+    status kept a healthy 6 W reading."""
+    import threading
+
+    import pytest
+
+    from adaptinf.daemon.config import ConfigError, parse_config
+    from adaptinf.daemon.power_monitor import PowerMonitor
+
+    with pytest.raises(ConfigError, match=r"rate_hz = 1e-300 is below its minimum"):
+        parse_config({"power": {"rate_hz": 1e-300}})
+    with pytest.raises(ValueError, match="rate_hz must be in"):
+        PowerMonitor(object(), rate_hz=1e-300)
+
+    class Steady:
+        name = "test"
+
+        def read_power_w(self):
+            return 6.0
+
+    class OverflowingWait(threading.Event):
+        """What Event.wait did with the period of 1e-300 Hz: the sampler's own failure."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def wait(self, timeout=None):
+            self.calls += 1
+            if self.calls > 3:
+                raise OverflowError("timestamp too large to convert to C _PyTime_t")
+            return super().wait(timeout)
+
+    monitor = PowerMonitor(Steady(), rate_hz=200)
+    monitor._stop = OverflowingWait()
+    monitor.start()
+    done = threading.Event()
+    for _ in range(200):
+        if not monitor.healthy and monitor.last_error:
+            done.set()
+            break
+        done.wait(0.01)
+    monitor.stop()
+    assert done.is_set() and "sampler died" in monitor.last_error
+    assert monitor.status().healthy is False
