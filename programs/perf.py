@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from adaptinf.client import ApiError, ApiTimeout, Client
+from adaptinf.client import Client, take_answered
 
 
 @dataclass
@@ -56,22 +56,13 @@ def model_frame(client: Client, model: str | None, camera: tuple[int, int] | Non
 
 
 def _settle(step: Step, flying: deque, block: bool, client: Client) -> None:
-    while flying:
-        sent_at, future = flying[0]
-        if not future.done():
-            if not block:
-                client.poll(0)
-                if not future.done():
-                    return
-        try:
-            result = future.result()
-            step.answered += 1
-            step.latencies_ms.append((time.perf_counter() - sent_at) * 1e3)
-            step.placements[result.served_by.partition or result.served_by.placement] += 1
-        except (ApiError, ApiTimeout) as exc:
-            step.errors[getattr(exc, "code", "TIMEOUT")] += 1
-        flying.popleft()
-        block = False
+    for (sent_at, _), result, error in take_answered(client, flying, block):
+        if error is not None:
+            step.errors[getattr(error, "code", "TIMEOUT")] += 1
+            continue
+        step.answered += 1
+        step.latencies_ms.append((time.perf_counter() - sent_at) * 1e3)
+        step.placements[result.served_by.partition or result.served_by.placement] += 1
 
 
 def run_step(client: Client, frame: np.ndarray, mode: str, value: float, seconds: float, options: dict) -> Step:

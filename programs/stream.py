@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from adaptinf.client import ApiError, ApiTimeout, Client, InferResult
-from adaptinf.programs.frame_sources import Source, SourceError, open_source, read_image
+from adaptinf.client import ApiError, Client, InferResult, take_answered
+from adaptinf.programs.frame_sources import Source, SourceError, read_image
 
 
 def frame_record(index: int, result: InferResult | None, error: Exception | None, sent_at: float) -> dict:
@@ -103,23 +103,11 @@ def run_stream(client: Client, source: Source, fps: float | None, drop: bool, in
 
     def settle(block: bool) -> None:
         """Emit the oldest frames that are answered or dropped (waiting for the oldest when block)."""
-        while flying:
-            index, sent_at, future = flying[0]
+        for (index, sent_at, future), result, error in take_answered(client, flying, block):
             if future is None:                              # dropped: its line, in its place
-                flying.popleft()
                 emit({"frame": index, "t": round(sent_at - start, 6), "code": "DROPPED"})
                 bar.update()
                 continue
-            if not future.done():
-                if not block:
-                    client.poll(0)
-                    if not future.done():
-                        return
-            try:
-                result, error = future.result(), None
-            except (ApiError, ApiTimeout) as exc:
-                result, error = None, exc
-            flying.popleft()
             waiting[0] -= 1
             record = frame_record(index, result, error, sent_at - start)
             if result is None:
@@ -130,7 +118,6 @@ def run_stream(client: Client, source: Source, fps: float | None, drop: bool, in
                 summary.placements[record["partition"] or record["placement"]] += 1
             emit(record)
             bar.update()
-            block = False
 
     try:
         for index, frame, color in source.frames:

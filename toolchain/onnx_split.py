@@ -36,7 +36,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper, shape_inference, utils
 from tqdm import tqdm
 
-from adaptinf.bundle import OUTPUT_DTYPES, RESIZE_MODES, PreprocessSpec, write_manifest
+from adaptinf.bundle import OUTPUT_DTYPES, RESIZE_MODES, PreprocessSpec, sha256_file, write_manifest
 from adaptinf.toolchain.datasets import IMAGE_SUFFIXES
 from adaptinf.toolchain.onnx_cuts import Cut, find_cuts, head_and_tail, spread
 from adaptinf.toolchain.onnx_flops import count_flops
@@ -344,7 +344,7 @@ def build_onnx_split(source: Path, out: Path, config: OnnxSplitConfig = OnnxSpli
     # samples for the checks; a labelled data set's held-out part for accuracy
     classes = tuple(config.classes)
     held_x = held_y = None
-    data_note: dict = {"source": source.name, "source_sha256": _sha256(source)}
+    data_note: dict = {"source": source.name, "source_sha256": sha256_file(source)}
     if config.dataset:
         if preprocess is None:
             raise OnnxSplitError("--dataset needs an image model (a 3-channel input)")
@@ -467,8 +467,3 @@ def _remove_point_files(out: Path, name: str) -> None:
     for suffix in (".head.onnx", ".tail.onnx"):
         (out / f"{name}{suffix}").unlink(missing_ok=True)
 
-
-def _sha256(path: Path) -> str:
-    from adaptinf.bundle import sha256_file
-
-    return sha256_file(path)

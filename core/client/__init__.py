@@ -281,14 +281,16 @@ class _Pending(Future):
         self._connection = connection
         self.req_id, self.op, self.deadline, self._decode = req_id, op, deadline, decode
 
-    def result(self, timeout: float | None = None):
+    def _receive(self, timeout: float | None) -> None:
         if not self.done() and self._connection.owner == threading.get_ident():
             self._connection.receive_until(self, timeout)
+
+    def result(self, timeout: float | None = None):
+        self._receive(timeout)
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None):
-        if not self.done() and self._connection.owner == threading.get_ident():
-            self._connection.receive_until(self, timeout)
+        self._receive(timeout)
         return super().exception(timeout)
 
 
@@ -413,6 +415,30 @@ class _Connection:
 
     def close(self) -> None:
         self.sock.close(0)
+
+
+def take_answered(client: "Client", window, block: bool):
+    """Pop from the left of `window` (a deque of tuples whose last item is a future from
+    infer_async, or None for a placeholder such as a dropped frame) each entry in order while
+    it is answered: waiting for the oldest first when block, else taking only what has come.
+    Yields (entry, result, error): one of result and error is None (both for a placeholder)."""
+    while window:
+        future = window[0][-1]
+        if future is not None and not future.done():
+            if not block:
+                client.poll(0)
+                if not future.done():
+                    return
+        entry = window.popleft()
+        if future is None:
+            yield entry, None, None
+            continue
+        try:
+            result, error = future.result(), None
+        except (ApiError, ApiTimeout) as exc:
+            result, error = None, exc
+        yield entry, result, error
+        block = False
 
 
 def _raw(header: dict, frames: list) -> tuple[dict, list]:
