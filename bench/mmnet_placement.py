@@ -57,7 +57,7 @@ def run_link(bundle: Path, link: str, frames: np.ndarray, labels: np.ndarray, sl
     rows = {p: [] for p in POLICIES}
     try:
         with Client(daemon.endpoint, timeout_s=10) as client:
-            for i in tqdm(range(len(labels)), desc=link, unit="frame", disable=not progress):
+            for i in tqdm(range(len(labels)), desc=link, unit="frame", disable=None if progress else True):
                 for policy in POLICIES:
                     r = client.infer(frames[i:i + 1], policy=policy)
                     rows[policy].append((r.latency_ms["total"], r.energy_j, r.energy_source,

@@ -65,7 +65,7 @@ def measure_device(bundle: Bundle, models: DeviceModels, power: PowerMonitor | N
                    runs: int, progress: bool = True) -> dict:
     out = {}
     graphs = device_graphs(bundle, models)
-    for name, (engine, file, kind) in tqdm(graphs.items(), desc="device", unit="graph", disable=not progress):
+    for name, (engine, file, kind) in tqdm(graphs.items(), desc="device", unit="graph", disable=None if progress else True):
         x = _input(bundle, kind)
         engine.run(x)  # warm-up outside the energy window
         loop_start = time.monotonic()
@@ -96,7 +96,7 @@ def measure_confidence(bundle: Bundle, models: DeviceModels, images: np.ndarray,
     for p in bundle.split.points if bundle.split else ():
         partitions[p.name] = (lambda name: lambda x: split_logits(name, x))(p.name)
     out = {}
-    for name, run in tqdm(partitions.items(), desc="confidence", unit="partition", disable=not progress):
+    for name, run in tqdm(partitions.items(), desc="confidence", unit="partition", disable=None if progress else True):
         logits = np.concatenate([run(images[i:i + BATCH]) for i in range(0, len(labels), BATCH)])
         probs = probabilities(logits)
         confidence = probs.max(axis=1)
@@ -120,7 +120,7 @@ def measure_mcu(port: str, dsnn_dir, runs: int, progress: bool = True) -> dict:
         hello = mcu.hello()
         out["firmware"] = {"version": hello.firmware_version, "protocol": hello.protocol_version,
                            "model_capacity": hello.model_capacity}
-        for part in tqdm(("main", "tail"), desc="mcu", unit="dsNN", disable=not progress):
+        for part in tqdm(("main", "tail"), desc="mcu", unit="dsNN", disable=None if progress else True):
             entry = manifest["chosen"][part]
             blob = (dsnn_dir / entry["file"]).read_bytes()
             start = time.perf_counter()

@@ -46,7 +46,7 @@ def measure_cloud(link: CloudLink, runs: int) -> dict:
 
 
 def measure_link(link: CloudLink, estimator: LinkEstimator, probes: int, progress: bool = True) -> dict:
-    for _ in tqdm(range(probes), desc="link", unit="probe", disable=not progress):
+    for _ in tqdm(range(probes), desc="link", unit="probe", disable=None if progress else True):
         try:
             link.call(protocol.PROBE, bytes(PROBE_BYTES), 10.0, upload_bytes=PROBE_BYTES).wait(10.0)
         except CloudError as exc:

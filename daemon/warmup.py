@@ -115,7 +115,7 @@ def measure_profile(bundle: Bundle, models: DeviceModels, link: CloudLink | None
     """The profile, and the device times it was built from (kept to add the cloud's
     partitions when a cloud that was down at start-up comes up)."""
     points = bundle.split.points if bundle.split else ()
-    steps = tqdm(total=1 + len(points) + 2, desc="warm-up", disable=not progress, leave=False)
+    steps = tqdm(total=1 + len(points) + 2, desc="warm-up", disable=None if progress else True, leave=False)
     device = measure_device(bundle, models, runs, steps)
     cloud, link_profile, cloud_models = ([], None, {})
     if link is not None and link.up:

@@ -46,8 +46,13 @@ from adaptinf.rig.oracle import perfect_knowledge
 from adaptinf.rig.processes import spawn_cloud, spawn_daemon, write_daemon_config
 from adaptinf.rig.uplink_trace import TraceError, parse_trace_spec
 
-BUNDLES = Path(__file__).resolve().parent.parent / "bundles"
-DEMO_BUNDLE = BUNDLES / "glyphnet224"
+PACKAGE = Path(__file__).resolve().parent.parent     # the checkout, or site-packages/adaptinf
+DEMO_BUNDLE = PACKAGE / "bundles" / "glyphnet224"
+TRACES = PACKAGE / "traces"
+# the shipped synthetic traces (traces/README.md), where their capacity moves most: a 3G
+# outage and its recovery, an LTE rise
+DEFAULT_TRACES = (f"{TRACES / 'synthetic-3g.up'}:21-25", f"{TRACES / 'synthetic-lte.up'}:10-14")
+DEFAULT_FPS = 5.0   # at 10 fps the 100 ms device is at utilisation 1.0 (docs/demo.md)
 ADAPTIVE = (("adaptive-latency", "latency"), ("adaptive-energy", "energy"))
 COMPUTE_POWER_W = 5.0
 JSON_VERSION = 1
@@ -138,7 +143,7 @@ def run_link(link: Link, bundle_dir: Path, cloud_endpoint: str, tmp: Path, args,
         n = len(images)
         for label, policy, goal in policies:
             start = shaper.restart() + 0.05     # empty link, trace at START; the first frame just after
-            bar = tqdm(total=n, desc=f"  {label}", unit="frame", leave=False)
+            bar = tqdm(total=n, desc=f"  {label}", unit="frame", leave=False, disable=None)   # None: no bar in a log
             result = stream(api, images, args.fps, lambda i: {"policy": policy, "goal": goal,
                                                                "deadline_ms": float(args.deadline_ms)},
                             start, drain_s=max(10.0, 4 * args.deadline_ms / 1e3), progress=lambda i: bar.update())
@@ -245,53 +250,136 @@ def report(links: list[dict], link_profiles: list[LinkProfile], deadline_ms: flo
     return verdicts
 
 
+def best_single(links: list[dict]) -> dict:
+    """The one static partition a user would have to pick for the whole deployment: the lowest
+    mean latency (and, separately, energy) over every link's frames, beside adaptive's."""
+    pooled: dict[str, list[dict]] = {}
+    for link in links:
+        for run in link["runs"]:
+            pooled.setdefault(run["policy"], []).extend(run["frames"])
+    rows = {policy: summarise({"frames": frames}) for policy, frames in pooled.items()}
+    static = [p for p in rows if not p.startswith("adaptive")]
+    lat = min(static, key=lambda p: rows[p]["mean_ms"])
+    energy = min(static, key=lambda p: rows[p]["energy_mj"])
+    return {"latency": lat, "S_ms": rows[lat]["mean_ms"], "A_ms": rows["adaptive-latency"]["mean_ms"],
+            "energy": energy, "S_mj": rows[energy]["energy_mj"], "A_mj": rows["adaptive-energy"]["energy_mj"],
+            "per_link_ms": {link["name"]: summarise(next(r for r in link["runs"] if r["policy"] == lat))["mean_ms"]
+                            for link in links}}
+
+
+def report_overall(verdicts: list[dict], single: dict, out=print) -> None:
+    """Per link, adaptive against that link's best static partition and against the best single one."""
+    out(f"\nThe best single configuration over all links: {single['latency']} for latency "
+        f"({single['S_ms']:.1f} ms mean), {single['energy']} for energy ({single['S_mj']:.2f} mJ)")
+    out(f"{'link':34} {'best static':>12} {'adaptive/it':>11} {'adaptive/' + single['latency']:>16}")
+    for v in verdicts:
+        out(f"{v['link'][:34]:34} {v['best_static_latency']:>12} {v['A_ms'] / v['S_ms']:11.3f} "
+            f"{v['A_ms'] / single['per_link_ms'][v['link']]:16.3f}")
+    out(f"{'all links':34} {single['latency']:>12} {'':11} {single['A_ms'] / single['S_ms']:16.3f}"
+        f"   (energy: adaptive/{single['energy']} = {single['A_mj'] / single['S_mj']:.3f})")
+
+
 # ---- plot -----------------------------------------------------------------------------
+def policy_colours(policies: list[str]) -> dict[str, object]:
+    """One colour per policy and partition for the whole figure: the adaptive policies black and
+    grey, every static partition its own hue (tab20's strong half, then its pale half)."""
+    import matplotlib.pyplot as plt
+
+    # tab20's greys (14, 15) are left out: grey is adaptive-energy's
+    palette = [plt.get_cmap("tab20")(i) for i in list(range(0, 20, 2)) + list(range(1, 20, 2)) if i not in (14, 15)]
+    colours: dict[str, object] = {"adaptive-latency": "black", "adaptive-energy": "0.55"}
+    for name in policies:
+        if name not in colours:
+            colours[name] = palette[(len(colours) - 2) % len(palette)]
+    return colours
+
+
 def plot(links: list[dict], link_profiles: list[LinkProfile], path: Path) -> None:
+    """Per link: the capacity, the daemon's estimate and adaptive's picks over time; latency CDFs;
+    mean and p95 latency per policy, adaptive highlighted. Axes start at zero where linear."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
     n = len(links)
-    fig, axes = plt.subplots(n, 2, figsize=(15, 3.6 * n), squeeze=False,
-                             gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, axes = plt.subplots(n, 3, figsize=(18, 3.8 * n), squeeze=False,
+                             gridspec_kw={"width_ratios": [2.2, 1, 1]})
+    names = [r["policy"] for r in links[0]["runs"]]
+    for link in links:
+        for run in link["runs"]:
+            names += [f["partition"] or f["code"] for f in run["frames"]]
+    colours = policy_colours(list(dict.fromkeys(names)))
     for row, (link, lp) in enumerate(zip(links, link_profiles)):
-        ax, cdf = axes[row]
+        ax, cdf, bars = axes[row]
         adaptive = next(r for r in link["runs"] if r["policy"] == "adaptive-latency")["frames"]
         t = np.array([f["t_s"] for f in adaptive])
         if lp.uplink_trace is not None:
             edges, cap = lp.uplink_trace.capacity_bps(0.5)
             keep = edges <= t.max() + 1
-            ax.step(edges[keep], cap[keep] / 1e6, where="post", color="0.6", label="capacity (trace)")
+            ax.fill_between(edges[keep], cap[keep] / 1e6, step="post", color="0.85", label="capacity (trace)")
+            top = cap[keep].max() / 1e6
+            ax.set_xlabel("seconds from the trace window's start")
         else:
-            ax.axhline(lp.uplink_bps / 1e6, color="0.6", label="capacity (fixed)")
-        est = [f["est_uplink_bps"] for f in adaptive]
-        ax.plot(t, [e / 1e6 if e else np.nan for e in est], color="tab:blue", lw=1, label="daemon's estimate")
+            ax.axhspan(0, lp.uplink_bps / 1e6, color="0.85", label="capacity (fixed)")
+            top = lp.uplink_bps / 1e6
+            ax.set_xlabel("seconds from the run's start")
+        est = np.array([(f["est_uplink_bps"] or np.nan) / 1e6 for f in adaptive])
+        ax.plot(t, est, color="black", ls="--", lw=1.2, label="daemon's estimate")
+        # an estimate spike must not flatten the capacity: clip the axis, and say so
+        ceiling = 1.6 * max(top, float(np.nanmedian(est)) if np.isfinite(est).any() else 0.0, 1e-3)
+        ax.set_ylim(0, ceiling)
+        if np.nanmax(est, initial=0.0) > ceiling:
+            ax.text(0.01, 0.97, f"estimate clipped at {ceiling:.1f} Mbit/s (max {np.nanmax(est):.1f})",
+                    transform=ax.transAxes, va="top", fontsize=7)
         ax.set_ylabel("uplink Mbit/s")
-        ax.set_xlabel("seconds from the trace's START")
         ax.set_title(f"{link['name']}: adaptive (latency), each frame's partition and latency")
         lat_ax = ax.twinx()
-        names = sorted({f["partition"] or f["code"] for f in adaptive})
-        colours = plt.get_cmap("tab10")
-        for k, name in enumerate(names):
+        for name in sorted({f["partition"] or f["code"] for f in adaptive}):
             pts = [(f["t_s"], f["latency_ms"]) for f in adaptive if (f["partition"] or f["code"]) == name
                    and f["latency_ms"] is not None]
             if pts:
-                lat_ax.scatter(*zip(*pts), s=9, color=colours(k % 10), label=name, zorder=3)
-        lat_ax.set_ylabel("latency ms")
+                lat_ax.scatter(*zip(*pts), s=12, color=colours[name], label=name, zorder=3, edgecolors="none")
+        lat_ax.set_ylim(0, 1.15 * max((f["latency_ms"] or 0.0 for f in adaptive), default=1.0) + 1e-3)
+        lat_ax.set_ylabel("latency ms (dots)")
         handles = ax.get_legend_handles_labels()[0] + lat_ax.get_legend_handles_labels()[0]
-        ax.legend(handles, [h.get_label() for h in handles], loc="upper right", fontsize=7, ncol=2)
+        ax.legend(handles, [h.get_label() for h in handles], loc="upper left", bbox_to_anchor=(1.07, 1.0),
+                  fontsize=7, frameon=False)
+        summaries = []
         for run in link["runs"]:
             lat = np.sort([f["latency_ms"] for f in run["frames"] if f["latency_ms"] is not None])
+            adaptive_run = run["policy"].startswith("adaptive")
             if len(lat):
-                adaptive_run = run["policy"].startswith("adaptive")
-                cdf.plot(lat, np.arange(1, len(lat) + 1) / len(lat), lw=2 if adaptive_run else 0.8,
-                         label=run["policy"])
+                cdf.plot(lat, np.arange(1, len(lat) + 1) / len(lat), color=colours[run["policy"]],
+                         lw=2.2 if adaptive_run else 1.0, ls="-" if run["policy"] != "adaptive-energy" else "--",
+                         zorder=3 if adaptive_run else 2)
+                summaries.append((run["policy"], float(lat.mean()), float(np.percentile(lat, 95))))
         cdf.set_xscale("log")
-        cdf.set_xlabel("latency ms (log)")
+        lo, hi = cdf.get_xlim()
+        ticks = [t for t in (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if lo <= t <= hi]
+        cdf.xaxis.set_major_locator(FixedLocator(ticks))
+        cdf.xaxis.set_major_formatter(ScalarFormatter())
+        cdf.xaxis.set_minor_formatter(NullFormatter())
+        cdf.set_ylim(0, 1.0)
+        cdf.set_xlabel("latency ms (log scale)")
         cdf.set_ylabel("share of frames")
-        cdf.set_title("latency CDF per policy")
-        cdf.legend(fontsize=6, ncol=2)
+        cdf.set_title("latency CDF per policy (colours as in the bars)")
+        y = np.arange(len(summaries))
+        for k, (policy, mean, p95) in enumerate(summaries):
+            adaptive_run = policy.startswith("adaptive")
+            bars.barh(k, mean, color=colours[policy], edgecolor="red" if adaptive_run else "none",
+                      lw=1.5)
+            bars.plot([p95], [k], marker="|", color="black", markersize=10, mew=2)
+        bars.set_yticks(y, [p for p, _, _ in summaries], fontsize=7)
+        for label, (policy, _, _) in zip(bars.get_yticklabels(), summaries):
+            if policy.startswith("adaptive"):
+                label.set_fontweight("bold")
+        bars.invert_yaxis()
+        bars.set_xlim(left=0)
+        bars.set_xlabel("latency ms: bar = mean, | = p95")
+        best = min((s for s in summaries if not s[0].startswith("adaptive")), key=lambda s: s[1], default=None)
+        bars.set_title(f"who wins: best static {best[0]}" if best else "latency per policy")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -304,12 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bundle", type=Path, default=DEMO_BUNDLE, help="default: the shipped 224x224 bundle")
     parser.add_argument("--links", default="3g,4g,wifi",
                         help="fixed links of paper 004 Table III: 3g, 4g, wifi, comma-separated, or none")
-    parser.add_argument("--uplink-trace", action="append", default=[], metavar="FILE[:START-END]",
+    parser.add_argument("--uplink-trace", action="append", default=None, metavar="FILE[:START-END]",
                         help="a Mahimahi uplink trace, or seconds START-END of one; repeat for more links; "
-                             "join with + to play several back to back as one link")
+                             "join with + to play several back to back as one link; 'none' for no trace "
+                             "(default: the shipped synthetic traces, " + " and ".join(
+                                 Path(t).name for t in DEFAULT_TRACES) + ")")
     parser.add_argument("--seconds", type=float, default=None,
-                        help="length of each run (default: the trace window, or 10 s on a fixed link)")
-    parser.add_argument("--fps", type=float, default=10.0, help="frames per second, open loop (default 10)")
+                        help="length of each run (default: the longest trace window, or 10 s on fixed links only)")
+    parser.add_argument("--fps", type=float, default=DEFAULT_FPS,
+                        help=f"frames per second, open loop (default {DEFAULT_FPS:g}: the emulated device "
+                             "at half load under mobile-only)")
     parser.add_argument("--deadline-ms", type=float, default=500.0, help="each frame's deadline (default 500)")
     parser.add_argument("--rtt-ms", type=float, default=40.0, help="RTT of trace links (default 40)")
     parser.add_argument("--device-ms", type=float, default=100.0,
@@ -323,8 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # the frames are rendered with Pillow (the 'demo' extra): say so before anything starts
     from adaptinf.toolchain import glyphs  # noqa: F401
+    traces = list(DEFAULT_TRACES) if args.uplink_trace is None else \
+        [t for t in args.uplink_trace if t.strip().lower() != "none"]
     try:
-        links = parse_links(args.links, args.uplink_trace, args.rtt_ms)
+        links = parse_links(args.links, traces, args.rtt_ms)
         bundle = load_bundle(args.bundle)
     except (ValueError, TraceError, BundleError) as exc:
         print(f"adaptinf demo: {exc}", file=sys.stderr)
@@ -339,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     started = time.time()
-    seconds = max(args.seconds or max((lk.profile.uplink_trace.duration_s if lk.profile.uplink_trace else 10.0)
-                                      for lk in links), 1.0 / args.fps)
+    windows = [lk.profile.uplink_trace.duration_s for lk in links if lk.profile.uplink_trace]
+    seconds = max(args.seconds or (max(windows) if windows else 10.0), 1.0 / args.fps)
     n = max(1, int(round(seconds * args.fps)))
     images, labels = demo_frames(bundle, n)
     host_ms = host_full_model_ms(bundle)
@@ -360,9 +454,12 @@ def main(argv: list[str] | None = None) -> int:
             cloud.stop()
     profiles = [lk.profile for lk in links]
     verdicts = report(results, profiles, args.deadline_ms)
+    single = best_single(results)
+    report_overall(verdicts, single)
     if args.json:
         args.json.write_text(json.dumps({"version": JSON_VERSION, "fps": args.fps, "deadline_ms": args.deadline_ms,
-                                         "device_ms": host_ms * slowdown, "links": results, "summary": verdicts},
+                                         "device_ms": host_ms * slowdown, "links": results, "summary": verdicts,
+                                         "best_single": single},
                                         indent=None, default=_jsonable) + "\n")
         print(f"\nframes: {args.json}")
     if args.plot:

@@ -105,7 +105,7 @@ def run_daemon(bundle_dir: Path, setup: Setup, frames: int, workdir: Path,
         shaper.restart()        # the frames get the network's draws from the first, as the sim's requests
         out = []
         with Client(endpoint, timeout_s=10) as client:
-            for i in tqdm(range(frames), desc="mdinference", unit="frame", disable=not progress):
+            for i in tqdm(range(frames), desc="mdinference", unit="frame", disable=None if progress else True):
                 k = i % len(test.labels)
                 r = client.infer(test.images[k:k + 1], policy="mdinference", deadline_ms=setup.sla_s * 1e3)
                 s = r.served_by

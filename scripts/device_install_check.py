@@ -22,7 +22,7 @@ RUNTIME_PACKAGES = ("adaptinf", "adaptinf.client", "adaptinf.daemon", "adaptinf.
                     "adaptinf.cloud")
 NOT_INSTALLED = ("torch", "onnx", "matplotlib", "PIL", "sklearn")    # extras only: a device install lacks them
 # modules of the run-time packages that are programs needing an extra (they say so when run)
-NEEDS_EXTRA = {"adaptinf.programs.demo", "adaptinf.programs.mcu_selftest"}
+NEEDS_EXTRA = {"adaptinf.programs.demo"}
 NOT_A_LIBRARY = {"adaptinf.__main__"}              # `python -m adaptinf`: runs the CLI when imported
 
 results: list[tuple[str, str | None]] = []
@@ -85,6 +85,38 @@ def command_says(argv: list[str], expected: str) -> None:
         raise AssertionError(f"{argv}: exit {done.returncode}, stderr {done.stderr[-400:]!r}")
 
 
+def shipped_demo_data() -> None:
+    """The demo's defaults are package data: the 224x224 bundle and the synthetic traces."""
+    from adaptinf.bundle import load_bundle
+    from adaptinf.programs.demo import DEFAULT_TRACES, DEMO_BUNDLE
+    from adaptinf.rig.uplink_trace import parse_trace_spec
+
+    if "site-packages" not in str(DEMO_BUNDLE):
+        raise AssertionError(f"the demo bundle should be the installed copy, not {DEMO_BUNDLE}")
+    load_bundle(DEMO_BUNDLE)
+    for spec in DEFAULT_TRACES:
+        parse_trace_spec(spec)
+
+
+def selftest_a_built_model_without_extras() -> None:
+    """`adaptinf mcu selftest --model DIR` reaches the serial port with no torch and no sklearn."""
+    import numpy as np
+
+    from adaptinf.drivers.mcu_model import McuSystem, quantize_net, system_blob
+
+    rng = np.random.default_rng(0)
+    net = quantize_net([rng.normal(size=(16, 64)), rng.normal(size=(10, 16))], [np.zeros(16), np.zeros(10)],
+                       rng.random((20, 64)))
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "dsnn_system.aims").write_bytes(system_blob(McuSystem((net,), (tuple(range(10)),))))
+        argv = [Path(sys.executable).parent / "adaptinf", "mcu", "selftest", "--port", "socket://127.0.0.1:9",
+                "--model", tmp, "--count", "1"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if done.returncode != 1 or "serial:" not in done.stdout or "pip install" in done.stdout + done.stderr \
+                or "Traceback" in done.stderr:
+            raise AssertionError(f"exit {done.returncode}: {done.stdout[-300:]!r} {done.stderr[-300:]!r}")
+
+
 def main() -> int:
     bundle = Path(sys.argv[1]).resolve()
     bin_dir = Path(sys.executable).parent
@@ -95,6 +127,8 @@ def main() -> int:
                                                        capture_output=True))
     check("adaptinf demo names its extra", lambda: command_says(
         [bin_dir / "adaptinf", "demo", "--seconds", "1"], "pip install 'adaptinf[demo]'"))
+    check("the demo's bundle and traces are installed with it", shipped_demo_data)
+    check("mcu selftest of a built model needs no extra", selftest_a_built_model_without_extras)
     check("adaptinf build names its extra", lambda: command_says(
         [bin_dir / "adaptinf", "build", "split", "--out", "/tmp/never"], "pip install 'adaptinf[build]'"))
     check("adaptinf-calib names its extra", lambda: command_says(

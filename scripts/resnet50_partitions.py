@@ -45,7 +45,7 @@ def main() -> int:
     full_flops = count_flops(out / "full.onnx")
     raw_bytes = size * size * 3
     rows, points = [], []
-    for i in tqdm(range(1, 17), desc="RB1..RB16", unit="point"):
+    for i in tqdm(range(1, 17), desc="RB1..RB16", unit="point", disable=None):
         name = f"RB{i}"
         split = SplitModel(model, name, None)
         with torch.no_grad():

@@ -169,7 +169,7 @@ def explore(model: nn.Module, images: np.ndarray, labels: np.ndarray, progress: 
     out = []
     tensors = [(n, "weights", exponents(m.weight.data.numpy())) for n, m in layers(model)]
     tensors += [(n, "activations", acts[n]) for n, _ in layers(model)]
-    for name, kind, exps in tqdm(tensors, desc="custom floats", unit="tensor", disable=not progress, leave=False):
+    for name, kind, exps in tqdm(tensors, desc="custom floats", unit="tensor", disable=None if progress else True, leave=False):
         e_max, _ = natural_format(exps)
         for e_bw in range(e_max, 1, -1):
             bias = best_bias(exps, e_bw)

@@ -184,7 +184,7 @@ def build_dsnn(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_va
     target = config.constraint * mono_acc
     quantiles = np.linspace(*config.main_fractions, config.thresholds)
     points = []
-    for threshold in tqdm(np.quantile(errors, quantiles), desc="thresholds", unit="t", disable=not progress):
+    for threshold in tqdm(np.quantile(errors, quantiles), desc="thresholds", unit="t", disable=None if progress else True):
         ideal = (errors > threshold).astype(int)                 # 0: main, 1: tail
         if ideal.min() == ideal.max():
             continue

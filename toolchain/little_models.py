@@ -206,7 +206,7 @@ def build_littles(bundle_dir: Path, config: LittleConfig = LittleConfig(), progr
         explore = slice(0, config.n_explore)
         explored = cf.explore(folded, b.val.images[explore], b.val.labels[explore], progress)
         counts_per_frame = cf.input_counts(folded, b.val.images[:1])
-        for variant in tqdm(config.custom_floats, desc="custom-float networks", disable=not progress, leave=False):
+        for variant in tqdm(config.custom_floats, desc="custom-float networks", disable=None if progress else True, leave=False):
             weights, acts = cf.pick(explored, variant)
             w_ratio, a_ratio = cf.compression(folded, weights, acts, counts_per_frame)
             b.add(f"cf_{variant}_w{w}", folded,

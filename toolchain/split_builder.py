@@ -171,7 +171,7 @@ def build_split(config: SplitBuildConfig, out: Path, progress: bool = True) -> d
     export_onnx(base, example, out / FULL_MODEL_FILE, "image", "logits")
 
     points, rejected = [], []
-    for point in tqdm(config.points or base.points, desc="split points", unit="point", disable=not progress):
+    for point in tqdm(config.points or base.points, desc="split points", unit="point", disable=None if progress else True):
         chosen: dict[int, SplitModel] = {}
 
         def evaluate(k: int) -> float:

@@ -25,7 +25,7 @@ def fit(params, n: int, batch_loss: Callable[[torch.Tensor], torch.Tensor], *, e
     steps = epochs * ((n + batch_size - 1) // batch_size)
     optimiser = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.15)
-    with tqdm(total=steps, desc=desc, unit="step", disable=not progress, leave=False) as bar:
+    with tqdm(total=steps, desc=desc, unit="step", disable=None if progress else True, leave=False) as bar:
         for _ in range(epochs):
             order = torch.randperm(n, generator=generator)
             for start in range(0, n, batch_size):

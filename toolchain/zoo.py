@@ -169,7 +169,7 @@ def build(out: Path, config: ZooConfig = ZooConfig(), progress: bool = True) -> 
     test_x, test_y = data.images[cuts[1]:], data.labels[cuts[1]:]
     classes = len(data.classes)
     rows = []
-    for member in tqdm(members, desc="zoo", unit="model", disable=not progress):
+    for member in tqdm(members, desc="zoo", unit="model", disable=None if progress else True):
         training.set_seed(config.seed)
         model = member.build(classes)
         training.train(model, train_x, train_y, epochs=config.epochs, seed=config.seed, desc=member.name,
