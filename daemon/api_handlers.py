@@ -140,10 +140,14 @@ class ApiHandlers:
             result = FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
         self.d.stats.record_reply(result.code)
         if result.code != api.OK:
+            if result.code == api.DEADLINE_EXCEEDED:
+                self.d.frame_metrics.missed(job.model)
             return api.encode_reply(job.id, result.code, result.message)
         served = result.served_by
-        self.d.frame_metrics.observe("fallback" if served.fallback else served.placement,
-                                   result.stages.total or 0.0, result.energy_j, result.energy_source)
+        total = result.stages.total or 0.0
+        self.d.frame_metrics.observe(job.model, served.placement, served.partition, served.fallback, total,
+                                     job.deadline is not None and job.received + total > job.deadline,
+                                     result.energy_j, result.energy_source)
         model = self.d._served[job.model]
         body = {"served_by": served.to_reply(), "latency_ms": result.stages.to_reply_ms(),
                 "energy_j": result.energy_j, "energy_source": result.energy_source,

@@ -35,6 +35,11 @@ class ClientShares:
         with self._lock:
             return self._in_flight[peer]
 
+    def total(self) -> int:
+        """Frames taken and not yet given back, over every client."""
+        with self._lock:
+            return sum(self._in_flight.values())
+
     def clients(self) -> int:
         with self._lock:
             return len(self._in_flight)

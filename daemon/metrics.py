@@ -1,12 +1,19 @@
 """Prometheus metrics through prometheus_client (off by default: [daemon].metrics_endpoint = "host:port").
 
-Each daemon has its own registry:
-- frame latency as a histogram (buckets sum across devices, so a fleet's p99 is
-  `histogram_quantile(0.99, sum by (le) (rate(adaptinf_frame_latency_seconds_bucket[5m])))`),
-  and an energy counter, both observed as frames are answered;
-- what the daemon already counts (frames per placement, replies per code, stage
-  times, link, cloud, power), read from its status and statistics at scrape time;
-- process metrics (CPU, RSS, open fds) and build info.
+Each daemon has its own registry. One vocabulary for every label:
+- `model`: the served model's name (a daemon serves several);
+- `placement`: where the answer was computed: device, cloud, split, mcu, or a seed system's
+  kind (duplicate, multiplex, speculate, minions); a frame that fell back from the cloud
+  ran on the device, so it counts as `device` (and in adaptinf_fallbacks_total);
+- `partition`: the partition the plan chose (mobile-only, cloud-only, RB1, ...).
+
+Observed as frames are answered: frames, fallbacks and deadline misses (counters), latency
+(a histogram: buckets sum across devices, so a fleet's p99 is
+`histogram_quantile(0.99, sum by (le) (rate(adaptinf_frame_latency_seconds_bucket[5m])))`)
+and energy. Read at scrape time: replies per code, stage times, frames in flight, link,
+cloud, power, jtop's GPU load and temperatures on a Jetson, process metrics and build info.
+The `_created` series are off (disable_created_metrics): they double the series for
+nothing a dashboard uses.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, ProcessCollector, start_http_server
+from prometheus_client import (CollectorRegistry, Counter, Histogram, Info, ProcessCollector,
+                               disable_created_metrics, start_http_server)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -30,34 +38,52 @@ class FrameMetrics:
     """Observed once per answered frame, on the thread that answers it."""
 
     def __init__(self, registry: CollectorRegistry):
+        self.frames = Counter("adaptinf_frames", "Frames answered OK, by model, where they ran and the partition "
+                              "planned.", ["model", "placement", "partition"], registry=registry)
+        self.fallbacks = Counter("adaptinf_fallbacks", "Frames planned for the cloud and finished on the device.",
+                                 ["model", "partition"], registry=registry)
+        self.misses = Counter("adaptinf_deadline_misses", "Frames answered after their deadline, or refused "
+                              "with DEADLINE_EXCEEDED.", ["model"], registry=registry)
         self.latency = Histogram("adaptinf_frame_latency_seconds", "Frame latency, request received to answer.",
-                                 ["placement"], buckets=LATENCY_BUCKETS, registry=registry)
+                                 ["model", "placement"], buckets=LATENCY_BUCKETS, registry=registry)
         self.energy = Counter("adaptinf_frame_energy_joules", "Device energy spent on answered frames.",
-                              ["source"], registry=registry)
+                              ["model", "source"], registry=registry)
+        # each label set's children, kept: labels() takes a lock and builds its key on every
+        # call, and this runs once per frame (the label values are few)
+        self._children: dict[tuple, tuple] = {}
 
-        # each label value's child, kept: labels() takes a lock and builds its key on every call,
-        # and this runs once per frame (the values are few: placements, energy sources)
-        self._latency_of: dict[str, object] = {}
-        self._energy_of: dict[str, object] = {}
-
-    def observe(self, placement: str, latency_s: float, energy_j: float, energy_source: str) -> None:
-        latency = self._latency_of.get(placement)
-        if latency is None:
-            latency = self._latency_of[placement] = self.latency.labels(placement=placement)
+    def observe(self, model: str, placement: str, partition: str | None, fallback: bool, latency_s: float,
+                late: bool, energy_j: float, energy_source: str) -> None:
+        if fallback:
+            placement = "device"
+        key = (model, placement, partition, fallback, energy_source)
+        children = self._children.get(key)
+        if children is None:
+            part = partition or ""
+            children = self._children[key] = (
+                self.frames.labels(model, placement, part), self.latency.labels(model, placement),
+                self.energy.labels(model, energy_source.split(":")[0].split("+")[0]),
+                self.fallbacks.labels(model, part) if fallback else None, self.misses.labels(model))
+        frames, latency, energy, fallbacks, misses = children
+        frames.inc()
         latency.observe(latency_s)
         if energy_j > 0:
-            energy = self._energy_of.get(energy_source)
-            if energy is None:
-                energy = self._energy_of[energy_source] = self.energy.labels(
-                    source=energy_source.split(":")[0].split("+")[0])
             energy.inc(energy_j)
+        if fallbacks is not None:
+            fallbacks.inc()
+        if late:
+            misses.inc()
+
+    def missed(self, model: str) -> None:
+        """A frame refused with DEADLINE_EXCEEDED."""
+        self.misses.labels(model).inc()
 
 
 class DaemonCollector(Collector):
     """The daemon's own counters and gauges, read from status and statistics per scrape."""
 
-    def __init__(self, status: Callable[[], DaemonStatus], stats: Callable[[], dict]):
-        self._status, self._stats = status, stats
+    def __init__(self, status: Callable[[], DaemonStatus], stats: Callable[[], dict], in_flight: Callable[[], int]):
+        self._status, self._stats, self._in_flight = status, stats, in_flight
 
     def collect(self):
         status, stats = self._status(), self._stats()
@@ -73,8 +99,6 @@ class DaemonCollector(Collector):
             family.add_metric(list((labels or {}).values()), value)
             return family
 
-        yield counter("adaptinf_frames", "Frames answered, by where they ran.", "placement",
-                      sorted(stats["placements"].items()))
         yield counter("adaptinf_replies", "Replies sent, by code.", "code", sorted(stats["codes"].items()))
         yield counter("adaptinf_stage_seconds", "Time spent per stage of a frame.", "stage",
                       [(k, v["ns"] / 1e9) for k, v in stats["stages"].items()])
@@ -83,10 +107,12 @@ class DaemonCollector(Collector):
         yield counter("adaptinf_events", "Fallbacks, inline frames, dropped replies.", "event",
                       sorted(stats["counters"].items()))
         link, cloud, power, device = status.link, status.cloud, status.power, status.device
+        yield gauge("adaptinf_frames_in_flight", "Frames received and not yet answered.", self._in_flight())
         yield gauge("adaptinf_link_up", "1 when the cloud link is up.", float(link.state == "up"))
-        if link.uplink_bps is not None:
+        # the link's estimates only while it is up: a down link's last value would read as current
+        if link.state == "up" and link.uplink_bps is not None:
             yield gauge("adaptinf_link_uplink_bits_per_second", "Measured uplink bandwidth.", link.uplink_bps)
-        if link.rtt_s is not None:
+        if link.state == "up" and link.rtt_s is not None:
             yield gauge("adaptinf_link_rtt_seconds", "Measured round-trip time.", link.rtt_s)
         yield gauge("adaptinf_cloud_queue_depth", "The cloud worker's reported queue depth.", cloud.queue_depth)
         yield counter("adaptinf_cloud_reconnects", "Cloud link reconnections.", None, [(None, cloud.reconnects)])
@@ -99,14 +125,25 @@ class DaemonCollector(Collector):
         if power.get("power_w") is not None:
             yield gauge("adaptinf_power_watts", "Device power from the sensor.", power["power_w"],
                         {"sensor": power["sensor"]})
+        board = device.board or {}
+        if board.get("gpu_load_percent") is not None:     # jtop, on a Jetson
+            yield gauge("adaptinf_gpu_load_ratio", "GPU load as jtop reads it (0-1).", board["gpu_load_percent"] / 100)
+        temperatures = board.get("temperatures_c") or {}
+        if temperatures:
+            family = GaugeMetricFamily("adaptinf_temperature_celsius", "Thermal zones as jtop reads them.",
+                                       labels=["zone"])
+            for zone, celsius in sorted(temperatures.items()):
+                family.add_metric([zone], celsius)
+            yield family
 
 
-def make_registry(status: Callable[[], DaemonStatus], stats: Callable[[], dict], build: dict[str, str]
-                  ) -> tuple[CollectorRegistry, FrameMetrics]:
+def make_registry(status: Callable[[], DaemonStatus], stats: Callable[[], dict], in_flight: Callable[[], int],
+                  build: dict[str, str]) -> tuple[CollectorRegistry, FrameMetrics]:
+    disable_created_metrics()
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     Info("adaptinf_build", "adaptinf's version and the bundle it serves.", registry=registry).info(build)
-    registry.register(DaemonCollector(status, stats))
+    registry.register(DaemonCollector(status, stats, in_flight))
     return registry, FrameMetrics(registry)
 
 
@@ -124,6 +161,7 @@ class MetricsServer:
     def start(self) -> "MetricsServer":
         self._server, _ = start_http_server(self._address[1], self._address[0], registry=self._registry)
         self.port = self._server.server_address[1]
+        log.info("Prometheus metrics at http://%s:%d/metrics", self._address[0], self.port)
         return self
 
     def stop(self) -> None:

@@ -161,8 +161,8 @@ class Daemon:
         self.power = self._open_power()
         self.board = JetsonBoard.open()
         self.registry, self.frame_metrics = metrics.make_registry(
-            self.status, self.stats_body, {"version": __version__, "bundle": self.bundle.name,
-                                                "bundle_sha256": self.bundle.manifest_sha256[:12]})
+            self.status, self.stats_body, lambda: self.shares.total(),
+            {"version": __version__, "bundle": self.bundle.name, "bundle_sha256": self.bundle.manifest_sha256[:12]})
         self.device = DeviceQueue()
         self.telemetry = TelemetryTracker(self.estimator, self.link, cfg.cloud.radio, self.power, self.device)
         self.executor = Executor(self.bundle, self.models, self.policies, lambda: self.profile, self.link,

@@ -1,5 +1,6 @@
 """`adaptinf status` for people, /metrics for Prometheus."""
 
+import time
 import urllib.request
 
 import pytest
@@ -49,8 +50,13 @@ def test_prometheus_metrics_parse_and_count_frames(daemon_with_metrics, glyph_fr
             c.infer(glyph_frames.images[i:i + 1], policy="cloud-only")
         c.infer(glyph_frames.images[:1], policy="mobile-only")
     m = scrape(port)
-    assert value(m, "adaptinf_frames_total", placement="cloud") == 5
-    assert value(m, "adaptinf_frames_total", placement="device") == 1
+    assert value(m, "adaptinf_frames_total", model="glyphnet", placement="cloud", partition="cloud-only") == 5
+    assert value(m, "adaptinf_frames_total", model="glyphnet", placement="device", partition="mobile-only") == 1
+    # one vocabulary: the histogram's placements are the counter's
+    assert {lb["placement"] for lb, _ in m["adaptinf_frame_latency_seconds_count"]} == {"cloud", "device"}
+    assert value(m, "adaptinf_frame_latency_seconds_count", model="glyphnet", placement="cloud") == 5
+    assert value(m, "adaptinf_frames_in_flight") == 0 and "adaptinf_deadline_misses_total" in m
+    assert not [name for name in m if name.endswith("_created")]
     assert value(m, "adaptinf_link_up") == 1
     assert value(m, "adaptinf_frame_latency_seconds_count") == 6                      # a histogram...
     assert value(m, "adaptinf_frame_latency_seconds_bucket", le="+Inf") == 6
@@ -136,3 +142,52 @@ def test_status_shows_the_board_as_jtop_does(capsys):
     assert "jetson    NVIDIA Jetson AGX Orin Developer Kit  power mode MAXN  GPU 37%" in text
     assert "CPU 48°C" in text and "GPU gpu 1020 MHz" in text
     assert "slowdown" not in text and "compute x1.10 of profile" in text
+
+
+def test_a_fallback_counts_where_it_ran_and_a_down_link_shows_no_estimate(bundle, tmp_short, glyph_frames):
+    """A frame planned for the cloud that finished on the device counts under device, and as a
+    fallback; with the link down, its last bandwidth estimate is not exported as current."""
+    worker = CloudWorker(bundle, "tcp://127.0.0.1:*").start()
+    port = free_port()
+    api = f"ipc://{tmp_short}/f.sock"
+    daemon = Daemon(parse_config({"daemon": {"api_endpoint": api, "bundle": str(bundle.root),
+                                             "state_dir": str(tmp_short), "warmup_runs": 1,
+                                             "metrics_endpoint": f"127.0.0.1:{port}"},
+                                  "cloud": {"endpoint": worker.bound_endpoint}})).start()
+    try:
+        with Client(api) as c:
+            c.infer(glyph_frames.images[:1], policy="cloud-only")
+            assert "adaptinf_link_uplink_bits_per_second" in scrape(port)
+            worker.stop()                                   # the cloud goes away
+            deadline = time.monotonic() + 15
+            while c.status()["link"]["state"] == "up" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            reply = c.infer(glyph_frames.images[:1], policy="cloud-only", deadline_ms=2000)
+            m = scrape(port)
+    finally:
+        daemon.stop()
+    assert reply.served_by.fallback
+    assert value(m, "adaptinf_frames_total", placement="device", partition="cloud-only") == 1
+    assert value(m, "adaptinf_frames_total", placement="cloud", partition="cloud-only") == 1
+    assert value(m, "adaptinf_fallbacks_total", model="glyphnet", partition="cloud-only") == 1
+    assert value(m, "adaptinf_link_up") == 0
+    assert "adaptinf_link_uplink_bits_per_second" not in m and "adaptinf_link_rtt_seconds" not in m
+
+
+def test_jtop_gpu_load_and_temperatures_are_exported():
+    from types import SimpleNamespace
+
+    from adaptinf.daemon.metrics import DaemonCollector
+
+    link = SimpleNamespace(state="down", uplink_bps=4.86e9, rtt_s=0.01)
+    cloud = SimpleNamespace(queue_depth=0, reconnects=0, retries=0, late_replies_dropped=0)
+    board = {"gpu_load_percent": 42.0, "temperatures_c": {"gpu": 51.5, "cpu": 48.0}}
+    status = SimpleNamespace(link=link, cloud=cloud, power={"healthy": False},
+                             device=SimpleNamespace(queue_depth=0, board=board))
+    stats = {"codes": {}, "stages": {}, "counters": {}}
+    families = {f.name: f for f in DaemonCollector(lambda: status, lambda: stats, lambda: 3).collect()}
+    assert families["adaptinf_gpu_load_ratio"].samples[0].value == pytest.approx(0.42)
+    assert {s.labels["zone"]: s.value for s in families["adaptinf_temperature_celsius"].samples} == \
+        {"gpu": 51.5, "cpu": 48.0}
+    assert families["adaptinf_frames_in_flight"].samples[0].value == 3
+    assert "adaptinf_link_uplink_bits_per_second" not in families
