@@ -84,7 +84,9 @@ def measure_device(bundle: Bundle, models: DeviceModels, power: PowerMonitor | N
 
 def measure_confidence(bundle: Bundle, models: DeviceModels, images: np.ndarray, labels: np.ndarray,
                        progress: bool = True) -> dict:
-    """Per partition: accuracy and histograms of top-1 confidence for right and wrong answers."""
+    """Per partition: accuracy, and histograms of top-1 confidence for its right and wrong
+    answers and for the frames the full model (the recovering model) gets right, so the
+    recovery curve is measured, not assumed."""
     edges = np.linspace(0.0, 1.0, CONFIDENCE_BINS + 1)
 
     def split_logits(name: str, x: np.ndarray) -> np.ndarray:
@@ -95,15 +97,18 @@ def measure_confidence(bundle: Bundle, models: DeviceModels, images: np.ndarray,
     partitions = {MOBILE_ONLY: models.full.run}
     for p in bundle.split.points if bundle.split else ():
         partitions[p.name] = (lambda name: lambda x: split_logits(name, x))(p.name)
-    out = {}
+    out, full_right = {}, None
     for name, run in tqdm(partitions.items(), desc="confidence", unit="partition", disable=None if progress else True):
         logits = np.concatenate([run(images[i:i + BATCH]) for i in range(0, len(labels), BATCH)])
         probs = probabilities(logits)
         confidence = probs.max(axis=1)
         correct = probs.argmax(axis=1) == labels
+        if full_right is None:          # mobile-only comes first: the full model
+            full_right = correct
         out[name] = {"accuracy": float(correct.mean()), "frames": int(len(labels)), "bin_edges": edges.tolist(),
                      "correct": np.histogram(confidence[correct], edges)[0].tolist(),
-                     "wrong": np.histogram(confidence[~correct], edges)[0].tolist()}
+                     "wrong": np.histogram(confidence[~correct], edges)[0].tolist(),
+                     "recovered_right": np.histogram(confidence[full_right], edges)[0].tolist()}
     return out
 
 

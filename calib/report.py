@@ -57,6 +57,11 @@ def _per_radio_plot(profile: Profile, path: Path, title: str, xlabel: str, draw)
                      f"the planner picks {_pick(profile, radio, 'latency')} for latency, "
                      f"{_pick(profile, radio, 'energy')} for energy", fontsize=9, loc="left")
         ax.set_xlabel(xlabel)
+        # the pick, marked where the eye lands: its name in bold with an arrow
+        pick = _pick(profile, radio, "energy" if path.name.startswith("energy") else "latency")
+        names = [c.name for c in cands]
+        ax.set_yticks(range(len(names)), [f"{n} \u25B6" if n == pick else n for n in names])
+        ax.get_yticklabels()[names.index(pick)].set_fontweight("bold")
         ax.invert_yaxis()                        # the partitions in the profile's order, top down
         ax.tick_params(axis="y", labelsize=8)
         ax.margins(x=0.18)                       # room for the value labels
@@ -95,7 +100,11 @@ def _energy_plot(profile: Profile, out: Path) -> None:
         _stacked(ax, names, [("compute", compute, COLOURS["device"]), ("uplink radio", radio_mj, COLOURS["radio"])],
                  "mJ")
 
-    _per_radio_plot(profile, out / "energy.png", "Device energy by component", "device energy per frame (mJ)", draw)
+    sources = {d.get("power_source", "model") for d in profile.extra.get("measurements", {}).get("device", {}).values()}
+    compute = ("compute MODELLED at [device].compute_power_w (no power sensor)" if sources <= {"model"} else
+               "compute measured by " + ", ".join(sorted(sources)))
+    _per_radio_plot(profile, out / "energy.png", f"Device energy by component\n{compute}; uplink radio modelled "
+                    "(paper 004 Table III)", "device energy per frame (mJ)", draw)
 
 
 def _pick(profile: Profile, radio: str, goal: str) -> str:
@@ -123,7 +132,7 @@ def _pareto_plot(profile: Profile, out: Path) -> None:
     ax.scatter(lat, energy, color="#999999", zorder=2)
     ax.plot(lat[front], energy[front], "-o", color=COLOURS["radio"], label="Pareto front", zorder=3)
     for i, c in enumerate(cands):
-        acc = f" {c.accuracy:.1%}" if c.accuracy is not None else ""
+        acc = f" (accuracy {c.accuracy:.1%})" if c.accuracy is not None else ""
         ax.annotate(c.name + acc, (lat[i], energy[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     link = f"{profile.link.uplink_bps / 1e6:.2f} Mbit/s, RTT {profile.link.rtt_ms:.1f} ms" if profile.link else "none"
     ax.set_title(f"Partitions at the measured link ({link})", fontsize=10)
@@ -135,17 +144,20 @@ def _pareto_plot(profile: Profile, out: Path) -> None:
     plt.close(fig)
 
 
-def recovery_curve(entry: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Recovery rate vs accuracy when every frame below a confidence threshold goes to the big model
-    (assumed right on recovered frames, as the thesis' bound), from the stored histograms."""
+def recovery_curve(entry: dict) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Recovery rate vs accuracy when every frame below a confidence threshold is answered by the
+    full model instead, from the stored histograms: measured where the profile has the full
+    model's answers per bin (`recovered_right`), else (older profiles) assuming it is always
+    right, the thesis' upper bound. The third value says which."""
     correct, wrong = np.array(entry["correct"]), np.array(entry["wrong"])
+    measured = "recovered_right" in entry
+    big_right = np.array(entry["recovered_right"]) if measured else correct + wrong
     total = correct.sum() + wrong.sum()
     rates, accuracy = [], []
     for k in range(len(correct) + 1):  # recover bins below k
-        recovered = correct[:k].sum() + wrong[:k].sum()
-        rates.append(recovered / total)
-        accuracy.append((correct[k:].sum() + recovered) / total)
-    return np.array(rates), np.array(accuracy)
+        rates.append((correct[:k].sum() + wrong[:k].sum()) / total)
+        accuracy.append((correct[k:].sum() + big_right[:k].sum()) / total)
+    return np.array(rates), np.array(accuracy), measured
 
 
 def _confidence_plot(confidence: dict, out: Path) -> None:
@@ -159,36 +171,64 @@ def _confidence_plot(confidence: dict, out: Path) -> None:
     ax1.set_ylabel("frames")
     ax1.set_title(f"Full model on {full['frames']} held-out frames ({full['accuracy']:.1%} right)")
     ax1.legend()
+    assumed = False
     for name, entry in confidence.items():
-        rates, acc = recovery_curve(entry)
+        if name == "mobile-only":       # the recovering model itself: recovery changes nothing
+            continue
+        rates, acc, measured = recovery_curve(entry)
+        assumed |= not measured
         ax2.plot(rates * 100, acc * 100, label=name)
-    ax2.set_xlabel("recovery rate (% of frames sent to the big model)")
+    ax2.axhline(full["accuracy"] * 100, color="black", ls="--", lw=1, label="full model")
+    ax2.set_xlabel("recovery rate (% of frames answered by the full model)")
     ax2.set_ylabel("accuracy (%)")
-    ax2.set_title("Accuracy vs recovery rate (confidence threshold sweep)")
+    ax2.set_title("Accuracy vs recovery rate, " + ("ASSUMING the full model always right (an older profile)"
+                                                    if assumed else "measured on the same frames"), fontsize=9)
     ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "confidence.png", dpi=110)
     plt.close(fig)
 
 
-def _regression_plot(bundle: Bundle, profile: Profile, out: Path) -> None:
-    reg = profile.extra["regression"]["device"]
+def _regression_points(bundle: Bundle, profile: Profile, side: str) -> tuple[list, list, list]:
+    """(measured, predicted, names) of one side's fit (device or cloud)."""
+    reg = LayerRegression.from_json(profile.extra["regression"][side])
+    measurements = profile.extra["measurements"][side]
+    if side == "device":
+        files = {name: d["file"] for name, d in measurements.items()}
+    else:   # the cloud runs the full model, the tails and the zoo models (calib/calibrate.py)
+        files = {"full": bundle.full_model.file, **{p.name: p.tail for p in (bundle.split.points if bundle.split else ())},
+                 **{n: bundle.model(n).file for n in (bundle.zoo.models if bundle.zoo else ())}}
     measured, predicted, names = [], [], []
-    for name, d in profile.extra["measurements"]["device"].items():
-        f = graph_features(bundle.path(d["file"]))
-        predicted.append(LayerRegression.from_json(reg).predict(f))
-        measured.append(d["ms"])
-        names.append(name)
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    top = max(max(measured), max(predicted)) * 1.1
-    ax.plot([0, top], [0, top], "--", color="#999999", label="predicted = measured")
-    ax.scatter(measured, predicted, color=COLOURS["device"], zorder=3)
-    for m, p, n in zip(measured, predicted, names):
-        ax.annotate(n, (m, p), fontsize=6, xytext=(2, 2), textcoords="offset points")
-    ax.set_xlabel("measured device time (ms)")
-    ax.set_ylabel("layer-regression estimate (ms)")
-    ax.set_title(f"Layer regression (leave-one-out error {reg['loo_mean_relative_error']:.1%} mean)", fontsize=10)
-    ax.legend(fontsize=8)
+    for name, d in measurements.items():
+        if name in files:
+            measured.append(d["ms"])
+            predicted.append(reg.predict(graph_features(bundle.path(files[name]))))
+            names.append(name)
+    return measured, predicted, names
+
+
+def _regression_plot(bundle: Bundle, profile: Profile, out: Path) -> None:
+    """Predicted against measured, one panel per fit (device, and the cloud where there is one).
+    Only the points furthest off are named, so labels do not pile up where fits are good."""
+    sides = [s for s in ("device", "cloud") if s in profile.extra["regression"] and s in profile.extra["measurements"]]
+    fig, axes = plt.subplots(1, len(sides), figsize=(5.5 * len(sides), 5), squeeze=False)
+    for ax, side in zip(axes[0], sides):
+        measured, predicted, names = _regression_points(bundle, profile, side)
+        reg = profile.extra["regression"][side]
+        top = max(max(measured), max(predicted)) * 1.1
+        ax.plot([0, top], [0, top], "--", color="#999999", label="predicted = measured")
+        ax.scatter(measured, predicted, color=COLOURS[side], zorder=3, label=f"{len(names)} graphs")
+        errors = [abs(p - m) / m if m > 0 else 0.0 for m, p in zip(measured, predicted)]
+        for i in sorted(range(len(names)), key=lambda i: -errors[i])[:3]:     # the worst three, named
+            ax.annotate(f"{names[i]} ({errors[i]:+.0%})".replace("+", "±"), (measured[i], predicted[i]),
+                        fontsize=7, xytext=(4, -10), textcoords="offset points")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_xlabel(f"measured {side} time (ms)")
+        ax.set_ylabel("layer-regression estimate (ms)")
+        ax.set_title(f"{side}: leave-one-out error {reg['loo_mean_relative_error']:.1%} mean, "
+                     f"{max(errors):.1%} max here", fontsize=10)
+        ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(out / "regression.png", dpi=110)
     plt.close(fig)
