@@ -18,7 +18,10 @@ def available_backends() -> dict[str, str]:
     from adaptinf.engines.tensorrt_engine import tensorrt_available
 
     ok, why = tensorrt_available()
-    return {"onnxruntime": "", "tensorrt": "" if ok else why}
+    from adaptinf.engines import onnxruntime_engine
+
+    return {"onnxruntime": "" if onnxruntime_engine.ort is not None else onnxruntime_engine.ONNXRUNTIME_MISSING,
+            "tensorrt": "" if ok else why}
 
 
 def open_engine(onnx_path: Path | str, backend: str = "auto", plan_cache_dir: Path | str | None = None,

@@ -5,11 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+except ModuleNotFoundError:     # an aarch64 install without JetPack's build or the extra
+    ort = None
 
 from adaptinf.bundle import ONNX_TYPE_TO_DTYPE as _ORT_TYPES
 from adaptinf.engines.base import EngineError, TensorSpec
 from adaptinf.packed_floats import PackedWeightsError, add_to_session_options
+
+
+# pyproject.toml installs the CPU wheel by itself only on x86_64: on aarch64 it would go
+# beside (or over) a Jetson's onnxruntime-gpu, which pip cannot tell provides the same module
+ONNXRUNTIME_MISSING = ("onnxruntime is not installed. On a Jetson, use JetPack's onnxruntime-gpu from a "
+                       "--system-site-packages virtualenv (docs/deployment.md, 'Jetson Python'); elsewhere: "
+                       "pip install 'adaptinf[onnxruntime]'")
 
 
 def _spec(arg) -> TensorSpec:
@@ -21,6 +32,8 @@ class OnnxRuntimeEngine:
     backend = "onnxruntime"
 
     def __init__(self, model_path: Path | str, threads: int = 1):
+        if ort is None:
+            raise EngineError(ONNXRUNTIME_MISSING)
         options = ort.SessionOptions()
         # One thread per engine: the daemon runs engines from several threads and a
         # Jetson-class CPU has few cores; oversubscription costs more than it gives.

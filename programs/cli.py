@@ -565,7 +565,8 @@ def cmd_power(args: argparse.Namespace) -> int:
 
 
 def cmd_install_service(args: argparse.Namespace) -> int:
-    """Write the unit, udev rules and (if absent) the config under --root; print what to run next."""
+    """Write the unit, the sysusers.d file, udev rules and (if absent) the config under --root;
+    print what to run next."""
     import shutil
     from importlib import resources
 
@@ -573,10 +574,14 @@ def cmd_install_service(args: argparse.Namespace) -> int:
     adaptinfd = shutil.which("adaptinfd") or f"{sys.executable} -m adaptinf.daemon.main"
     for warning in hidden_by_unit(adaptinfd.split()[0]):
         print(f"warning: {warning}", file=sys.stderr)
+    # the checkout's docs/, or the installed package's (package data): beside programs/
+    docs = Path(__file__).resolve().parent.parent / "docs" / "deployment.md"
     root = Path(args.root)
     targets = {
         root / "etc/systemd/system/adaptinfd.service":
-            files.joinpath("adaptinfd.service").read_text().replace("@ADAPTINFD@", adaptinfd),
+            files.joinpath("adaptinfd.service").read_text().replace("@ADAPTINFD@", adaptinfd)
+                                                       .replace("@DOCS@", docs.as_uri()),
+        root / "etc/sysusers.d/adaptinf.conf": files.joinpath("adaptinf.sysusers.conf").read_text(),
         root / "etc/udev/rules.d/99-adaptinf.rules": files.joinpath("99-adaptinf.rules").read_text(),
         root / "etc/adaptinf/adaptinfd.toml": files.joinpath("adaptinfd.toml").read_text(),
     }
@@ -591,12 +596,11 @@ def cmd_install_service(args: argparse.Namespace) -> int:
         path.write_text(text)
         print(f"wrote     {path}")
     print("\nnext, as root:\n"
-          "  useradd --system --user-group --home-dir /var/lib/adaptinf --shell /usr/sbin/nologin adaptinf\n"
-          "  groupadd --system i2c 2>/dev/null || true; groupadd --system render 2>/dev/null || true\n"
+          "  systemd-sysusers                  # user adaptinf, and the unit's groups the board lacks\n"
           "  udevadm control --reload-rules && udevadm trigger\n"
           "  systemctl daemon-reload && systemctl enable --now adaptinfd\n"
           "  journalctl -u adaptinfd -f        # logs\n"
-          "  adaptinf status                   # as a member of group adaptinf")
+          "  usermod -aG adaptinf USER         # whose apps use the API; then, as USER: adaptinf status")
     return 0
 
 
@@ -606,12 +610,21 @@ HIDDEN_BY_UNIT = {"PrivateTmp=yes": ("/tmp", "/var/tmp"), "ProtectHome=yes": ("/
 
 
 def hidden_by_unit(executable: str) -> list[str]:
-    path = os.path.realpath(executable)
-    return [f"ExecStart {executable} is under {prefix}, which the unit's {setting} hides from the "
-            "service: it would not start. Install into /opt/adaptinf/venv (python3 -m venv "
-            "/opt/adaptinf/venv && /opt/adaptinf/venv/bin/pip install adaptinf) and run its adaptinf install-service"
-            for setting, prefixes in HIDDEN_BY_UNIT.items() for prefix in prefixes
-            if path == prefix or path.startswith(prefix + "/")]
+    """Warnings for an ExecStart the unit would hide: by the path as written (a venv's own
+    bin/python under /tmp), and by its real path (a symlinked directory that resolves to /root)."""
+    real = os.path.realpath(executable)
+    warnings, seen = [], set()
+    for path, how in ((os.path.abspath(executable), "is"), (real, f"resolves to {real}, which is")):
+        for setting, prefixes in HIDDEN_BY_UNIT.items():
+            for prefix in prefixes:
+                if (path == prefix or path.startswith(prefix + "/")) and setting not in seen:
+                    seen.add(setting)
+                    warnings.append(
+                        f"ExecStart {executable} {how} under {prefix}, which the unit's {setting} hides from the "
+                        "service: it would not start. Install into /opt/adaptinf/venv (python3 -m venv "
+                        "/opt/adaptinf/venv && /opt/adaptinf/venv/bin/pip install adaptinf) and run its "
+                        "adaptinf install-service")
+    return warnings
 
 
 def cmd_export_triton(args: argparse.Namespace) -> int:

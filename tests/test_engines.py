@@ -108,3 +108,16 @@ def test_emulated_slowdown_is_factor_times_the_typical_time_not_each_runs():
         assert clock.now - start == pytest.approx(0.1) and slept[-1] == pytest.approx(expected_sleep)
     slow.run(np.zeros((1, 2), np.uint8))     # a run slower than the emulated time is not slowed further
     assert len(slept) == 2
+
+
+def test_a_missing_onnxruntime_is_an_engine_error_that_says_where_to_get_it(monkeypatch, tmp_path):
+    """On aarch64 the CPU wheel is not a hard dependency (it would displace a Jetson's
+    onnxruntime-gpu): without any onnxruntime, opening an engine says what to install."""
+    from adaptinf.engines import onnxruntime_engine
+    from adaptinf.engines.base import EngineError
+    from adaptinf.engines.factory import available_backends
+
+    monkeypatch.setattr(onnxruntime_engine, "ort", None)
+    with pytest.raises(EngineError, match="system-site-packages.*adaptinf\\[onnxruntime\\]"):
+        onnxruntime_engine.OnnxRuntimeEngine(tmp_path / "any.onnx")
+    assert "onnxruntime-gpu" in available_backends()["onnxruntime"]
