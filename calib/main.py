@@ -76,19 +76,27 @@ def build_rig(config_path: Path) -> tuple["Rig", object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="adaptinf-calib", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=Path("/etc/adaptinf/adaptinfd.toml"))
-    parser.add_argument("--out", type=Path, default=None, help="profile (default: <state_dir>/profile.json)")
+    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+        """The module's text as written, and every option's default."""
+
+    parser = argparse.ArgumentParser(prog="adaptinf-calib", description=__doc__, formatter_class=Formatter)
+    parser.add_argument("--config", type=Path, default=Path("/etc/adaptinf/adaptinfd.toml"),
+                        help="the daemon's config: bundle, cloud endpoint, power sensor and state directory")
+    parser.add_argument("--out", type=Path, default=None, help="the profile to write (None: <state_dir>/profile.json)")
     parser.add_argument("--report", type=Path, default=None,
-                        help="report folder (default: <state_dir>/calibration-report)")
-    parser.add_argument("--only", default=",".join(COMPONENTS), help=f"components, of {','.join(COMPONENTS)}")
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per graph (default %(default)s)")
-    parser.add_argument("--probes", type=int, default=5, help="link upload probes (default %(default)s)")
-    parser.add_argument("--validation", type=int, default=500, help="held-out frames for confidence")
-    parser.add_argument("--data", type=Path, default=None, help="validation .npz with 'images' and 'labels'")
-    parser.add_argument("--mcu-port", default=None, help="the MCU: /dev/adaptinf-stm32, or socket://host:port (QEMU)")
-    parser.add_argument("--dsnn", type=Path, default=None, help="dsNNs to measure on the MCU (adaptinf build dsnn)")
+                        help="report folder, tables and plots (None: <state_dir>/calibration-report)")
+    parser.add_argument("--only", default=",".join(COMPONENTS),
+                        help=f"comma-separated components to measure, of {','.join(COMPONENTS)}")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per graph")
+    parser.add_argument("--probes", type=int, default=5, help="link upload probes")
+    parser.add_argument("--validation", type=int, default=500,
+                        help="held-out frames for accuracy and confidence (rendered glyphs unless --data)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="your validation frames: an .npz with 'images' and 'labels' (None: rendered glyphs)")
+    parser.add_argument("--mcu-port", default=None,
+                        help="the MCU: /dev/adaptinf-stm32, or socket://host:port (QEMU); None: no MCU")
+    parser.add_argument("--dsnn", type=Path, default=None,
+                        help="dsNNs to measure on the MCU, as `adaptinf build dsnn` wrote them")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
     return run_needing_extra("adaptinf-calib", "calib", lambda: _run(args))

@@ -15,6 +15,8 @@ from adaptinf.engines import EngineError
 from adaptinf.policies.mdinference import read_model_table
 from adaptinf.router_loop import wait_until_terminated
 
+log = logging.getLogger("adaptinf-cloud")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adaptinf-cloud", description="Serve a bundle's tails and full model to devices.")
@@ -62,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError, EngineError) as exc:
         print(f"adaptinf-cloud: {exc}", file=sys.stderr)
         return 2
-    logging.info("serving bundle %s (%s) on %s", bundle.name, bundle.manifest_sha256[:12], worker.bound_endpoint)
+    log.info("serving bundle %s (%s) on %s", bundle.name, bundle.manifest_sha256[:12], worker.bound_endpoint)
     print(f"READY {worker.bound_endpoint}", flush=True)  # parents (demo, tests) wait for this line
     terminated = wait_until_terminated(worker.failed)
     worker.stop()

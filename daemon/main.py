@@ -106,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         wake.wait(tick)
         wake.clear()
         if pending & {signal.SIGTERM, signal.SIGINT}:
+            name = signal.Signals(min(pending & {signal.SIGTERM, signal.SIGINT})).name
+            log.info("%s: stopping (new frames get UNAVAILABLE; queued ones are answered first)", name)
             notifier.stopping()
             daemon.stop()
+            log.info("stopped")
             return 0
         if signal.SIGHUP in pending:
             pending.discard(signal.SIGHUP)

@@ -97,6 +97,7 @@ class Daemon:
         self.profile: Profile | None = None
         self.profile_source = ""
         self._lock_file: Any = None
+        self._claimed: Path | None = None     # the ipc socket path whose lock this daemon holds
         self.api: ApiServer | None = None
         self.pool: WorkerPool | None = None
         self.metrics: MetricsServer | None = None
@@ -220,6 +221,12 @@ class Daemon:
             self.board.close()
         if self.metrics is not None:
             self.metrics.stop()
+        if self._claimed is not None:
+            # ours (we held the lock): a stopped daemon leaves no socket for a client to wait
+            # on, and no lock file behind
+            for leftover in (self._claimed, self._claimed.with_name(self._claimed.name + ".lock")):
+                leftover.unlink(missing_ok=True)
+            self._claimed = None
         if self._lock_file is not None:
             self._lock_file.close()
 
@@ -351,6 +358,7 @@ class Daemon:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StartupError(f"another adaptinfd already serves {endpoint}") from None
+        self._claimed = path
         if path.exists():
             path.unlink()  # stale socket of a daemon that died: we hold the lock now
 

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +111,10 @@ def host_full_model_ms(bundle: Bundle, runs: int = 30) -> float:
 def run_link(link: Link, bundle_dir: Path, cloud_endpoint: str, tmp: Path, args, images, labels,
              slowdown: float, out) -> dict:
     host, port = cloud_endpoint.rsplit("//", 1)[1].rsplit(":", 1)
-    shaper = LinkShaper((host, int(port)), link.profile).start()
+    # the warm-up measures the link at the trace's mean rate, before the trace clock starts:
+    # a window that opens with an outage would otherwise leave the profile without the cloud
+    warmup = replace(link.profile, uplink_trace=None)
+    shaper = LinkShaper((host, int(port)), warmup).start()
     slug = "".join(c if c.isalnum() else "-" for c in link.name.lower())[:40]
     api = f"ipc://{tmp}/api-{slug}.sock"
     state = tmp / slug
@@ -133,11 +136,12 @@ def run_link(link: Link, bundle_dir: Path, cloud_endpoint: str, tmp: Path, args,
     try:
         with Client(api, timeout_s=10) as client:
             status = client.status()
-            partitions = client.models()[0]["partitions"]
         est = status["link"]
+        profile = load_profile(state / "profile.json")
+        partitions = [p.name for p in profile.partitions]
         out(f"  measured: uplink {(est['uplink_bps'] or 0) / 1e6:.2f} Mbit/s, RTT {est['rtt_ms'] or 0:.1f} ms; "
             f"partitions {', '.join(partitions)}")
-        profile = load_profile(state / "profile.json")
+        shaper.set_profile(link.profile)
         policies = [(name, "split", goal) for name, goal in ADAPTIVE] + [(p, p, "latency") for p in partitions]
         runs = []
         n = len(images)
@@ -258,7 +262,8 @@ def best_single(links: list[dict]) -> dict:
         for run in link["runs"]:
             pooled.setdefault(run["policy"], []).extend(run["frames"])
     rows = {policy: summarise({"frames": frames}) for policy, frames in pooled.items()}
-    static = [p for p in rows if not p.startswith("adaptive")]
+    everywhere = set.intersection(*({run["policy"] for run in link["runs"]} for link in links))
+    static = [p for p in rows if not p.startswith("adaptive") and p in everywhere]
     lat = min(static, key=lambda p: rows[p]["mean_ms"])
     energy = min(static, key=lambda p: rows[p]["energy_mj"])
     return {"latency": lat, "S_ms": rows[lat]["mean_ms"], "A_ms": rows["adaptive-latency"]["mean_ms"],

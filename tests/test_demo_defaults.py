@@ -83,3 +83,11 @@ def test_selftest_inputs_need_no_sklearn_for_a_built_model(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)     # a device install: no sklearn
     x, y, what = test_inputs(McuSystem((net,), (tuple(range(10)),)), 7)
     assert x.shape == (7, 100) and x.dtype == np.float32 and y is None and "random" in what
+
+
+def test_best_single_only_weighs_partitions_every_link_ran():
+    links = [{"name": "a", "runs": [_run("adaptive-latency", [60] * 2), _run("adaptive-energy", [60] * 2),
+                                    _run("mobile-only", [100] * 2), _run("RB1", [10] * 2)]},
+             {"name": "b", "runs": [_run("adaptive-latency", [90] * 2), _run("adaptive-energy", [90] * 2),
+                                    _run("mobile-only", [100] * 2)]}]
+    assert demo.best_single(links)["latency"] == "mobile-only"     # RB1 never ran on b

@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -114,6 +115,17 @@ def check_reachable(endpoint: str) -> None:
     if not os.access(path, os.R_OK | os.W_OK):
         raise ApiUnreachable(f"permission denied on {path}: join the daemon's group "
                              f"(usermod -aG adaptinf $USER, then log in again); {hint}")
+    # a socket file that nobody listens on (a daemon killed with -9): refused at once, where
+    # ZeroMQ would wait out the whole timeout
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        raise ApiUnreachable(f"{path} is left over from an adaptinfd that is no longer running: {hint}") from None
+    except OSError:
+        pass                # anything else: let ZeroMQ try and say what it finds
+    finally:
+        probe.close()
 
 
 # ---- typed results ------------------------------------------------------------------------
