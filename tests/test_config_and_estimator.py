@@ -169,3 +169,18 @@ def test_an_upload_too_fast_to_time_raises_the_estimate_at_most_4x():
     clock.now += 2.0
     est.observe_upload(12_000, 0.04 + 0.004, 0.0)  # 4 ms is resolvable: 24 Mbit/s is believed
     assert est.estimate().uplink_bps == pytest.approx(12_000 * 8 / 0.004, rel=0.01)
+
+
+def test_architecture_doc_lists_every_config_key():
+    """docs/architecture.md's configuration table is every key of every section, no more."""
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    from adaptinf.daemon.config import Config
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    table = {m.group(1): [k.strip() for k in m.group(2).split(",")]
+             for m in re.finditer(r"^\| `\[(\w+)\]` \| ([^|]+) \|$", doc, re.MULTILINE)}
+    code = {f.name: [g.name for g in fields(f.default_factory())] for f in fields(Config)}
+    assert table == code
