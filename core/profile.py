@@ -225,5 +225,9 @@ def save_profile(profile: Profile, path: Path | str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(profile.to_json(), indent=1) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(profile.to_json(), indent=1) + "\n")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)     # a full disk leaves no empty .tmp<pid> behind per start
+        raise

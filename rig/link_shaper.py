@@ -197,6 +197,7 @@ class _Direction:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        self.shaper._direction_done(self)
 
 
 class LinkShaper:
@@ -219,6 +220,8 @@ class LinkShaper:
         self.port = self._listener.getsockname()[1]
         self._stop = threading.Event()
         self._sockets: list[socket.socket] = []
+        self._sockets_lock = threading.Lock()
+        self._done: dict[frozenset, set[bool]] = {}    # per connection: directions finished
         self._thread = threading.Thread(target=self._accept, name="link-shaper", daemon=True)
 
     @property
@@ -297,13 +300,32 @@ class LinkShaper:
         self._thread.join(timeout=2)
 
     def drop_connections(self) -> None:
-        for s in self._sockets:
+        with self._sockets_lock:
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
             try:
                 s.shutdown(socket.SHUT_RDWR)
-                s.close()
             except OSError:
                 pass
-        self._sockets.clear()
+            s.close()
+
+    def _direction_done(self, direction: "_Direction") -> None:
+        """When both directions of a connection are done, its two sockets are closed: a
+        finished connection holds no file descriptor."""
+        with self._sockets_lock:
+            pair = (direction.src, direction.dst)
+            done = self._done.setdefault(frozenset(id(s) for s in pair), set())
+            done.add(direction.uplink)
+            if len(done) < 2:
+                return
+            del self._done[frozenset(id(s) for s in pair)]
+            self._sockets = [s for s in self._sockets if s not in pair]
+        for s in pair:
+            s.close()
+
+    def open_sockets(self) -> int:
+        with self._sockets_lock:
+            return len(self._sockets)
 
     def _accept(self) -> None:
         while not self._stop.is_set():
@@ -319,7 +341,8 @@ class LinkShaper:
                 continue
             for s in (client, server):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sockets += [client, server]
+            with self._sockets_lock:
+                self._sockets += [client, server]
             for d in (_Direction(self, client, server, uplink=True), _Direction(self, server, client, uplink=False)):
                 self._directions = [x for x in self._directions if not x.closed] + [d]
                 threading.Thread(target=d.reader, daemon=True).start()
