@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 DEDUP_CAPACITY = 10_000        # finished replies kept for replay
 SERVICE_EWMA_ALPHA = 0.2
 SELECTION_TIMING_RUNS = 10     # each zoo model timed at start, MDInference's first profile
+TIMING_BUDGET_S = 0.25         # compute one device's timing request may take from everyone's frames
 _PENDING = object()
 
 
@@ -96,6 +97,7 @@ class CloudWorker:
         self._service_s = 0.0
         self._replies: OrderedDict[tuple, Any] = OrderedDict()     # (device, rid, digest) -> reply
         self._lock = threading.Lock()
+        self.clock = time.perf_counter      # timing requests' clock (a test injects its own)
         self._stop = threading.Event()
         self._results_endpoint = f"inproc://cloud-results-{id(self)}"
         self.counters = {"requests": 0, "replayed": 0, "absorbed": 0, "shed_deadline": 0, "rejected_full": 0,
@@ -166,7 +168,8 @@ class CloudWorker:
         declared = {n: (e.mean_s, e.std_s) for n, e in self._engines.items() if isinstance(e, EmulatedTimes)}
         to_time = tuple(n for n in zoo.models if n not in declared)
         try:
-            measured = self._timings(protocol.Timing(SELECTION_TIMING_RUNS, to_time)) if to_time else {}
+            measured = (self._timings(protocol.Timing(SELECTION_TIMING_RUNS, to_time), budget_s=None)
+                        if to_time else {})
             measured = {n: (t["median_s"], t["std_s"]) for n, t in measured.items()}
         except EngineError as exc:
             log.warning("cannot time the zoo (%s); MDInference starts from the build's figures", exc)
@@ -372,24 +375,32 @@ class CloudWorker:
             raise ValueError(f"target {target!r} takes {expected}, got {data.dtype}")
         return engine.run(data)
 
-    def _timings(self, request: protocol.Timing) -> dict:
-        """Median and std of compute time per target, on synthetic input of the right shape."""
-        runs = request.runs
+    def _timings(self, request: protocol.Timing, budget_s: float | None = TIMING_BUDGET_S) -> dict:
+        """Median and std of compute time per target, on synthetic input of the right shape.
+
+        A device's request runs on the compute threads that serve every device's frames, so
+        it gets at most budget_s of compute, shared evenly by its targets (each gets at
+        least one timed run): a request for 1000 runs cannot hold the cloud for seconds.
+        The reply says how many runs each median is from."""
+        targets = [t for t in (request.targets or list(self._engines)) if t in self._engines]
+        share = None if budget_s is None else budget_s / max(len(targets), 1)
         out = {}
-        for target in request.targets or list(self._engines):
-            engine = self._engines.get(target)
-            if engine is None:
-                continue
+        for target in targets:
+            engine = self._engines[target]
             spec = engine.inputs[0]
             shape = (1, *spec.shape[1:])
             x = (np.random.default_rng(0).random(shape) * 255).astype(spec.dtype)
-            samples = []
-            for _ in range(runs + 2):
-                start = time.perf_counter()
+            engine.run(x)                   # untimed: the first run pays for allocations
+            samples: list[float] = []
+            began = self.clock()
+            while len(samples) < request.runs:
+                start = self.clock()
                 engine.run(x)
-                samples.append(time.perf_counter() - start)
-            samples = samples[2:]  # first runs pay for allocations
-            out[target] = {"median_s": statistics.median(samples), "std_s": statistics.pstdev(samples)}
+                samples.append(self.clock() - start)
+                if share is not None and self.clock() - began > share:
+                    break
+            out[target] = {"median_s": statistics.median(samples), "std_s": statistics.pstdev(samples),
+                           "runs": len(samples)}
         return out
 
 

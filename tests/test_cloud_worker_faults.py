@@ -89,3 +89,23 @@ def test_a_thread_that_dies_ends_the_worker(worker, device):
     assert isinstance(worker.failure, RuntimeError)
     # adaptinf-cloud's main waits on this: it returns False (a failure, not a signal) and exits 1
     assert wait_until_terminated(worker.failed) is False
+
+
+def test_a_timing_request_for_1000_runs_takes_at_most_its_budget_of_compute(bundle):
+    """29-byte `timing` with runs=1000 held the compute thread for 1.8 s: now the request gets
+    TIMING_BUDGET_S of compute, shared by its targets, each with at least one run."""
+    from adaptinf.cloud import protocol
+    from adaptinf.cloud.worker import TIMING_BUDGET_S, CloudWorker
+
+    worker = CloudWorker(bundle, "tcp://127.0.0.1:*")
+    ticks = iter(range(10**9))
+    worker.clock = lambda: next(ticks) * 0.004            # every clock read: 4 ms later
+    timings = worker._timings(protocol.Timing(1000))
+    assert set(timings) == set(worker._engines)
+    runs = sum(t["runs"] for t in timings.values())
+    assert all(t["runs"] >= 1 for t in timings.values())
+    # each run reads the clock twice, plus once for the budget: at most budget/12 ms of runs,
+    # plus one run per target that crosses its share
+    assert runs <= TIMING_BUDGET_S / 0.012 + len(timings)
+    unbounded = worker._timings(protocol.Timing(50), budget_s=None)
+    assert all(t["runs"] == 50 for t in unbounded.values())
