@@ -19,10 +19,15 @@ nothing a dashboard uses.
 from __future__ import annotations
 
 import logging
+import socket
+import sys
+import threading
+from socketserver import ThreadingMixIn
 from typing import Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (CollectorRegistry, Counter, Histogram, Info, ProcessCollector,
-                               disable_created_metrics, start_http_server)
+                               disable_created_metrics, make_wsgi_app)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -147,8 +152,51 @@ def make_registry(status: Callable[[], DaemonStatus], stats: Callable[[], dict],
     return registry, FrameMetrics(registry)
 
 
+# /metrics is scraped by one Prometheus every few seconds: a handful of connections is plenty,
+# and one that sends nothing is closed, so idle peers cannot pin a thread each
+MAX_METRICS_CONNECTIONS = 8
+METRICS_IDLE_TIMEOUT_S = 5.0
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = METRICS_IDLE_TIMEOUT_S        # socketserver sets it on the connection
+
+    def log_message(self, format, *args):   # noqa: A002 (the stdlib's signature)
+        pass
+
+
+class _BoundedServer(ThreadingMixIn, WSGIServer):
+    """One thread per connection, at most MAX_METRICS_CONNECTIONS at once: beyond that a new
+    connection is closed at once and counted."""
+
+    daemon_threads = True
+
+    def __init__(self, *args, **kwargs):
+        self.slots = threading.BoundedSemaphore(MAX_METRICS_CONNECTIONS)
+        self.refused = 0
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def handle_error(self, request, client_address):
+        # an idle peer timed out or hung up: expected, and no traceback on stderr
+        log.debug("/metrics connection from %s ended: %s", client_address, sys.exc_info()[1])
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class MetricsServer:
-    """prometheus_client's own HTTP exposition of one registry on host:port."""
+    """prometheus_client's WSGI exposition of one registry on host:port, with bounded threads
+    and an idle timeout (start_http_server has neither)."""
 
     def __init__(self, endpoint: str, registry: CollectorRegistry):
         host, _, port = endpoint.rpartition(":")
@@ -156,13 +204,27 @@ class MetricsServer:
             raise ValueError(f"metrics_endpoint must be host:port, got {endpoint!r}")
         self._address = (host, int(port))
         self._registry = registry
-        self._server = None
+        self._server: _BoundedServer | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> "MetricsServer":
-        self._server, _ = start_http_server(self._address[1], self._address[0], registry=self._registry)
+        server_class = _BoundedServer
+        if ":" in self._address[0]:
+            server_class = type("_BoundedServer6", (_BoundedServer,), {"address_family": socket.AF_INET6})
+        self._server = make_server(self._address[0], self._address[1], make_wsgi_app(self._registry),
+                                   server_class, handler_class=_QuietHandler)
         self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+        self._thread.start()
         log.info("Prometheus metrics at http://%s:%d/metrics", self._address[0], self.port)
         return self
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def refused(self) -> int:
+        return self._server.refused if self._server is not None else 0
 
     def stop(self) -> None:
         if self._server is not None:

@@ -238,6 +238,8 @@ class Daemon:
             return "a frame worker thread stopped"
         if self.link is not None and not self.link.alive():
             return f"cloud link thread stopped: {self.link.thread_error}"
+        if self.metrics is not None and not self.metrics.alive():
+            return "the /metrics server thread stopped"
         return None
 
     def reload(self, new: Config) -> list[str]:

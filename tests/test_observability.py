@@ -191,3 +191,32 @@ def test_jtop_gpu_load_and_temperatures_are_exported():
         {"gpu": 51.5, "cpu": 48.0}
     assert families["adaptinf_frames_in_flight"].samples[0].value == 3
     assert "adaptinf_link_uplink_bits_per_second" not in families
+
+
+def test_idle_connections_to_metrics_do_not_pin_a_thread_each(daemon_with_metrics):
+    """300 idle connections took the daemon from 12 to 312 threads: now at most
+    MAX_METRICS_CONNECTIONS handler threads, and a scrape still gets through once they time out."""
+    import socket
+    import threading
+
+    from adaptinf.daemon.metrics import MAX_METRICS_CONNECTIONS
+
+    daemon, _, port = daemon_with_metrics
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+    try:
+        time.sleep(0.5)                          # let the server accept them all
+        handlers = [t for t in threading.enumerate() if "process_request" in t.name]
+        assert 0 < len(handlers) <= MAX_METRICS_CONNECTIONS
+        assert daemon.metrics.refused > 0           # beyond the slots: closed at once (the rest wait in the backlog)
+        deadline = time.monotonic() + 15         # the idle ones time out, then a scrape is served
+        while time.monotonic() < deadline:
+            try:
+                if "adaptinf_link_up" in scrape(port):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert "adaptinf_link_up" in scrape(port)
+    finally:
+        for s in idle:
+            s.close()
+    assert daemon.health_problem() is None
