@@ -58,7 +58,8 @@ def build_rig(config_path: Path) -> tuple["Rig", object]:
     link = None
     if cfg.cloud.endpoint:
         curve = (cfg.cloud.curve_secret_key, cfg.cloud.curve_server_key) if cfg.cloud.curve_secret_key else None
-        link = CloudLink(cfg.cloud.endpoint, cfg.cloud.device_id + "-calib", estimator, curve=curve).start()
+        link = CloudLink(cfg.cloud.endpoint, cfg.cloud.device_id + "-calib", estimator, curve=curve,
+                         bundle_sha256=bundle.manifest_sha256).start()
         deadline = time.monotonic() + LINK_WAIT_S
         while not link.up and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -17,7 +17,8 @@ start of the link, never the clock, which may repeat across reboots)
   probe:  payload of PROBE bytes, discarded; how the device measures the uplink
   timing: "targets": [...], "runs": n; the worker times its own engines (warm-up)
 Reply header: {"v": 1, "rid", "ok", "code", "message"?, "load": {"queue_depth",
-  "service_s"}, ...}; infer adds "compute_s", "queue_s" and the model's outputs as payload
+  "service_s"}, "bundle": the manifest sha256 the worker serves, ...} (a device whose
+  bundle differs refuses every reply and keeps its frames on the device); infer adds "compute_s", "queue_s" and the model's outputs as payload
   (float32, all of them flattened and concatenated, as the bundle's graphs answer), and for "mdinference" "model", "budget_ms", "network_ms"; a ping's reply
   carries "clock", the worker's wall clock; a replayed duplicate carries "replayed": true.
 infer adds "digest" (request_digest), which the reply echoes.

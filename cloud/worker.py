@@ -211,7 +211,9 @@ class CloudWorker:
             pass  # device gone or not reading: it will retry with the same rid and get the replay
 
     def _reply(self, header: dict, code: str = "OK", message: str | None = None, **extra: Any) -> list:
-        out = {"rid": header["rid"], "ok": code == "OK", "code": code, "load": self.load(), **extra}
+        # the bundle served, in every reply: a device with another bundle refuses the answers
+        out = {"rid": header["rid"], "ok": code == "OK", "code": code, "load": self.load(),
+               "bundle": self.bundle.manifest_sha256, **extra}
         if isinstance(header.get("digest"), int):
             out["digest"] = header["digest"]     # the device takes only its own request's reply
         if message:

@@ -72,6 +72,9 @@ class CloudError(Exception):
         self.code = code
 
 
+FOREIGN_BUNDLE = "foreign-bundle"   # the link's state, and a call's error, when the worker serves another bundle
+
+
 @dataclass
 class CloudReply:
     header: dict
@@ -158,9 +161,15 @@ class LinkStatus:
 class CloudLink:
     def __init__(self, endpoint: str, device_id: str, estimator: LinkEstimator,
                  context: zmq.Context | None = None, clock: Callable[[], float] = time.monotonic,
-                 curve: tuple[str, str] | None = None, wall_clock: Callable[[], float] = time.time):
-        """curve: (this device's .key_secret file, the cloud's public .key file) to encrypt the link."""
+                 curve: tuple[str, str] | None = None, wall_clock: Callable[[], float] = time.time,
+                 bundle_sha256: str | None = None):
+        """curve: (this device's .key_secret file, the cloud's public .key file) to encrypt the link.
+        bundle_sha256: the manifest this device serves; a worker that says it serves another
+        (or says nothing) is refused: its answers would be another model's."""
         self.endpoint = endpoint
+        self.bundle_sha256 = bundle_sha256
+        self.foreign_replies = 0           # replies from a worker serving another bundle, refused
+        self._foreign_logged: str | None = None
         self.device_id = device_id
         self.curve = curve
         self.estimator = estimator
@@ -317,10 +326,12 @@ class CloudLink:
                     except zmq.Again:
                         break
                     last_recv = self._clock()
-                    if self.state != "up":
-                        log.info("cloud link up (%s)", self.endpoint)
-                    self.state, backoff = "up", RECONNECT_MIN_S
-                    self._on_reply(frames, pending, last_recv)
+                    if self._on_reply(frames, pending, last_recv):
+                        if self.state != "up":
+                            log.info("cloud link up (%s)", self.endpoint)
+                        self.state, backoff = "up", RECONNECT_MIN_S
+                    elif self._foreign_logged is not None:
+                        self.state, backoff = FOREIGN_BUNDLE, RECONNECT_MIN_S   # alive, but not ours
             now = self._clock()
             # deadlines and retries
             retry_after = max(RETRY_MIN_S, 4 * (self.estimator.estimate().rtt_s or 0.0))
@@ -338,7 +349,7 @@ class CloudLink:
                     send(p)
             self._in_flight = sum(1 for p in pending.values() if p.kind == "call")
             # liveness: silence means down; down means reopen the socket, with backoff
-            if self.state == "up" and now - last_recv > HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S:
+            if self.state in ("up", FOREIGN_BUNDLE) and now - last_recv > HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S:
                 log.warning("cloud link down: silent for %.1f s; reconnecting", now - last_recv)
                 self.state, reconnect_at = "down", now
             if self.state == "down" and now >= reconnect_at:
@@ -393,12 +404,19 @@ class CloudLink:
         send(p)
         p.attempts = max(p.attempts, 1)
 
-    def _on_reply(self, frames: list, pending: dict, now: float) -> None:
+    def _on_reply(self, frames: list, pending: dict, now: float) -> bool:
+        """Deliver one reply; False when it is malformed or from a worker serving another bundle
+        (that call then fails, and its frame falls back)."""
         try:
             header = protocol.unpack_reply(frames[0])
         except protocol.ProtocolError as exc:
             log.warning("dropping malformed cloud reply: %s", exc)
-            return
+            return False
+        if not self._our_bundle(header):
+            p = pending.pop(tuple(header["rid"]), None)
+            if p is not None:
+                p.call._finish(error=CloudError(FOREIGN_BUNDLE, "the cloud serves another bundle"))
+            return False
         self._take_load(header.get("load"))
         rid = tuple(header["rid"])
         p = pending.pop(rid, None)
@@ -417,6 +435,26 @@ class CloudLink:
         if not p.call._finish(CloudReply(header, frames[1] if len(frames) > 1 else None, round_trip,
                                          p.call.digest)):
             self.late_replies += 1
+        return True
+
+    def _our_bundle(self, header: dict) -> bool:
+        """Whether the worker serves this device's bundle (its manifest sha256 is in every reply)."""
+        if self.bundle_sha256 is None:
+            return True
+        theirs = header.get("bundle")
+        if theirs == self.bundle_sha256:
+            if self._foreign_logged is not None:
+                log.info("the cloud at %s serves this device's bundle %s again", self.endpoint, theirs[:12])
+                self._foreign_logged = None
+            return True
+        self.foreign_replies += 1
+        said = f"bundle {theirs[:12]}" if isinstance(theirs, str) else "no bundle identity (an older worker)"
+        if self._foreign_logged != said:
+            log.error("the cloud at %s serves %s, and this device's bundle is %s: its answers would be another "
+                      "model's, so every frame stays on the device until it serves %s", self.endpoint, said,
+                      self.bundle_sha256[:12], self.bundle_sha256[:12])
+            self._foreign_logged = said
+        return False
 
     def _take_load(self, load: Any) -> None:
         """The worker's reported load, when it is one: a queue depth of 0..MAX_QUEUE_DEPTH and a

@@ -140,7 +140,7 @@ class Daemon:
             self._starting(f"connecting to the cloud at {cfg.cloud.endpoint}")
             _warn_if_unresolvable(cfg.cloud.endpoint)
             self.link = CloudLink(cfg.cloud.endpoint, cfg.cloud.device_id, self.estimator, self._ctx,
-                                  curve=curve).start()
+                                  curve=curve, bundle_sha256=self.bundle.manifest_sha256).start()
             deadline = time.monotonic() + LINK_WAIT_S
             while not self.link.up and time.monotonic() < deadline:
                 time.sleep(0.02)

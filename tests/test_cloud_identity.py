@@ -80,3 +80,44 @@ def test_a_load_report_that_is_not_one_is_ignored_and_counted(load):
     assert (link.queue_depth, link.service_s) == (3, 0.01) and link.bad_loads == 1
     link._on_reply([protocol.pack(dict(header, load={"queue_depth": 2, "service_s": 0.02}))], {}, 0.0)
     assert (link.queue_depth, link.service_s) == (2, 0.02) and link.bad_loads == 1
+
+
+def test_a_cloud_serving_another_bundle_is_refused_and_frames_stay_on_the_device(bundle, tmp_path, tmp_short,
+                                                                                 glyph_frames, caplog):
+    """Issue 29 item 2: a retrained cloud bundle (same names and shapes, new weights) gave wrong
+    answers silently. The worker names its bundle in every reply; a device with another one
+    refuses the link, says so, and answers every frame itself."""
+    import json
+    import shutil
+    import time
+
+    from adaptinf.bundle import load_bundle
+    from adaptinf.client import Client
+    from adaptinf.daemon.config import parse_config
+    from adaptinf.daemon.service import Daemon
+
+    other = tmp_path / "retrained"
+    shutil.copytree(bundle.root, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["name"] = bundle.name + "-retrained"       # another manifest: another sha256
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    worker = CloudWorker(load_bundle(other), "tcp://127.0.0.1:*").start()
+    api = f"ipc://{tmp_short}/f.sock"
+    daemon = Daemon(parse_config({"daemon": {"api_endpoint": api, "bundle": str(bundle.root),
+                                             "state_dir": str(tmp_short), "warmup_runs": 1},
+                                  "cloud": {"endpoint": worker.bound_endpoint}})).start()
+    try:
+        deadline = time.monotonic() + 10
+        while daemon.link.state != "foreign-bundle" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert daemon.link.state == "foreign-bundle"
+        with Client(api) as c:
+            replies = [c.infer(glyph_frames.images[i:i + 1], policy="cloud-only") for i in range(4)]
+            assert c.status()["link"]["state"] == "foreign-bundle"
+        assert all(r.served_by.placement == "device" or r.served_by.fallback for r in replies)
+        assert daemon.link.foreign_replies > 0
+        assert any("serves bundle" in m and "another model's" in m for m in caplog.messages)
+        assert worker.counters["requests"] == 0        # not one frame was sent for it to answer
+    finally:
+        daemon.stop()
+        worker.stop()
