@@ -1,6 +1,8 @@
 """Device <-> cloud wire format, version 1: the one definition (design.md, "Cloud link").
 
-Device DEALER (routing id = device id) -> cloud ROUTER. Multipart: frame 0 a msgpack
+Device DEALER (routing id = "<device id>/<boot id, 16 hex digits>") -> cloud ROUTER; the
+worker keeps one connection per device id, the first, while it is heard from, and answers
+another with code DUPLICATE_DEVICE. Multipart: frame 0 a msgpack
 header, then at most one payload buffer.
 
 Request header: {"v": 1, "op": OP, "rid": [boot_id, seq], ...} (boot_id: random 62 bits per
@@ -194,6 +196,21 @@ class Timing:
         if targets is not None and not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
             raise ValueError("timing 'targets' must be a list of names")
         return cls(max(1, min(runs, 1000)), tuple(targets) if targets else None)
+
+
+DUPLICATE_DEVICE = "DUPLICATE_DEVICE"   # the reply's code when another device holds this device id
+
+
+def routing_id(device_id: str, boot_id: int) -> bytes:
+    """A device's routing id: its device id and its boot id, so two devices configured with the
+    same device id are two peers the worker can tell apart (and name), not one that ZeroMQ
+    hands from one connection to the other."""
+    return f"{device_id}/{boot_id:016x}".encode()
+
+
+def device_of(routing: bytes) -> bytes:
+    """The device id of a routing id (a peer that sends a plain device id is that id)."""
+    return routing.split(b"/", 1)[0]
 
 
 PING = {"op": "ping"}

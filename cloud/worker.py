@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 DEDUP_CAPACITY = 10_000        # finished replies kept for replay
 SERVICE_EWMA_ALPHA = 0.2
+OWNER_SILENCE_S = 3.0         # a device id's connection silent this long gives the id up (heartbeats: 0.5 s)
+MAX_OWNERS = 4096
 SELECTION_TIMING_RUNS = 10     # each zoo model timed at start, MDInference's first profile
 TIMING_BUDGET_S = 0.25         # compute one device's timing request may take from everyone's frames
 _PENDING = object()
@@ -97,10 +99,12 @@ class CloudWorker:
         self._service_s = 0.0
         self._replies: OrderedDict[tuple, Any] = OrderedDict()     # (device, rid, digest) -> reply
         self._lock = threading.Lock()
+        self._owners: dict[bytes, tuple[bytes, float]] = {}    # device id -> (routing id, last heard)
+        self._warned_duplicates: set[bytes] = set()
         self.clock = time.perf_counter      # timing requests' clock (a test injects its own)
         self._stop = threading.Event()
         self._results_endpoint = f"inproc://cloud-results-{id(self)}"
-        self.counters = {"requests": 0, "replayed": 0, "absorbed": 0, "shed_deadline": 0, "rejected_full": 0,
+        self.counters = {"requests": 0, "replayed": 0, "absorbed": 0, "shed_deadline": 0, "rejected_full": 0, "duplicate_device": 0,
                          "bad_requests": 0, "refused_devices": 0}
         if (curve_secret_file is None) != (allowed_devices_dir is None):
             raise ValueError("CURVE needs both the server's secret key file and the allowed-devices directory")
@@ -226,7 +230,7 @@ class CloudWorker:
             return True
         key = frames[1].get("User-Id") if len(frames) > 1 else None
         device = self._allow.device_for(key.encode()) if key else None
-        if device is None or device.encode() != peer:
+        if device is None or device.encode() != protocol.device_of(peer):
             self.counters["refused_devices"] += 1
             log.warning("dropping a message from %r: key %s", peer,
                         "revoked" if device is None else f"belongs to {device!r}")
@@ -244,6 +248,11 @@ class CloudWorker:
             self._refuse(router, frames, "INVALID_ARG", str(exc), exc.rid)
             return
         payload = frames[2] if len(frames) > 2 else None
+        if not self._claim(peer):
+            self._send(router, peer, self._reply(header, protocol.DUPLICATE_DEVICE,
+                                                 f"device id {protocol.device_of(peer).decode(errors='replace')!r} "
+                                                 "is in use by another device"))
+            return
         op = header["op"]
         if op == "ping":   # the wall clock: how the device learns the clocks' offset
             self._send(router, peer, self._reply(header, pong=True, clock=time.time()))
@@ -251,6 +260,28 @@ class CloudWorker:
             self._send(router, peer, self._reply(header, received=len(payload) if payload is not None else 0))
         else:
             self._on_work(router, peer, header, payload)
+
+    def _claim(self, peer: bytes) -> bool:
+        """One device per device id: the first connection that uses it keeps it while it is heard
+        from (its heartbeats); another one (another boot id) is refused until the first has been
+        silent for OWNER_SILENCE_S, which is also how a rebooted device takes its id back."""
+        device, now = protocol.device_of(peer), time.monotonic()
+        owner = self._owners.get(device)
+        if owner is None or owner[0] == peer or now - owner[1] > OWNER_SILENCE_S:
+            if owner is not None and owner[0] != peer:
+                log.info("device id %r now served on a new connection (the old one was silent %.1f s)",
+                         device, now - owner[1])
+            self._owners[device] = (peer, now)
+            if len(self._owners) > MAX_OWNERS:      # forget devices long gone
+                for d in [d for d, (_, seen) in self._owners.items() if now - seen > 60.0]:
+                    del self._owners[d]
+            return True
+        self.counters["duplicate_device"] += 1
+        if peer not in self._warned_duplicates:
+            self._warned_duplicates.add(peer)
+            log.warning("two devices use device id %r at once (routing ids %r and %r): keeping the first, refusing "
+                        "the second; give each device its own [cloud].device_id", device, owner[0], peer)
+        return False
 
     def _refuse(self, router: zmq.Socket, frames: list, code: str, message: str, rid: list | None = None) -> None:
         """A message refused before it is queued: answered when its rid can be read; otherwise

@@ -72,7 +72,9 @@ class CloudError(Exception):
         self.code = code
 
 
-FOREIGN_BUNDLE = "foreign-bundle"   # the link's state, and a call's error, when the worker serves another bundle
+# the link's state, and a call's error code, when the worker is alive but will not serve us
+FOREIGN_BUNDLE = "foreign-bundle"   # it serves another bundle
+DUPLICATE_ID = "duplicate-id"       # another device holds our device id there
 
 
 @dataclass
@@ -170,6 +172,7 @@ class CloudLink:
         self.bundle_sha256 = bundle_sha256
         self.foreign_replies = 0           # replies from a worker serving another bundle, refused
         self._foreign_logged: str | None = None
+        self._refused: str | None = None   # why the worker will not serve us: FOREIGN_BUNDLE or DUPLICATE_ID
         self.device_id = device_id
         self.curve = curve
         self.estimator = estimator
@@ -206,6 +209,9 @@ class CloudLink:
         return self
 
     def stop(self) -> None:
+        """Idempotent."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._wake()
         if self._thread:
@@ -258,7 +264,7 @@ class CloudLink:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)     # never queue onto a connection that is not up
-        sock.setsockopt(zmq.ROUTING_ID, self.device_id.encode())
+        sock.setsockopt(zmq.ROUTING_ID, protocol.routing_id(self.device_id, self._epoch))
         sock.setsockopt(zmq.RECONNECT_IVL, int(RECONNECT_MIN_S * 1000))
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(RECONNECT_MAX_S * 1000))
         if self.curve is not None:
@@ -330,8 +336,8 @@ class CloudLink:
                         if self.state != "up":
                             log.info("cloud link up (%s)", self.endpoint)
                         self.state, backoff = "up", RECONNECT_MIN_S
-                    elif self._foreign_logged is not None:
-                        self.state, backoff = FOREIGN_BUNDLE, RECONNECT_MIN_S   # alive, but not ours
+                    elif self._refused is not None:
+                        self.state, backoff = self._refused, RECONNECT_MIN_S    # alive, but not serving us
             now = self._clock()
             # deadlines and retries
             retry_after = max(RETRY_MIN_S, 4 * (self.estimator.estimate().rtt_s or 0.0))
@@ -349,7 +355,7 @@ class CloudLink:
                     send(p)
             self._in_flight = sum(1 for p in pending.values() if p.kind == "call")
             # liveness: silence means down; down means reopen the socket, with backoff
-            if self.state in ("up", FOREIGN_BUNDLE) and now - last_recv > HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S:
+            if self.state in ("up", FOREIGN_BUNDLE, DUPLICATE_ID) and now - last_recv > HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S:
                 log.warning("cloud link down: silent for %.1f s; reconnecting", now - last_recv)
                 self.state, reconnect_at = "down", now
             if self.state == "down" and now >= reconnect_at:
@@ -412,10 +418,20 @@ class CloudLink:
         except protocol.ProtocolError as exc:
             log.warning("dropping malformed cloud reply: %s", exc)
             return False
-        if not self._our_bundle(header):
+        if header.get("code") == protocol.DUPLICATE_DEVICE:
+            if self._refused != DUPLICATE_ID:
+                log.error("the cloud at %s refuses this device: another device is using device id %r; give each "
+                          "device its own [cloud].device_id. Every frame stays on the device meanwhile",
+                          self.endpoint, self.device_id)
+            self._refused = DUPLICATE_ID
+        elif not self._our_bundle(header):
+            self._refused = FOREIGN_BUNDLE
+        else:
+            self._refused = None
+        if self._refused is not None:
             p = pending.pop(tuple(header["rid"]), None)
             if p is not None:
-                p.call._finish(error=CloudError(FOREIGN_BUNDLE, "the cloud serves another bundle"))
+                p.call._finish(error=CloudError(self._refused, f"the cloud link is {self._refused}"))
             return False
         self._take_load(header.get("load"))
         rid = tuple(header["rid"])
@@ -425,12 +441,12 @@ class CloudLink:
             if late is not None:
                 self.late_replies += 1  # answered by fallback already: drop, never deliver twice
                 self._observe_upload(late, header, now)
-            return
+            return True
         round_trip = now - p.last_sent
         if p.on_reply is not None:
             if p.attempts <= 1:  # Karn: a retried request's round trip is ambiguous
                 p.on_reply(header, round_trip)
-            return
+            return True
         self._observe_upload(p, header, now)
         if not p.call._finish(CloudReply(header, frames[1] if len(frames) > 1 else None, round_trip,
                                          p.call.digest)):

@@ -30,6 +30,9 @@ POLICIES = policy_registry.NAMES
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
 
 
+MAX_DEVICE_ID_BYTES = 255 - 17     # a routing id's 255, less "/" and the boot id's 16 hex digits
+
+
 class ConfigError(ValueError):
     pass
 
@@ -215,10 +218,12 @@ def parse_config(raw: dict) -> Config:
         raise ConfigError(f"unknown section(s) {unknown}; known: {sorted(sections)}")
     config = Config(**{name: _section(type(factory()), name, raw.get(name, {})) for name, factory in sections.items()})
     device_id = config.cloud.device_id
-    if not device_id or len(device_id.encode()) > 255 or device_id.startswith("\0"):
-        # ZeroMQ routing ids are 1..255 bytes, and one that starts with a zero byte is reserved
-        raise ConfigError(f"[cloud].device_id must be 1 to 255 bytes and not start with a zero byte, "
-                          f"got {len(device_id.encode())} bytes")
+    if (not device_id or len(device_id.encode()) > MAX_DEVICE_ID_BYTES or device_id.startswith("\0")
+            or "/" in device_id):
+        # ZeroMQ routing ids are 1..255 bytes, one that starts with a zero byte is reserved, and
+        # the link's is "<device id>/<16 hex digits of boot id>" (cloud/protocol.py)
+        raise ConfigError(f"[cloud].device_id must be 1 to {MAX_DEVICE_ID_BYTES} bytes, without '/', and not "
+                          f"start with a zero byte, got {len(device_id.encode())} bytes: {device_id[:40]!r}")
     return config
 
 

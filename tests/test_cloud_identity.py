@@ -121,3 +121,38 @@ def test_a_cloud_serving_another_bundle_is_refused_and_frames_stay_on_the_device
     finally:
         daemon.stop()
         worker.stop()
+
+
+def test_two_devices_with_one_device_id_the_first_keeps_the_link_and_both_say_why(worker, caplog):
+    """Issue 29 item 17: two devices with the same device_id took the link from each other
+    (ROUTER_HANDOVER) with nothing naming the cause. Now the worker keeps the first, warns
+    naming the id, and the second device logs why it stays local; when the first goes
+    silent (a reboot), the id is free again."""
+    import time
+
+    def wait_for(predicate, timeout_s=10.0):
+        deadline = time.monotonic() + timeout_s
+        while not predicate() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return predicate()
+
+    first = CloudLink(worker.bound_endpoint, "camera-7", LinkEstimator()).start()
+    second = None
+    try:
+        assert wait_for(lambda: first.up)
+        second = CloudLink(worker.bound_endpoint, "camera-7", LinkEstimator()).start()
+        assert wait_for(lambda: second.state == "duplicate-id")
+        time.sleep(1.5)                                        # three heartbeats each: no flapping
+        assert first.up and first.reconnects == 0 and second.state == "duplicate-id"
+        frame = np.zeros((1, 32, 32, 3), np.uint8)
+        reply = first.call(protocol.Infer("full", frame.shape).header(), frame, 5.0).wait(5.0)
+        assert reply.header["ok"]
+        assert worker.counters["duplicate_device"] > 0
+        assert any("two devices use device id b'camera-7'" in m for m in caplog.messages)
+        assert any("another device is using device id 'camera-7'" in m for m in caplog.messages)
+        first.stop()                                           # the first one goes away
+        assert wait_for(lambda: second.up)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()

@@ -70,8 +70,9 @@ def test_bad_cloud_settings_are_refused_before_ready_naming_the_key(tmp_path):
          "holds no secret key"),
         ({"curve_secret_key": f"{keys}/device.key_secret", "curve_server_key": str(tmp_path / "short.key")},
          "curve_server_key"),
-        ({"device_id": ""}, "device_id must be 1 to 255 bytes"),
-        ({"device_id": "x" * 256}, "device_id must be 1 to 255 bytes"),
+        ({"device_id": ""}, "device_id must be 1 to 238 bytes"),
+        ({"device_id": "a/b"}, "without '/'"),
+        ({"device_id": "x" * 239}, "device_id must be 1 to 238 bytes"),
     ]
     for cloud, says in cases:
         done = _daemon_with(tmp_path, **cloud)
