@@ -362,7 +362,7 @@ def plot(links: list[dict], link_profiles: list[LinkProfile], path: Path) -> Non
                 summaries.append((run["policy"], float(lat.mean()), float(np.percentile(lat, 95))))
         cdf.set_xscale("log")
         lo, hi = cdf.get_xlim()
-        ticks = [t for t in (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if lo <= t <= hi]
+        ticks = [t for t in (10, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 2000, 5000, 10000) if lo <= t <= hi]
         cdf.xaxis.set_major_locator(FixedLocator(ticks))
         cdf.xaxis.set_major_formatter(ScalarFormatter())
         cdf.xaxis.set_minor_formatter(NullFormatter())
