@@ -130,7 +130,10 @@ class LinkEstimator:
         silence bounds the estimate (a resend restarts its clock)."""
         now = self._clock() if now is None else now
         with self._lock:
-            if token is not None and upload_bytes >= MIN_UPLOAD_BYTES:
+            # any size: a small upload's answer is too jittery to time (MIN_UPLOAD_BYTES), but
+            # its silence past the allowance (which covers the jitter) is still a bound: an
+            # outage stalls a 588-byte upload as surely as a 6 KB one
+            if token is not None and upload_bytes > 0:
                 self._outstanding[token] = (now, upload_bytes * 8.0)
             bps = self._bandwidth_locked(now)[0]
             if bps:

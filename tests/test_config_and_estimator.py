@@ -140,6 +140,20 @@ def test_an_upload_unanswered_for_longer_than_the_estimate_allows_caps_the_estim
     assert est.estimate().uplink_bps > nbytes * 8 / 0.5
 
 
+def test_a_small_upload_stalled_by_an_outage_caps_the_estimate_too():
+    """A 588-byte split upload (RB5) is below MIN_UPLOAD_BYTES, too jittery to time when it is
+    answered; stalled by an outage, its silence is still evidence. The energy policy kept
+    choosing RB5 through a 2-second outage (every frame a 500 ms fallback) because no bound
+    was kept for it."""
+    nbytes = 588
+    clock, est = _awaiting(nbytes, "small")
+    clock.now += 0.04 + SILENCE_GRACE_S + 0.5
+    assert est.estimate().uplink_bps == pytest.approx(nbytes * 8 / 0.5, rel=0.01)
+    clock.now += 0.05
+    est.observe_upload(nbytes, 0.6, 0.0, token="small")     # answered: the bound ends, no sample
+    assert est.estimate().uplink_bps == pytest.approx(8e6, rel=0.01)
+
+
 def test_an_upload_the_link_lost_leaves_its_silence_as_a_sample():
     nbytes = 6272
     clock, est = _awaiting(nbytes, "a")
