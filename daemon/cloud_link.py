@@ -173,6 +173,7 @@ class CloudLink:
         self.foreign_replies = 0           # replies from a worker serving another bundle, refused
         self._foreign_logged: str | None = None
         self._refused: str | None = None   # why the worker will not serve us: FOREIGN_BUNDLE or DUPLICATE_ID
+        self._cut: str | None = None       # set by cut_calls: every call fails at once with this reason
         self.device_id = device_id
         self.curve = curve
         self.estimator = estimator
@@ -219,6 +220,12 @@ class CloudLink:
         os.close(self._wake_r)
         os.close(self._wake_w)
 
+    def cut_calls(self, reason: str) -> None:
+        """Fail every call waiting on the cloud now, and every new one at once (the daemon is
+        stopping: its frames finish on the device instead of waiting out the cloud's timeout)."""
+        self._cut = reason
+        self._wake()
+
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self.thread_error is None
 
@@ -235,6 +242,9 @@ class CloudLink:
         """Send an infer/timing request; the returned call fails fast if the link is down."""
         rid = self.next_rid()
         call = CloudCall(rid)
+        if self._cut is not None:
+            call._finish(error=CloudError("UNAVAILABLE", self._cut))
+            return call
         if not self.up:
             call._finish(error=CloudError("UNAVAILABLE", f"cloud link is {self.state}"))
             return call
@@ -338,6 +348,11 @@ class CloudLink:
                         self.state, backoff = "up", RECONNECT_MIN_S
                     elif self._refused is not None:
                         self.state, backoff = self._refused, RECONNECT_MIN_S    # alive, but not serving us
+            if self._cut is not None:
+                for rid, p in list(pending.items()):
+                    if p.kind == "call":
+                        del pending[rid]
+                        p.call._finish(error=CloudError("UNAVAILABLE", self._cut))
             now = self._clock()
             # deadlines and retries
             retry_after = max(RETRY_MIN_S, 4 * (self.estimator.estimate().rtt_s or 0.0))

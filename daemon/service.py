@@ -206,6 +206,10 @@ class Daemon:
             return
         self._stopped = True
         self.stopping = True  # from here on, new frames get UNAVAILABLE instead of a queue slot
+        if self.link is not None:
+            # frames waiting on the cloud (a stalled one holds them for its whole timeout)
+            # finish on the device now, so the workers drain well inside TimeoutStopSec
+            self.link.cut_calls("the daemon is stopping")
         if self.pool is not None:
             for job in self.pool.stop():
                 self._push_unavailable(job)
