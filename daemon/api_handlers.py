@@ -88,9 +88,9 @@ class ApiHandlers:
         r = parse_infer(req, self.d._served, self.d.bundle.name, self.d.mode, self.d.config.policy.goal, POLICIES)
         fc = r.model.on_mcu
         if not self.d.shares.take(peer):
-            raise api.ApiError(api.RESOURCE_EXHAUSTED, f"this client already has {self.d.shares.limit} frames in "
-                                                       "flight ([daemon].max_in_flight_per_client); wait for "
-                                                       "their answers")
+            raise api.ApiError(api.RESOURCE_EXHAUSTED, f"this client already has {self.d.shares.share(peer)} frames "
+                                                       "in flight, its share ([daemon].max_in_flight_per_client, "
+                                                       "less while other clients are busy); wait for their answers")
         now = time.monotonic()
         job = Job(r.id, peer, r.frame, FrameContext(r.goal, r.mode, r.deadline_s), r.policy, now,
                   now + r.deadline_s if r.deadline_s else None, keepalive=r.keepalive, model=r.model.name,

@@ -91,7 +91,8 @@ class Daemon:
         self._inline_max_s = config.daemon.inline_max_s
         self.started = time.monotonic()
         self.stats = Stats()
-        self.shares = ClientShares(config.daemon.max_in_flight_per_client)
+        self.shares = ClientShares(config.daemon.max_in_flight_per_client,
+                                   config.daemon.queue_size + config.daemon.workers)
         self.estimator = LinkEstimator()
         self.link: CloudLink | None = None
         self.profile: Profile | None = None

@@ -326,3 +326,50 @@ def test_reload_applies_live_settings_as_start_does_and_keeps_a_set_mode(tmp_sho
         assert daemon.mode == "private"                        # now it did
     finally:
         daemon.stop()
+
+
+def test_one_process_with_eight_sockets_that_never_read_does_not_starve_a_polite_client(tmp_short, bundle):
+    """Issue 29 item 15: fairness was per socket, so one process with 8 DEALER sockets that
+    never read left a polite client 0-2 of 20 OK. Each identity's share now shrinks as more
+    of them hold frames, always keeping room for one more client."""
+    worker = CloudWorker(bundle, "tcp://127.0.0.1:*").start()
+    daemon = Daemon(daemon_config(tmp_short, daemon={"workers": 2, "queue_size": 32,
+                                                     "max_in_flight_per_client": 16},
+                                  cloud={"endpoint": worker.bound_endpoint})).start()
+    floods = []
+    try:
+        for k in range(8):
+            flood = dealer(daemon.api.bound_endpoint, f"flooder-{k}".encode())
+            flood.setsockopt(zmq.RCVHWM, 1)                       # and it never reads
+            floods.append(flood)
+        for i in range(100):
+            for flood in floods:
+                flood.send_multipart(infer_frames(i, policy="cloud-only"))
+        codes = []
+        with Client(daemon.api.bound_endpoint, timeout_s=10) as c:
+            for _ in range(20):
+                try:
+                    c.infer(FRAME, policy="cloud-only")
+                    codes.append("OK")
+                except ApiFailure as exc:
+                    codes.append(exc.code)
+        assert codes == ["OK"] * 20
+    finally:
+        for flood in floods:
+            flood.close()
+        daemon.stop()
+        worker.stop()
+
+
+def test_shares_shrink_with_the_clients_holding_frames_and_keep_room_for_one_more():
+    from adaptinf.daemon.client_shares import ClientShares
+
+    shares = ClientShares(limit=16, capacity=34)
+    assert shares.share(b"a") == 16                       # alone: min(16, 34 // 2)
+    held = {f"s{k}".encode(): 0 for k in range(8)}
+    for _ in range(40):
+        for peer in held:
+            held[peer] += shares.take(peer)
+    assert shares.total() <= 34 - shares.share(b"newcomer")      # the newcomer's share is free
+    assert shares.take(b"newcomer")
+    assert shares.total() <= 34                                  # never more than the capacity
