@@ -1,10 +1,15 @@
 """The MCU as adaptinfd uses it: one serial link, one loaded multi-dsNN, and its host twin.
 
 - `infer(x)`: on the MCU. A reset seen mid-request (the firmware's boot HELLO) or a
-  NOT_LOADED answer reloads the model and asks once more; silence marks the MCU down and
-  raises McuError, so the caller answers the frame another way.
+  NOT_LOADED answer reloads the model and asks once more. A failed exchange raises
+  McuError for that frame, which the caller answers another way. Silence (not a byte back)
+  marks the MCU down at once; a garbled exchange (a noisy line that the driver's one
+  retransmission did not cure) does so only after FAILURES_TO_DOWN in a row, so a slightly
+  noisy line keeps the MCU in use.
 - While down, a prober thread reopens the port (a board's ttyACM vanishes while it
-  resets), handshakes and reloads, every `retry_s`; frames never wait for it.
+  resets) and handshakes, with backoff from `retry_s` to RETRY_MAX_S; frames never wait
+  for it. It reloads the model only when HELLO says the MCU does not hold this exact one
+  (its length and CRC-16), not on every reconnect.
 - `reference(x)`: the same system on the Jetson's CPU (drivers/mcu_model.py, bit-exact
   with the firmware): the fallback that keeps every frame answered.
 One lock serialises the link: the MCU runs one inference at a time.
@@ -25,6 +30,10 @@ from adaptinf.drivers.mcu_model import McuSystem, parse_system, reference_predic
 log = logging.getLogger(__name__)
 
 
+FAILURES_TO_DOWN = 3     # exchanges failed in a row before the MCU is marked down
+RETRY_MAX_S = 30.0       # the prober's backoff ceiling
+
+
 class McuRuntime:
     def __init__(self, port: str, model_path: Path | str, timeout_s: float = 0.2, retries: int = 1,
                  baudrate: int = 115200, retry_s: float = 1.0):
@@ -35,7 +44,9 @@ class McuRuntime:
         self.client: McuClient | None = None
         self.up = False
         self.reloads = 0
+        self.reloads_skipped = 0          # reconnects that found this model loaded already
         self.failures = 0
+        self._failed_in_a_row = 0
         self.last_error = ""
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -71,11 +82,18 @@ class McuRuntime:
                 self.client.close()
 
     def _probe_loop(self) -> None:
-        while not self._stop.wait(self.retry_s):
-            if not self.up:
-                self.connect()
+        wait = self.retry_s
+        while not self._stop.wait(wait):
+            if self.up:
+                wait = self.retry_s
+            elif not self.connect():
+                wait = min(wait * 2, RETRY_MAX_S)    # a board that stays away is not hammered
 
-    def _load(self) -> None:
+    def _load(self, force: bool = False) -> None:
+        """Load the model, unless (not forced) HELLO says this exact one is loaded already."""
+        if not force and self.client.hello().holds(self.blob):
+            self.reloads_skipped += 1
+            return
         self.client.load_blob(self.blob)
         self.reloads += 1
 
@@ -84,7 +102,17 @@ class McuRuntime:
             log.warning("MCU on %s down: %s (frames run on the host meanwhile)", self.port, exc)
         self.up = False
         self.failures += 1
+        self._failed_in_a_row = 0
         self.last_error = str(exc)
+
+    def _failed(self, exc: McuError) -> None:
+        """One exchange failed: the frame is answered another way; the MCU is marked down only
+        after FAILURES_TO_DOWN in a row."""
+        self.failures += 1
+        self._failed_in_a_row += 1
+        self.last_error = str(exc)
+        if self._failed_in_a_row >= FAILURES_TO_DOWN:
+            self._mark_down(exc)
 
     # ---- frames --------------------------------------------------------------------
     def infer(self, x: np.ndarray) -> McuResult:
@@ -94,18 +122,24 @@ class McuRuntime:
             raise McuError(f"MCU down: {self.last_error or 'not connected'}")
         with self._lock:
             for _ in range(3):
+                heard = self.client.bytes_received
                 try:
-                    return self.client.infer(x)
+                    result = self.client.infer(x)
+                    self._failed_in_a_row = 0
+                    return result
                 except McuReset as exc:
                     reason = exc
                 except McuError as exc:
                     if exc.status != proto.Status.NOT_LOADED:
-                        self._mark_down(exc)
+                        if self.client.bytes_received > heard:
+                            self._failed(exc)       # it answered, garbled: a noisy line, try it again
+                        else:
+                            self._mark_down(exc)    # silence: down now, frames must not wait on it
                         raise
                     reason = exc
                 log.info("MCU lost its model (%s): reloading", reason)
                 try:
-                    self._load()
+                    self._load(force=True)
                 except McuReset:
                     continue                        # reset again while loading: start over
                 except McuError as exc:
@@ -122,6 +156,6 @@ class McuRuntime:
     def status(self) -> dict:
         c = self.client
         return {"port": self.port, "up": self.up, "model_bytes": len(self.blob), "reloads": self.reloads,
-                "failures": self.failures, "last_error": self.last_error,
+                "reloads_skipped": self.reloads_skipped, "failures": self.failures, "last_error": self.last_error,
                 "resets_seen": c.boot_hellos if c else 0, "retransmissions": c.retransmissions if c else 0,
                 "bad_frames": c.bad_frames if c else 0}

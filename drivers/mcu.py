@@ -59,6 +59,12 @@ class Hello:
     model_loaded: int
     max_input: int | None = None     # features a net may take (FC_MAX_INPUT); None from an older firmware
     max_width: int | None = None     # outputs a layer may have (FC_MAX_WIDTH)
+    model_crc16: int | None = None   # CRC-16 of the loaded model (firmware 2+); None: not said
+
+    def holds(self, blob: bytes) -> bool:
+        """Whether this exact model is loaded already (a reconnect need not send it again)."""
+        return (self.model_loaded == len(blob) and self.model_crc16 is not None
+                and self.model_crc16 == proto.crc16(blob))
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class McuClient:
         self._seq = 0
         self.boot_hellos = 0      # resets seen
         self.retransmissions = 0
+        self.bytes_received = 0   # anything heard: a noisy line speaks, a silent MCU does not
         self._open()
 
     def _open(self) -> None:
@@ -119,6 +126,7 @@ class McuClient:
                 data = self._serial.read(self._serial.in_waiting or 1)   # whatever is there, or wait for a byte
             except (OSError, serial.SerialException) as exc:
                 raise McuError(f"serial port {self.port} failed: {exc}") from exc
+            self.bytes_received += len(data)
             self._pending.extend(self._decoder.feed(data))
         return None
 
@@ -172,7 +180,9 @@ class McuClient:
                 if len(p) < HELLO_MIN_BYTES:     # CRC-valid but short: a firmware bug, not a struct.error here
                     raise McuError(f"HELLO_REPLY of {len(p)} bytes; it has at least {HELLO_MIN_BYTES}")
                 caps = struct.unpack_from("<HH", p, 12) if len(p) >= 16 else (None, None)
-                return Hello(p[0], p[1], struct.unpack_from("<H", p, 2)[0], *struct.unpack_from("<II", p, 4), *caps)
+                crc = struct.unpack_from("<H", p, 16)[0] if len(p) >= 18 else None
+                return Hello(p[0], p[1], struct.unpack_from("<H", p, 2)[0], *struct.unpack_from("<II", p, 4), *caps,
+                             crc)
             except McuReset:
                 continue
         raise McuError(f"the MCU on {self.port} keeps resetting")

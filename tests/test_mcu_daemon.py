@@ -122,5 +122,7 @@ def test_an_mcu_reset_mid_stream_loses_no_frame(served, mcu):
         frame(x)
     for x, r in zip(sent, answers):
         assert r.label == reference_predict(system, x)[0]
-    assert daemon.mcu.client.boot_hellos >= 2 and daemon.mcu.reloads >= 3   # start-up load + one per reset
+    # one reload per reset; the start-up one is skipped when the board already held this model
+    assert daemon.mcu.client.boot_hellos >= 2 and daemon.mcu.reloads >= 2
+    assert daemon.mcu.reloads + daemon.mcu.reloads_skipped >= 3
     assert answers[-1].served_by["placement"] == "mcu"

@@ -163,3 +163,34 @@ def test_a_reset_raises_mcu_reset_rather_than_waiting(mcu):
             m.ping(b"y")   # if the reset's HELLO came after the first ping's reply
         assert time.monotonic() - start < 5.0
         assert m.hello().model_loaded == 0
+
+
+def test_a_slightly_noisy_line_keeps_the_mcu_in_use_and_a_reconnect_skips_an_identical_reload(mcu, dsnn_export,
+                                                                                               system):
+    """Issue 29 item 18: one failed exchange marked the MCU down, and every reconnect reloaded
+    the whole model although HELLO said it was loaded; at 0.1% corrupted bytes it served no
+    frame. Now only FAILURES_TO_DOWN failures in a row mark it down, and HELLO's CRC-16 of
+    the loaded model lets a reconnect skip the reload."""
+    from adaptinf.daemon.mcu_runtime import McuRuntime
+
+    _, _, out, x_val, _ = dsnn_export
+    with McuClient(mcu.url) as m:
+        m.load_blob((out / "dsnn_system.aims").read_bytes())      # the board already holds the model
+    line = NoisyLine(mcu.port, corrupt=0.001, seed=11)             # 0.1% of bytes damaged
+    runtime = McuRuntime(line.url, out / "dsnn_system.aims", timeout_s=0.2, retry_s=0.1)
+    try:
+        assert runtime.connect()
+        assert runtime.reloads == 0 and runtime.reloads_skipped == 1       # HELLO: this model, loaded
+        served = 0
+        for x in x_val[:300]:
+            try:
+                check(system, x, runtime.infer(x))
+                served += 1
+            except McuError:
+                pass                                              # this frame goes to the host twin
+        assert served >= 0.8 * 300, (served, runtime.status())     # it served none before
+        runtime.client.reconnect()
+        assert runtime.connect() and runtime.reloads == 0 and runtime.reloads_skipped == 2
+    finally:
+        runtime.close()
+        line.stop()

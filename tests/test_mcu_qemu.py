@@ -26,7 +26,7 @@ def digits_net():
 def test_handshake_and_ping(mcu):
     with McuClient(mcu.url) as m:
         hello = m.hello()
-        assert (hello.firmware_version, hello.protocol_version, hello.max_payload) == (1, proto.VERSION,
+        assert (hello.firmware_version, hello.protocol_version, hello.max_payload) == (2, proto.VERSION,
                                                                                         proto.MAX_PAYLOAD)
         assert m.ping(b"\x00echo\x00") == b"\x00echo\x00"
 

@@ -16,7 +16,7 @@
 #include "dsnn.h"
 #include "proto.h"
 
-#define FIRMWARE_VERSION 1u
+#define FIRMWARE_VERSION 2u   /* 2: HELLO_REPLY ends with the loaded model's CRC-16 */
 #define SYSTICK_RELOAD 0x00FFFFFFu
 #define RESULT_MAX_LOGITS ((PROTO_MAX_PAYLOAD - 12u) / 4u)
 
@@ -25,6 +25,7 @@ static float input[FC_MAX_INPUT];   /* a frame's features: one INFER payload, or
 static uint32_t input_staged, last_input_offset = 0xFFFFFFFFu;
 static uint32_t model_length, model_expected, last_chunk_offset = 0xFFFFFFFFu;
 static int model_ready;
+static uint16_t model_crc;   /* of the loaded model: a host that reconnects skips an identical reload */
 static dsnn_system model;
 static volatile uint32_t systick_wraps;
 
@@ -62,7 +63,7 @@ static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] | p[1] << 8 | p[
 
 static void hello(uint8_t seq)
 {
-    uint8_t p[16];
+    uint8_t p[18];
     p[0] = FIRMWARE_VERSION;
     p[1] = PROTO_VERSION;
     p[2] = (uint8_t)(PROTO_MAX_PAYLOAD & 0xFF);
@@ -73,6 +74,8 @@ static void hello(uint8_t seq)
     p[13] = (uint8_t)(FC_MAX_INPUT >> 8);
     p[14] = (uint8_t)(FC_MAX_WIDTH & 0xFF);
     p[15] = (uint8_t)(FC_MAX_WIDTH >> 8);
+    p[16] = (uint8_t)(model_ready ? model_crc & 0xFF : 0);
+    p[17] = (uint8_t)(model_ready ? model_crc >> 8 : 0);
     send(PROTO_HELLO_REPLY, seq, p, sizeof p);
 }
 
@@ -174,6 +177,7 @@ static void handle(const proto_frame *f)
                 send_model_error(f->seq, why);
             } else {
                 model_ready = 1;
+                model_crc = crc;
                 input_staged = 0;
                 last_input_offset = 0xFFFFFFFFu;
                 send(PROTO_ACK, f->seq, NULL, 0);
