@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Faults side by side in one run: 64 clients stream frames through a real adaptinfd while,
-phase by phase, a client floods, the cloud worker is killed and restarted, the link
-stalls, and the daemon is sent SIGHUP with a broken config.
+phase by phase, a client floods, one process floods from 8 sockets, the cloud worker is
+killed and restarted, the link stalls, the daemon is sent SIGHUP with a broken config, a
+cloud that serves another bundle takes the port, a cloud that poisons its replies (NaN
+outputs, impossible loads, another frame's digest) takes it, and the daemon reboots (a
+new process: its request ids must not collide with the last boot's, which the cloud
+still holds).
 
     python bench/fault_soak.py [--clients 64] [--phase-s 10]
 
 Every client keeps two frames in flight (deadline 2 s, every other frame pinned to the
 cloud so the cloud faults reach frames). The flooder sends as fast as it can and never
 reads its replies. Reports, for the 64 clients: frames sent, answered, lost (never
-answered) and duplicated (answered twice); per phase the answer codes and the latency
+answered), duplicated (answered twice) and wrong (a cloud-only answer whose label is not
+the full model's on that frame: a replayed, foreign or poisoned reply passed off as right); per phase the answer codes and the latency
 p50/p99; the flooder's effect on the others' p99 (flood phase over the baseline phase);
 and the daemon's RSS once a second (/proc/PID/status VmRSS).
 """
@@ -16,6 +21,8 @@ and the daemon's RSS once a second (/proc/PID/status VmRSS).
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import signal
 import statistics
 import sys
@@ -29,12 +36,47 @@ import numpy as np
 import zmq
 
 from adaptinf.rig.link_shaper import LINK_PROFILES, LinkShaper
-from adaptinf.rig.processes import resident_mib, spawn_cloud, spawn_daemon, write_daemon_config
+from adaptinf.bundle import load_bundle
+from adaptinf.engines.onnxruntime_engine import OnnxRuntimeEngine
+from adaptinf.rig.processes import resident_mib, spawn_cloud, spawn_daemon, spawn_script, write_daemon_config
 from adaptinf.toolchain.glyphs import make_glyphs
 
 REPO = Path(__file__).resolve().parent.parent
 WINDOW = 2
-PHASES = ("baseline", "flood", "cloud kill+restart", "stall", "SIGHUP broken config", "baseline again")
+PHASES = ("baseline", "flood", "8-socket flood", "cloud kill+restart", "stall", "SIGHUP broken config",
+          "another bundle's cloud", "poisoned replies", "daemon reboot", "baseline again")
+FAKE_CLOUD = """
+import sys, msgpack, numpy as np, zmq
+mode, endpoint, bundle_sha, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sock = zmq.Context.instance().socket(zmq.ROUTER)
+sock.bind(endpoint)
+print("READY", endpoint, flush=True)
+while True:
+    peer, header, *payload = sock.recv_multipart()
+    h = msgpack.unpackb(header)
+    reply = {"v": 1, "rid": h["rid"], "ok": True, "code": "OK", "bundle": bundle_sha}
+    if mode == "poison":    # a load that is not one, and answers that are not answers
+        reply["load"] = {"queue_depth": -5, "service_s": float("nan")}
+    if h["op"] == "ping":
+        reply.update(pong=True, clock=0.0)
+    if h["op"] != "infer":
+        sock.send_multipart([peer, msgpack.packb(reply)])
+        continue
+    reply["compute_s"] = 0.001
+    if mode == "poison":
+        seq = h["rid"][1]
+        if seq % 2:
+            reply["digest"] = (h.get("digest") or 0) + 1          # another frame's answer
+        else:
+            reply["digest"] = h.get("digest")
+        # NaN outputs, or outputs of the wrong size: detectably not an answer (a finite,
+        # well-formed wrong answer with the right digest is an impostor only CURVE keeps out)
+        out = np.full(size, np.nan, np.float32) if seq % 3 else np.ones(size - 1, np.float32)
+    else:
+        reply["digest"] = h.get("digest")
+        out = np.zeros(size, np.float32)
+    sock.send_multipart([peer, msgpack.packb(reply), out.tobytes()])
+"""
 
 
 class Clients:
@@ -59,9 +101,12 @@ class Clients:
         self.codes: dict[str, Counter] = defaultdict(Counter)
         self.outstanding = [0] * n
         self.seq = 0
+        self.frame_of: dict[tuple[int, int], int] = {}
+        self.labels: dict[tuple[int, int], int] = {}       # the label each cloud-only frame was answered
 
     def send(self, i: int, phase: str) -> None:
         self.seq += 1
+        self.frame_of[(i, self.seq)] = self.seq % len(self.frames)
         header = {"v": [1, 0], "op": "infer", "id": self.seq, "deadline_ms": 2000,
                   "tensor": {"dtype": "uint8", "shape": [1, 32, 32, 3]}}
         if self.seq % 2:
@@ -85,6 +130,8 @@ class Clients:
                     break
                 key = (i, reply.get("id"))
                 self.replies[key].append(reply["code"])
+                if reply["code"] == "OK" and reply.get("id", 0) % 2 and "label" in reply:
+                    self.labels[key] = reply["label"]
                 if len(self.replies[key]) == 1 and key in self.sent_at:
                     sent, sent_phase = self.sent_at[key]
                     self.outstanding[i] -= 1
@@ -107,7 +154,15 @@ def main() -> int:
     args = parser.parse_args()
     frames = make_glyphs(256, seed=7).images
     bundle = REPO / "bundles" / "glyphnet"
+    loaded = load_bundle(bundle)
+    full = OnnxRuntimeEngine(loaded.path(loaded.full_model.file))
+    truth = [int(np.argmax(full.run(f[None]))) for f in frames]     # what the cloud's full model answers
     with tempfile.TemporaryDirectory(prefix="ai-fsoak-") as tmp:
+        other = Path(tmp) / "retrained"                  # the same graphs under another manifest
+        shutil.copytree(bundle, other)
+        manifest = json.loads((other / "manifest.json").read_text())
+        manifest["name"] += "-retrained"
+        (other / "manifest.json").write_text(json.dumps(manifest))
         cloud = spawn_cloud(bundle)
         cloud_endpoint = cloud.endpoint
         host, port = cloud_endpoint.rsplit("//", 1)[1].rsplit(":", 1)
@@ -123,6 +178,8 @@ def main() -> int:
         clients = Clients(api, args.clients, frames)
         flooder = None
         flood_sent = 0
+        socket_flooders: list[zmq.Socket] = []
+        fake = None
         rss: list[tuple[float, float]] = []
         start = time.monotonic()
         try:
@@ -146,6 +203,46 @@ def main() -> int:
                     elif flooder is not None:
                         flooder.close(0)
                         flooder = None
+                    if phase == "8-socket flood":
+                        if not socket_flooders:
+                            for k in range(8):
+                                s = zmq.Context.instance().socket(zmq.DEALER)
+                                s.setsockopt(zmq.LINGER, 0)
+                                s.setsockopt(zmq.RCVHWM, 1)
+                                s.setsockopt(zmq.IDENTITY, f"one-process-{k}".encode())
+                                s.connect(api)
+                                socket_flooders.append(s)
+                        for s in socket_flooders:
+                            for _ in range(10):
+                                header = {"v": [1, 0], "op": "infer", "id": flood_sent, "policy": "cloud-only",
+                                          "tensor": {"dtype": "uint8", "shape": [1, 32, 32, 3]}}
+                                try:
+                                    s.send_multipart([msgpack.packb(header), frames[0][None].tobytes()], zmq.NOBLOCK)
+                                except zmq.Again:       # its own send queue is full: it floods on
+                                    break
+                                flood_sent += 1
+                    elif socket_flooders:
+                        for s in socket_flooders:
+                            s.close(0)
+                        socket_flooders = []
+                    if phase in ("another bundle's cloud", "poisoned replies") and not fault_done and elapsed > 1:
+                        cloud.kill()
+                        if phase == "another bundle's cloud":
+                            fake = spawn_cloud(other, endpoint=cloud_endpoint)
+                        else:
+                            fake = spawn_script("poisoned cloud", FAKE_CLOUD, ["poison", cloud_endpoint,
+                                                                               loaded.manifest_sha256,
+                                                                               str(loaded.output_size)])
+                        fault_done = True
+                    if phase in ("another bundle's cloud", "poisoned replies") and fake is not None and elapsed > 7:
+                        fake.kill()
+                        fake = None
+                        cloud = spawn_cloud(bundle, endpoint=cloud_endpoint)
+                    if phase == "daemon reboot" and not fault_done and elapsed > 1:
+                        daemon.stop()
+                        daemon = spawn_daemon(config)
+                        pid = daemon.process.pid
+                        fault_done = True
                     if phase == "cloud kill+restart" and not fault_done and elapsed > 1:
                         cloud.kill()
                         time.sleep(0.5)
@@ -177,6 +274,10 @@ def main() -> int:
             clients.close()
             if flooder is not None:
                 flooder.close(0)
+            for s in socket_flooders:
+                s.close(0)
+            if fake is not None:
+                fake.kill()
             daemon.stop()
             shaper.stop()
             cloud.stop()
@@ -184,14 +285,18 @@ def main() -> int:
     sent = len(clients.sent_at)
     answered = sum(1 for k in clients.sent_at if clients.replies.get(k))
     duplicated = sum(1 for v in clients.replies.values() if len(v) > 1)
+    wrong_by_phase = Counter(clients.sent_at[k][1] for k, label in clients.labels.items()
+                             if label != truth[clients.frame_of[k]])
+    wrong = sum(wrong_by_phase.values())
     print(f"{args.clients} clients, {args.phase_s:g} s per phase; the flooder sent {flood_sent} frames and read none")
-    print(f"frames sent {sent}, answered {answered}, lost {sent - answered}, duplicated {duplicated}; "
+    print(f"frames sent {sent}, answered {answered}, lost {sent - answered}, duplicated {duplicated}, "
+          f"wrong {wrong} (of {len(clients.labels)} cloud-only answers checked against the full model); "
           f"daemon alive at the end: {alive}")
-    print(f"{'phase':<22} {'answers':>8} {'p50 ms':>8} {'p99 ms':>8}  codes")
+    print(f"{'phase':<22} {'answers':>8} {'p50 ms':>8} {'p99 ms':>8} {'wrong':>6}  codes")
     for phase in PHASES:
         lat = clients.latency[phase]
-        print(f"{phase:<22} {len(lat):8d} {percentile(lat, 50):8.1f} {percentile(lat, 99):8.1f}  "
-              f"{dict(clients.codes[phase])}")
+        print(f"{phase:<22} {len(lat):8d} {percentile(lat, 50):8.1f} {percentile(lat, 99):8.1f} "
+              f"{wrong_by_phase[phase]:6d}  {dict(clients.codes[phase])}")
     base, flood = clients.latency["baseline"], clients.latency["flood"]
     print(f"flooder's effect on the others: p99 {percentile(base, 99):.1f} -> {percentile(flood, 99):.1f} ms "
           f"(x{percentile(flood, 99) / percentile(base, 99):.2f}); RESOURCE_EXHAUSTED for them in the flood: "
@@ -201,7 +306,7 @@ def main() -> int:
     print(f"RSS: first {rss[0][1]:.0f} MiB, max {max(m for _, m in rss):.0f} MiB, last {rss[-1][1]:.0f} MiB; "
           f"median {statistics.median(m for _, m in rss):.0f} MiB")
     print(f"reproduce: python bench/fault_soak.py --clients {args.clients} --phase-s {args.phase_s:g}")
-    return 0 if sent == answered and duplicated == 0 and alive else 1
+    return 0 if sent == answered and duplicated == 0 and wrong == 0 and alive else 1
 
 
 if __name__ == "__main__":
