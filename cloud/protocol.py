@@ -40,6 +40,7 @@ VERSION = 1
 OPS = ("infer", "ping", "probe", "timing")
 MAX_HEADER_BYTES = 16 * 1024
 MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+PROBE_MAX_BYTES = 256 * 1024     # the largest link probe a device sends
 FULL_TARGET = "full"
 PAYLOAD_DTYPES = ("uint8", "float16", "float32")   # a frame in the model's dtype; an upload as uint8 or float16
 MDINFERENCE_TARGET = "mdinference"   # the worker's MDInference picks a zoo model for the frame

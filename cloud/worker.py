@@ -58,6 +58,20 @@ class _Job:
     arrived_at: float       # wall clock, for the upload's (MDInference)
 
 
+def max_frame_bytes(engines: dict) -> int:
+    """The largest frame a device legitimately sends this worker: the header, a float32 tensor of
+    any target's input (the full model's frame, a tail's upload, a zoo model's frame), or the
+    largest link probe. A target whose input size is not fixed allows the protocol's maximum."""
+    largest = 0
+    for engine in engines.values():
+        inputs = getattr(engine, "inputs", None)
+        dims = inputs[0].shape[1:] if inputs else None
+        if not dims or any(not isinstance(d, int) or d <= 0 for d in dims):
+            return protocol.MAX_PAYLOAD_BYTES + protocol.MAX_HEADER_BYTES
+        largest = max(largest, 4 * int(np.prod(dims)))
+    return max(protocol.MAX_HEADER_BYTES, largest, protocol.PROBE_MAX_BYTES)
+
+
 class CloudWorker:
     def __init__(self, bundle: Bundle, endpoint: str, backend: str = "auto", threads: int = 1,
                  queue_size: int = 256, plan_cache_dir: str | None = None, context: zmq.Context | None = None,
@@ -132,7 +146,17 @@ class CloudWorker:
                                  daemon=True)
             t.start()
             self._compute_threads.append(t)
+        if self._authenticator is not None:
+            threading.Thread(target=self._guarded, args=(self._watch_authenticator,), name="cloud-auth-watch",
+                             daemon=True).start()
         return self
+
+    def _watch_authenticator(self) -> None:
+        """The CURVE authenticator is pyzmq's thread: if it dies, no device can connect, so
+        that ends the worker too (failed), for its supervisor to restart it."""
+        while not self._stop.wait(1.0):
+            if not self._authenticator.is_alive():
+                raise RuntimeError("the CURVE authenticator thread died: no device could connect")
 
     def _guarded(self, loop) -> None:
         """A thread that dies ends the worker (failed is set; the main exits non-zero and systemd
@@ -189,7 +213,10 @@ class CloudWorker:
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)   # a reconnecting device replaces its half-open old pipe
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unreachable peer -> error we count, not silence
-        router.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_PAYLOAD_BYTES + protocol.MAX_HEADER_BYTES)
+        # each frame of a message at most what this bundle's largest legitimate payload needs
+        # (a float32 frame of its largest input), not 64 MiB: a peer's message of many frames
+        # then costs a few MiB, not gigabytes (ZeroMQ bounds frames, not frames per message)
+        router.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes(self._engines))
         if self._curve_secret is not None:
             curve_auth.make_server(router, self._curve_secret)
         router.bind(self.endpoint)

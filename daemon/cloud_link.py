@@ -53,7 +53,8 @@ PROBE_MAX_INTERVAL_S = 2.0
 PROBE_BYTES = 16 * 1024
 PROBE_SHARE = 0.02
 PROBE_TRANSFER_S = 0.025
-PROBE_MIN_BYTES, PROBE_MAX_BYTES = 1200, 256 * 1024   # one packet at the least: probes stay frequent on a slow link
+PROBE_MIN_BYTES = 1200          # one packet at the least: probes stay frequent on a slow link
+PROBE_MAX_BYTES = protocol.PROBE_MAX_BYTES
 EXPIRED_MEMORY = 4096           # rids of expired calls remembered, to count their late replies
 
 

@@ -84,10 +84,18 @@ class McuRuntime:
     def _probe_loop(self) -> None:
         wait = self.retry_s
         while not self._stop.wait(wait):
-            if self.up:
-                wait = self.retry_s
-            elif not self.connect():
-                wait = min(wait * 2, RETRY_MAX_S)    # a board that stays away is not hammered
+            try:
+                if self.up:
+                    wait = self.retry_s
+                elif not self.connect():
+                    wait = min(wait * 2, RETRY_MAX_S)    # a board that stays away is not hammered
+            except Exception as exc:     # whatever a reconnect raised: the prober goes on, or the MCU is lost
+                log.exception("MCU prober: %s: %s; retrying", type(exc).__name__, exc)
+                self._mark_down(exc)
+                wait = min(wait * 2, RETRY_MAX_S)
+
+    def prober_alive(self) -> bool:
+        return self._prober is None or self._prober.is_alive() or self._stop.is_set()
 
     def _load(self, force: bool = False) -> None:
         """Load the model, unless (not forced) HELLO says this exact one is loaded already."""

@@ -245,6 +245,8 @@ class Daemon:
             return f"cloud link thread stopped: {self.link.thread_error}"
         if self.metrics is not None and not self.metrics.alive():
             return "the /metrics server thread stopped"
+        if self.mcu is not None and not self.mcu.prober_alive():
+            return "the MCU prober thread stopped"
         return None
 
     def reload(self, new: Config) -> list[str]:

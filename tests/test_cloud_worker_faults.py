@@ -109,3 +109,34 @@ def test_a_timing_request_for_1000_runs_takes_at_most_its_budget_of_compute(bund
     assert runs <= TIMING_BUDGET_S / 0.012 + len(timings)
     unbounded = worker._timings(protocol.Timing(50), budget_s=None)
     assert all(t["runs"] == 50 for t in unbounded.values())
+
+
+def test_a_message_of_many_large_frames_is_cut_at_the_bundles_largest_frame(bundle):
+    """Issue 29 item 12: MAXMSGSIZE was 64 MiB per frame, so one message of 16 x 64 MiB took the
+    worker to 1.1 GiB. Each frame is now bounded by what this bundle legitimately needs; a
+    bigger one drops that connection, and other devices are served on."""
+    import zmq
+
+    from adaptinf.cloud.worker import CloudWorker, max_frame_bytes
+
+    worker = CloudWorker(bundle, "tcp://127.0.0.1:*").start()
+    try:
+        limit = max_frame_bytes(worker._engines)
+        assert limit == max(protocol.MAX_HEADER_BYTES, 4 * 32 * 32 * 3, protocol.PROBE_MAX_BYTES) < 1 << 20
+        ctx = zmq.Context.instance()
+        attacker = ctx.socket(zmq.DEALER)
+        attacker.setsockopt(zmq.LINGER, 0)
+        attacker.connect(worker.bound_endpoint)
+        header = protocol.pack({"v": 1, "op": "probe", "rid": [1, 1]})
+        attacker.send_multipart([header] + [bytes(limit + 1)] * 16)
+        assert not attacker.poll(1000)                         # dropped, never answered
+        attacker.close(0)
+        device = ctx.socket(zmq.DEALER)
+        device.setsockopt(zmq.LINGER, 0)
+        device.connect(worker.bound_endpoint)
+        device.send_multipart([protocol.pack({"v": 1, "op": "probe", "rid": [2, 1]}), bytes(limit - 1)])
+        assert device.poll(5000)
+        assert protocol.unpack_reply(device.recv_multipart()[0])["received"] == limit - 1
+        device.close(0)
+    finally:
+        worker.stop()

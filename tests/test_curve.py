@@ -134,3 +134,11 @@ def test_keys_generate_keeps_an_existing_key_and_refuses_a_missing_directory(tmp
     assert secret.read_bytes() != first
     assert main(["keys", "generate", "x", "--dir", str(tmp_path / "nope")]) == 2
     assert "no such directory" in capsys.readouterr().err and not (tmp_path / "nope").exists()
+
+
+def test_a_dead_authenticator_ends_the_worker_for_its_supervisor(worker):
+    """No device can connect once pyzmq's authenticator thread is gone: the worker must not live
+    on half-dead; it fails, and adaptinf-cloud exits non-zero for systemd to restart it."""
+    worker._authenticator.stop()            # its thread ends, as a crash would end it
+    assert worker.failed.wait(10)
+    assert "authenticator" in str(worker.failure)
