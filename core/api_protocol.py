@@ -31,7 +31,7 @@ TOO_LARGE = "TOO_LARGE"
 VERSION_MISMATCH = "VERSION_MISMATCH"
 CODES = (OK, INVALID_ARG, NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, TOO_LARGE, VERSION_MISMATCH)
 
-OPS = ("hello", "health", "models", "status", "stats", "set_mode", "infer")
+OPS = ("hello", "health", "models", "status", "stats", "set_mode", "infer", "record")
 TENSOR_DTYPES = ("uint8", "int8", "float16", "float32")
 _ITEMSIZE = {name: np.dtype(name).itemsize for name in TENSOR_DTYPES}
 MAX_TENSOR_RANK = 8

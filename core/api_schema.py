@@ -75,6 +75,13 @@ class SetModeRequest(Request):
     mode: Mode
 
 
+class RecordRequest(Request):
+    """op "record": the flight recorder's records with a sequence number above `after`."""
+
+    after: Annotated[int, msgspec.Meta(ge=0)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=20_000)] = 5000
+
+
 # ---- replies -------------------------------------------------------------------------------
 class Reply(msgspec.Struct):
     v: Version
@@ -135,6 +142,19 @@ class StatsReply(Reply):
     counters: dict[str, int] = {}
 
 
+class RecordReply(Reply):
+    """`lines`: JSON Lines records of the recording format (docs/recorder.md), oldest first;
+    `newest`: the last sequence number recorded; ask again with after = the last line's seq.
+    `directory`: where the daemon keeps the rotating files (readable by group adaptinf)."""
+
+    lines: list[str] = []
+    newest: int = 0
+    directory: str | None = None
+    dropped: int = 0
+    header: dict | None = None        # the recording's header line, to start a file with
+    profiles: dict[str, dict] = {}    # the profiles the newest frames name, by id
+
+
 class SetModeReply(Reply):
     mode: Mode | None = None
     previous: Mode | None = None
@@ -171,9 +191,9 @@ class InferReply(Reply):
 
 
 REQUESTS = {"hello": Request, "health": Request, "models": Request, "status": Request, "stats": Request,
-            "set_mode": SetModeRequest, "infer": InferRequest}
+            "set_mode": SetModeRequest, "infer": InferRequest, "record": RecordRequest}
 REPLIES = {"hello": HelloReply, "health": HealthReply, "models": ModelsReply, "status": StatusReply,
-           "stats": StatsReply, "set_mode": SetModeReply, "infer": InferReply}
+           "stats": StatsReply, "set_mode": SetModeReply, "infer": InferReply, "record": RecordReply}
 
 
 def json_schema() -> dict:

@@ -35,7 +35,7 @@ class ApiHandlers:
     def table(self) -> dict:
         """op -> handler: reply frames, or None when a worker will answer."""
         return {"hello": self._hello, "health": self._health, "models": self._models, "status": self._status,
-                "stats": self._stats, "set_mode": self._set_mode, "infer": self._infer}
+                "stats": self._stats, "set_mode": self._set_mode, "infer": self._infer, "record": self._record}
 
     def _ok(self, req: api.Request, body: dict) -> list:
         self.d.stats.record_reply(api.OK)
@@ -74,12 +74,29 @@ class ApiHandlers:
     def _stats(self, req: api.Request, peer: bytes, frames: list) -> list:
         return self._ok(req, self.d.stats_body())
 
+    def _record(self, req: api.Request, peer: bytes, frames: list) -> list:
+        recorder = self.d.recorder
+        if recorder is None:
+            raise api.ApiError(api.UNAVAILABLE, "the flight recorder is off ([recorder] enabled = false)")
+        after, limit = req.header.get("after", 0), req.header.get("limit", 5000)
+        for name, value, top in (("after", after, None), ("limit", limit, 20_000)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "limit" else 0) \
+                    or (top is not None and value > top):
+                raise api.ApiError(api.INVALID_ARG, f"{name} must be an integer"
+                                   + (f" in 1..{top}" if top else " >= 0"))
+        lines, newest = recorder.records_after(after, limit)
+        return self._ok(req, {"lines": [line.decode().rstrip("\n") for line in lines], "newest": newest,
+                              "directory": str(recorder.directory), "dropped": recorder.dropped,
+                              "header": recorder.header(), "profiles": recorder.profiles()})
+
     def _set_mode(self, req: api.Request, peer: bytes, frames: list) -> list:
         mode = req.header.get("mode")
         if mode not in MODES:
             raise api.ApiError(api.INVALID_ARG, f"mode must be one of {list(MODES)}")
         previous, self.d.mode = self.d.mode, mode
         log.info("mode %s -> %s", previous, mode)
+        if self.d.recorder is not None:
+            self.d.recorder.event("mode", {"mode": mode, "previous": previous})
         return self._ok(req, {"mode": mode, "previous": previous})
 
     def _infer(self, req: api.Request, peer: bytes, frames: list) -> list | None:
@@ -139,6 +156,8 @@ class ApiHandlers:
             log.exception("frame %r failed", job.id)
             result = FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
         self.d.stats.record_reply(result.code)
+        if self.d.recorder is not None:
+            self.d.recorder.frame(job, result)
         if result.code != api.OK:
             if result.code == api.DEADLINE_EXCEEDED:
                 self.d.frame_metrics.missed(job.model)

@@ -175,6 +175,7 @@ class CloudLink:
         self._foreign_logged: str | None = None
         self._refused: str | None = None   # why the worker will not serve us: FOREIGN_BUNDLE or DUPLICATE_ID
         self._cut: str | None = None       # set by cut_calls: every call fails at once with this reason
+        self.on_state: Callable[[str], None] | None = None   # told each state change (the flight recorder)
         self.device_id = device_id
         self.curve = curve
         self.estimator = estimator
@@ -220,6 +221,12 @@ class CloudLink:
             self._thread.join(timeout=5)
         os.close(self._wake_r)
         os.close(self._wake_w)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            if self.on_state is not None:
+                self.on_state(state)
 
     def cut_calls(self, reason: str) -> None:
         """Fail every call waiting on the cloud now, and every new one at once (the daemon is
@@ -346,9 +353,11 @@ class CloudLink:
                     if self._on_reply(frames, pending, last_recv):
                         if self.state != "up":
                             log.info("cloud link up (%s)", self.endpoint)
-                        self.state, backoff = "up", RECONNECT_MIN_S
+                        self._set_state("up")
+                        backoff = RECONNECT_MIN_S
                     elif self._refused is not None:
-                        self.state, backoff = self._refused, RECONNECT_MIN_S    # alive, but not serving us
+                        self._set_state(self._refused)     # alive, but not serving us
+                        backoff = RECONNECT_MIN_S
             if self._cut is not None:
                 for rid, p in list(pending.items()):
                     if p.kind == "call":
@@ -373,7 +382,8 @@ class CloudLink:
             # liveness: silence means down; down means reopen the socket, with backoff
             if self.state in ("up", FOREIGN_BUNDLE, DUPLICATE_ID) and now - last_recv > HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S:
                 log.warning("cloud link down: silent for %.1f s; reconnecting", now - last_recv)
-                self.state, reconnect_at = "down", now
+                self._set_state("down")
+                reconnect_at = now
             if self.state == "down" and now >= reconnect_at:
                 # what was on the old connection is gone: its silence stays as a sample,
                 # and the pending calls are resent (their clocks restart)

@@ -144,6 +144,17 @@ class McuSection:
 
 
 @dataclass(frozen=True)
+class RecorderSection:
+    # The flight recorder (daemon/recorder.py, docs/recorder.md): every frame's decision and
+    # the link's samples, in rotating JSON Lines files under state_dir/recordings.
+    enabled: bool = True
+    max_bytes: int = 64 * 1024 * 1024  # all the files together; the oldest go first
+    max_age: float = 7 * 86400.0       # seconds; older files are deleted
+    ring: int = 20_000                 # records kept in memory for `adaptinf record`
+    record_frames: float = 0.0         # share of frames whose tensor is kept too (privacy: none by default)
+
+
+@dataclass(frozen=True)
 class Config:
     daemon: DaemonSection = field(default_factory=DaemonSection)
     policy: PolicySection = field(default_factory=PolicySection)
@@ -151,6 +162,7 @@ class Config:
     cloud: CloudSection = field(default_factory=CloudSection)
     power: PowerSection = field(default_factory=PowerSection)
     mcu: McuSection = field(default_factory=McuSection)
+    recorder: RecorderSection = field(default_factory=RecorderSection)
 
 
 _CHOICES = {("policy", "name"): POLICIES, ("policy", "goal"): GOALS, ("policy", "mode"): MODES,
@@ -161,12 +173,13 @@ _POSITIVE = {("daemon", "workers"), ("daemon", "max_in_flight_per_client"), ("da
              ("daemon", "warmup_runs"), ("device", "emulate_slowdown"), ("cloud", "timeout_ms"),
              ("power", "shunt_ohms"), ("power", "max_current_a"), ("power", "rate_hz"),
              ("mcu", "timeout_ms"), ("mcu", "baudrate"), ("mcu", "clock_hz"), ("mcu", "cycles_per_tick"),
-             ("mcu", "energy_per_cycle_nj")}
+             ("mcu", "energy_per_cycle_nj"), ("recorder", "max_bytes"), ("recorder", "max_age"),
+             ("recorder", "ring")}
 
 
 # Lower bounds above zero: a power sampler slower than one read in 10 s measures nothing per
 # frame (and 1e-300 Hz overflowed its wait)
-_MINIMUM = {("power", "rate_hz"): 0.1}
+_MINIMUM = {("power", "rate_hz"): 0.1, ("recorder", "max_bytes"): 1 << 20}
 
 # Upper bounds: far above any sane setting, low enough that a typo cannot exhaust memory
 # or overflow the C libraries the values go to (libzmq's int64 message size, thread counts).
@@ -178,7 +191,9 @@ _MAXIMUM = {("daemon", "workers"): 256, ("daemon", "queue_size"): 100_000,
             ("cloud", "timeout_ms"): 3_600_000.0, ("power", "rate_hz"): 100_000.0, ("power", "i2c_bus"): 255,
             ("power", "address"): 0x7F, ("power", "shunt_ohms"): 1000.0, ("power", "max_current_a"): 1000.0,
             ("mcu", "timeout_ms"): 3_600_000.0, ("mcu", "baudrate"): 10_000_000, ("mcu", "clock_hz"): 1e10,
-            ("mcu", "cycles_per_tick"): 1e6, ("mcu", "energy_per_cycle_nj"): 1e6}
+            ("mcu", "cycles_per_tick"): 1e6, ("mcu", "energy_per_cycle_nj"): 1e6,
+            ("recorder", "max_bytes"): 1 << 40, ("recorder", "max_age"): 10 * 365 * 86400.0,
+            ("recorder", "ring"): 1_000_000, ("recorder", "record_frames"): 1.0}
 
 
 def _section(cls: type, name: str, raw: Any) -> Any:

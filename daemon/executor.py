@@ -68,6 +68,7 @@ class FrameResult:
     energy_j: float = 0.0
     energy_source: str = "model"
     energy_idle_j: float | None = None   # the idle baseline's share of energy_j (sensor only)
+    planned: "Planned | None" = None     # the plan it ran, and the telemetry and profile it used (the recorder)
 
 
 class Executor:
@@ -150,7 +151,7 @@ class Executor:
         return FrameResult("OK", label=label, confidence=confidence,
                            scores=None if probs is None else probs.astype(np.float32), outputs=outputs,
                            served_by=served, stages=stages, energy_j=energy, energy_source=source,
-                           energy_idle_j=idle)
+                           energy_idle_j=idle, planned=planned)
 
     def _energy(self, run_start: float, stages: StageTimes, upload_bytes: int,
                 telemetry: Telemetry) -> tuple[float, str, float | None]:

@@ -82,8 +82,13 @@ class LinkEstimator:
         self._uplink_free_at = -math.inf
         self._outstanding: dict[Hashable, tuple[float, float]] = {}  # token -> (sent at, bits)
         self._service_s = 0.0         # the cloud's recent service time (smoothed)
+        # told every input, with the clock reading it used: the flight recorder keeps them, and
+        # `adaptinf replay --estimator` feeds them to an estimator again, in the same order
+        self.observer: Callable[[str, dict], None] | None = None
 
-    def observe_rtt(self, rtt_s: float) -> None:
+    def observe_rtt(self, rtt_s: float, now: float | None = None) -> None:
+        if self.observer is not None:
+            self.observer("rtt", {"rtt_s": rtt_s, "now": self._clock() if now is None else now})
         if rtt_s <= 0:
             return
         with self._lock:
@@ -100,6 +105,9 @@ class LinkEstimator:
         """An upload of upload_bytes answered round_trip_s after it was sent (at `now`).
         `token` is the one it was `sent` with: its silence bound ends here."""
         now = self._clock() if now is None else now
+        if self.observer is not None:
+            self.observer("upload_done", {"bytes": upload_bytes, "rtt_s": round_trip_s, "service_s": cloud_service_s,
+                                          "now": now, "token": _token(token)})
         with self._lock:
             self._outstanding.pop(token, None)
             if upload_bytes < MIN_UPLOAD_BYTES:
@@ -129,6 +137,8 @@ class LinkEstimator:
         With a `token`, it is awaited: until `observe_upload` or `lost` names the token, its
         silence bounds the estimate (a resend restarts its clock)."""
         now = self._clock() if now is None else now
+        if self.observer is not None:
+            self.observer("upload_sent", {"bytes": upload_bytes, "now": now, "token": _token(token)})
         with self._lock:
             # any size: a small upload's answer is too jittery to time (MIN_UPLOAD_BYTES), but
             # its silence past the allowance (which covers the jitter) is still a bound: an
@@ -143,6 +153,8 @@ class LinkEstimator:
         """An awaited upload will never be answered (the link dropped it, or it was given up):
         the time it went unanswered stays behind as a sample, an upper bound on the link."""
         now = self._clock() if now is None else now
+        if self.observer is not None:
+            self.observer("upload_lost", {"now": now, "token": _token(token)})
         with self._lock:
             entry = self._outstanding.pop(token, None)
             if entry is None:
@@ -154,6 +166,8 @@ class LinkEstimator:
 
     def forget(self, token: Hashable) -> None:
         """An awaited upload was answered but cannot be timed (a retry): no bound, no sample."""
+        if self.observer is not None:
+            self.observer("upload_untimed", {"now": self._clock(), "token": _token(token)})
         with self._lock:
             self._outstanding.pop(token, None)
 
@@ -203,3 +217,8 @@ class LinkEstimator:
     def base_rtt_s(self) -> float | None:
         with self._lock:
             return min(self._recent_rtts) if self._recent_rtts else None
+
+
+def _token(token: Hashable | None):
+    """A token as JSON can carry it (the link's are (boot id, seq) tuples)."""
+    return list(token) if isinstance(token, tuple) else token

@@ -34,6 +34,7 @@ from adaptinf.daemon.mcu_runtime import McuRuntime
 from adaptinf.daemon import metrics
 from adaptinf.daemon.link_estimator import LinkEstimator
 from adaptinf.daemon.metrics import MetricsServer
+from adaptinf.daemon.recorder import FlightRecorder
 from adaptinf.daemon.power_monitor import PowerMonitor
 from adaptinf.drivers.ina226 import SensorError
 from adaptinf.drivers.jetson_board import JetsonBoard
@@ -103,6 +104,7 @@ class Daemon:
         self.pool: WorkerPool | None = None
         self.metrics: MetricsServer | None = None
         self.mcu: McuRuntime | None = None
+        self.recorder: FlightRecorder | None = None
         self.mcu_policies: dict[str, McuPlacementPolicy] = {}
         self._device_times: DeviceTimes | None = None   # a warm-up profile's device side
         self._cloud_measure: threading.Thread | None = None
@@ -123,6 +125,8 @@ class Daemon:
         self._claim_endpoint(cfg.daemon.api_endpoint)
         self._starting(f"loading bundle {cfg.daemon.bundle}")
         self.bundle: Bundle = load_bundle(cfg.daemon.bundle)
+        if cfg.recorder.enabled:
+            self.recorder = self._start_recorder(cfg)
         builds = cfg.device.engine != "onnxruntime" and tensorrt_available()[0]
         self.models = DeviceModels.load(self.bundle, cfg.device.engine, cfg.device.plan_cache,
                                         cfg.device.emulate_slowdown,
@@ -141,7 +145,10 @@ class Daemon:
             self._starting(f"connecting to the cloud at {cfg.cloud.endpoint}")
             _warn_if_unresolvable(cfg.cloud.endpoint)
             self.link = CloudLink(cfg.cloud.endpoint, cfg.cloud.device_id, self.estimator, self._ctx,
-                                  curve=curve, bundle_sha256=self.bundle.manifest_sha256).start()
+                                  curve=curve, bundle_sha256=self.bundle.manifest_sha256)
+            if self.recorder is not None:
+                self.link.on_state = lambda state: self.recorder.event("link_state", {"state": state})
+            self.link.start()
             deadline = time.monotonic() + LINK_WAIT_S
             while not self.link.up and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -226,6 +233,8 @@ class Daemon:
             self.board.close()
         if self.metrics is not None:
             self.metrics.stop()
+        if self.recorder is not None:
+            self.recorder.stop()            # after the last frame's record
         if self._claimed is not None:
             # ours (we held the lock): a stopped daemon leaves no socket for a client to wait
             # on, and no lock file behind
@@ -247,6 +256,8 @@ class Daemon:
             return "the /metrics server thread stopped"
         if self.mcu is not None and not self.mcu.prober_alive():
             return "the MCU prober thread stopped"
+        if self.recorder is not None and not self.recorder.alive():
+            return "the flight recorder's writer thread stopped"
         return None
 
     def reload(self, new: Config) -> list[str]:
@@ -286,6 +297,8 @@ class Daemon:
             if getattr(getattr(new, section), key) != getattr(getattr(old, section), key):
                 changes.append(f"{section}.{key}")
         log.info("SIGHUP: reloaded (%s)", ", ".join(changes) or "nothing changed")
+        if self.recorder is not None:
+            self.recorder.event("reload", {"changes": changes})
         return changes
 
     def _check_policy(self, cfg: Config) -> None:
@@ -351,6 +364,23 @@ class Daemon:
         push.connect(self.api.results_endpoint)
         push.send_multipart([job.peer, *api.encode_reply(job.id, api.UNAVAILABLE, "daemon shutting down")])
         push.close()
+
+    def _start_recorder(self, cfg: Config) -> FlightRecorder:
+        """The flight recorder, writing under state_dir/recordings; the link estimator tells it
+        every sample (its replay needs exactly those)."""
+        r = cfg.recorder
+        recorder = FlightRecorder(Path(cfg.daemon.state_dir) / "recordings", r.max_bytes, r.max_age, r.ring,
+                                  r.record_frames,
+                                  {"daemon": __version__, "bundle": self.bundle.name,
+                                   "bundle_sha256": self.bundle.manifest_sha256, "device_id": cfg.cloud.device_id,
+                                   "started": time.time()})
+        try:
+            recorder.start()
+        except OSError as exc:
+            raise StartupError(f"[recorder]: cannot write under {recorder.directory} ({exc.strerror or exc}); "
+                               "fix [daemon].state_dir, or set [recorder] enabled = false") from None
+        self.estimator.observer = recorder.event
+        return recorder
 
     def _claim_endpoint(self, endpoint: str) -> None:
         """A second daemon must not silently steal an ipc path (a second bind would)."""

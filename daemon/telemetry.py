@@ -50,4 +50,5 @@ class TelemetryTracker:
                          cloud_slowdown=self.cloud_slowdown, cloud_queue_s=queue_s,
                          device_slowdown=self.device_slowdown, device_power_w=power,
                          device_queue_s=self.device.backlog_s() if self.device is not None else 0.0,
-                         uplink_backlog_s=self.estimator.uplink_backlog_s() if link is not None else 0.0)
+                         uplink_backlog_s=self.estimator.uplink_backlog_s() if link is not None else 0.0,
+                         uplink_std_bps=est.uplink_bps_std if est.uplink_bps else None, uplink_age_s=est.uplink_age_s)

@@ -23,6 +23,9 @@ class Telemetry:
     device_queue_s: float = 0.0   # predicted wait for the device (one frame at a time)
     uplink_backlog_s: float = 0.0  # predicted wait behind uploads already on the uplink
     device_power_w: float | None = None  # measured power while computing (sensor); None: the profile's
+    # the uplink estimate's spread and age: not planned on, kept for the flight recorder
+    uplink_std_bps: float | None = None
+    uplink_age_s: float | None = None
 
     # The cost terms every policy plans with, defined once (paper 004 eq. 1-4's TM and TC):
     def compute_s(self, profiled_device_s: float) -> float:

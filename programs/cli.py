@@ -469,6 +469,101 @@ def _numbers(text: str, option: str) -> list[float]:
     return values
 
 
+def duration(text: str) -> float:
+    """An argparse type: 90, 90s, 10m, 2h or 1d, in seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: a number with s, m, h or d, e.g. 10m") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive duration")
+    return value
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """`adaptinf record`: the next --seconds of a running daemon's records, or --since AGO from its files."""
+    from adaptinf.client import ApiError, ApiTimeout, ApiUnreachable
+    from adaptinf.programs import flight
+
+    try:
+        with _client(args) as client:
+            if args.seconds is not None:
+                print(f"recording {args.seconds:g} s from {client.endpoint} ...", file=sys.stderr)
+                n = flight.pull(client, args.seconds, args.out)
+            else:
+                directory = client.request("record", {"after": 0, "limit": 1})[0]["directory"]
+                n = flight.since(Path(directory), args.since, args.out)
+    except (ApiError, ApiTimeout, ApiUnreachable) as exc:
+        print(f"adaptinf record: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"adaptinf record: {exc}", file=sys.stderr)
+        return 1
+    print(f"{n} records -> {args.out}  (adaptinf explain {args.out} FRAME_ID, adaptinf replay {args.out})")
+    return 0
+
+
+def _recording(path: Path, program: str):
+    from adaptinf.programs import flight
+    from adaptinf.recording import RecordingError
+
+    try:
+        return flight.load(path)
+    except RecordingError as exc:
+        print(f"adaptinf {program}: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from adaptinf.profile import ProfileError
+    from adaptinf.programs import flight
+
+    rec = _recording(args.recording, "explain")
+    if rec is None:
+        return 2
+    if args.frame is None and args.plot is None:
+        print("adaptinf explain: give a FRAME id to explain, or --plot OUT.png", file=sys.stderr)
+        return 2
+    try:
+        if args.frame is not None:
+            flight.explain(rec, args.frame)
+        if args.plot is not None:
+            flight.plot(rec, args.plot)
+            print(f"plot: {args.plot}")
+    except (flight.ReplayError, ProfileError) as exc:
+        print(f"adaptinf explain: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from adaptinf.profile import ProfileError
+    from adaptinf.programs import flight
+
+    rec = _recording(args.recording, "replay")
+    if rec is None:
+        return 2
+    try:
+        if args.estimator:
+            score = flight.replay_estimator(rec)
+            if not score.uploads:
+                print("no timed upload in the recording: nothing for the estimator to predict")
+                return 0
+            print(f"link estimator on {score.uploads} recorded uploads: each round trip predicted from the estimate "
+                  f"when it was sent; median error {score.median_error:.1%}, within 25% for "
+                  f"{score.within_25:.1%}")
+            return 0
+        profile = flight.load_profile_arg(args.profile)
+        result = flight.replay(rec, args.policy, args.goal, profile)
+    except (flight.ReplayError, ProfileError, ValueError) as exc:
+        print(f"adaptinf replay: {exc}", file=sys.stderr)
+        return 2
+    flight.report_replay(result, args.policy, args.goal, args.profile is not None)
+    return 0
+
+
 def cmd_perf(args: argparse.Namespace) -> int:
     """`adaptinf perf`: frames/s and latency percentiles under a concurrency or a rate, per step."""
     from adaptinf.client import ApiError, ApiTimeout, ApiUnreachable
@@ -960,6 +1055,35 @@ def main(argv: list[str] | None = None) -> int:
     perf.add_argument("--json", action="store_true")
     client_options(perf)
     perf.set_defaults(func=cmd_perf)
+
+    record = sub.add_parser("record", help="the flight recorder: pull a running daemon's records into a file",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    record.add_argument("--out", type=Path, required=True, help="the recording to write (JSON Lines)")
+    when = record.add_mutually_exclusive_group(required=True)
+    when.add_argument("--seconds", type=seconds, help="record the next SECONDS")
+    when.add_argument("--since", type=duration, metavar="AGO", help="what the daemon's files hold since AGO: 90s, 10m, 2h")
+    record.add_argument("--endpoint", default=None,
+                        help="the daemon's API (default: $ADAPTINF_API, else ipc:///run/adaptinfd/api.sock)")
+    record.add_argument("--timeout", type=seconds, default=10.0, help="seconds to wait for the daemon")
+    record.set_defaults(func=cmd_record)
+
+    explain = sub.add_parser("explain", help="why a recorded frame went where it went; --plot draws the recording")
+    explain.add_argument("recording", type=Path, help="a recording: a file, or a daemon's recordings directory")
+    explain.add_argument("frame", nargs="?", default=None, help="the frame's request id (or its seq)")
+    explain.add_argument("--plot", type=Path, default=None, help="write a PNG: link, choices and latency, energy")
+    explain.set_defaults(func=cmd_explain)
+
+    replay = sub.add_parser("replay", help="re-plan a recording under another policy, goal or profile",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    replay.add_argument("recording", type=Path, help="a recording: a file, or a daemon's recordings directory")
+    replay.add_argument("--policy", default="recorded",
+                        help="recorded (each frame's own), split (adaptive) or a fixed partition")
+    replay.add_argument("--goal", default=None, choices=["latency", "energy"],
+                        help="the goal to re-plan for (default: each frame's own)")
+    replay.add_argument("--profile", default=None, help="a profile.json to plan with (default: the recorded one)")
+    replay.add_argument("--estimator", action="store_true",
+                        help="instead: replay the recorded upload samples through the link estimator")
+    replay.set_defaults(func=cmd_replay)
 
     for name, help_text in (("status", "the daemon at a glance (--json, --watch)"), ("stats", "daemon statistics"),
                             ("models", "models served"), ("health", "liveness/readiness"),
