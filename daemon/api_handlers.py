@@ -156,8 +156,9 @@ class ApiHandlers:
             log.exception("frame %r failed", job.id)
             result = FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
         self.d.stats.record_reply(result.code)
+        latency_ms = result.stages.to_reply_ms()        # once, for the reply and the recorder
         if self.d.recorder is not None:
-            self.d.recorder.frame(job, result)
+            self.d.recorder.frame(job, result, latency_ms)
         if result.code != api.OK:
             if result.code == api.DEADLINE_EXCEEDED:
                 self.d.frame_metrics.missed(job.model)
@@ -168,7 +169,7 @@ class ApiHandlers:
                                      job.deadline is not None and job.received + total > job.deadline,
                                      result.energy_j, result.energy_source)
         model = self.d._served[job.model]
-        body = {"served_by": served.to_reply(), "latency_ms": result.stages.to_reply_ms(),
+        body = {"served_by": served.to_reply(), "latency_ms": latency_ms,
                 "energy_j": result.energy_j, "energy_source": result.energy_source,
                 "energy_idle_j": result.energy_idle_j}
         buffers = []

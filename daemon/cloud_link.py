@@ -365,7 +365,12 @@ class CloudLink:
                         p.call._finish(error=CloudError("UNAVAILABLE", self._cut))
             now = self._clock()
             # deadlines and retries
-            retry_after = max(RETRY_MIN_S, 4 * (self.estimator.estimate().rtt_s or 0.0))
+            estimate = self.estimator.estimate()
+            retry_after = max(RETRY_MIN_S, 4 * (estimate.rtt_s or 0.0))
+            # an upload cannot be answered before it has crossed: a 150 KB frame on a 3 Mbit/s
+            # link takes 0.4 s, and resending it at 0.25 s doubled the load on the slow link
+            # (and left no upload timed: a retried one is ambiguous)
+            crossing_s_per_byte = 8.0 / estimate.uplink_bps if estimate.uplink_bps else 0.0
             for rid, p in list(pending.items()):
                 if now >= p.deadline or p.call.abandoned:
                     del pending[rid]
@@ -376,7 +381,8 @@ class CloudLink:
                     elif p.upload_bytes:
                         self.estimator.lost(rid, now)
                     p.call._finish(error=CloudError("DEADLINE_EXCEEDED", "no cloud reply before the deadline"))
-                elif self.state == "up" and p.kind == "call" and (p.attempts == 0 or now - p.last_sent > retry_after):
+                elif self.state == "up" and p.kind == "call" and (
+                        p.attempts == 0 or now - p.last_sent > retry_after + p.upload_bytes * crossing_s_per_byte):
                     send(p)
             self._in_flight = sum(1 for p in pending.values() if p.kind == "call")
             # liveness: silence means down; down means reopen the socket, with backoff

@@ -296,7 +296,7 @@ def _mean(values: list[float]) -> float:
 
 def why_differs(frame: dict, policy: str, goal: str | None, profile_given: bool) -> str:
     """Why a replayed choice is not the recorded one, as far as the record tells."""
-    missing = [k for k in TELEMETRY_FIELDS if k not in frame]
+    missing = [k for k in TELEMETRY_FIELDS if k not in frame and k != "device_power_w"]   # None: left out
     if missing:
         return f"telemetry not recorded: {', '.join(missing)}"
     reasons = []

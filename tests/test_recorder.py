@@ -83,7 +83,7 @@ def test_a_failing_disk_drops_records_not_frames(tmp_path, monkeypatch):
     rec = FlightRecorder(tmp_path / "rec", max_bytes=1 << 20, max_age_s=3600, ring=100, record_frames=0.0,
                          header={}).start()
 
-    def full(self, line):
+    def full(self, batch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(FlightRecorder, "_write", full)
@@ -146,8 +146,8 @@ def test_a_recording_replays_to_the_same_choices_and_explains_them(recorded_daem
     text = capsys.readouterr().out
     assert "<- chosen" in text and f"frame {frame['id']!r}" in text and "telemetry: uplink" in text
     split_all = flight.replay(rec, policy="split", goal="latency")
-    assert split_all.agree < 40 and all("recorded under" in flight.why_differs(f, "split", "latency", False)
-                                         or f.get("goal") != "latency" for f, _, _ in split_all.differ)
+    reasons = [flight.why_differs(f, "split", "latency", False) for f, _, _ in split_all.differ]
+    assert split_all.agree < 40 and all("recorded under" in r or "recorded for energy" in r for r in reasons), reasons
     flight.plot(rec, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -209,3 +209,12 @@ def test_kill_9_loses_at_most_the_last_second(tmp_short):
     rec = recording.read_recording(tmp_short / "recordings")
     old_enough = sum(1 for t in answered_at if killed - t > 1.0)
     assert len(rec.frames) >= old_enough > 0
+
+
+def test_a_record_that_cannot_be_made_costs_the_frame_nothing(tmp_path):
+    rec = FlightRecorder(tmp_path / "rec", max_bytes=1 << 20, max_age_s=3600, ring=100, record_frames=0.0,
+                         header={})
+    broken = SimpleNamespace(id=1)         # no peer, no model: building its record raises
+    rec.frame(broken, _result())           # and nothing leaves frame()
+    rec.event("mode", {"unencodable": object()})
+    assert rec.dropped == 2
