@@ -12,7 +12,9 @@ point). Every run restarts the trace at its START on an empty link.
 Per link and policy it prints latency (mean, p50, p95, p99), deadline misses, device
 energy, bytes up, accuracy, fallbacks and the partitions chosen, beside the
 perfect-knowledge bound (rig/oracle.py). --json writes every frame so anyone can
-recompute every figure; --plot draws the trace, the adaptive picks and latency CDFs.
+recompute every figure, and beside it, per link, the daemon's flight recording of the
+runs (`<json stem>.recordings/<link>.jsonl`, the recorder's format: `adaptinf explain`
+and `adaptinf replay` read it); --plot draws the trace, the adaptive picks and latency CDFs.
 
 The device and the cloud share this CPU, so the daemon emulates one device whose full
 model takes --device-ms ([device].emulate_slowdown, set from a measurement here); it
@@ -158,6 +160,13 @@ def run_link(link: Link, bundle_dir: Path, cloud_endpoint: str, tmp: Path, args,
     finally:
         daemon.stop()
         shaper.stop()
+    recording = None
+    if args.json:   # the daemon's flight recording of this link's runs, beside the JSON
+        recording = args.json.with_name(f"{args.json.stem}.recordings") / f"{slug}.jsonl"
+        recording.parent.mkdir(parents=True, exist_ok=True)
+        with open(recording, "wb") as f:
+            for part in sorted((state / "recordings").glob("rec-*.jsonl")):
+                f.write(part.read_bytes())
     sources = trace.sources if trace else ()
     return {"name": link.name, "radio": link.radio,
             "trace": ({"path": " + ".join(s.path for s in sources), "spec": link.spec,
@@ -167,7 +176,7 @@ def run_link(link: Link, bundle_dir: Path, cloud_endpoint: str, tmp: Path, args,
                        "parts": [vars(s) for s in sources]} if trace else None),
             "uplink_bps": None if trace else link.profile.uplink_bps,
             "rtt_ms": link.profile.rtt_s * 1e3, "profile": json.loads((state / "profile.json").read_text()),
-            "runs": runs}
+            "runs": runs, "recording": str(recording) if recording else None}
 
 
 def _frame_record(f, start: float, labels: np.ndarray, deadline_ms: float) -> dict:
