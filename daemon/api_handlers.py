@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from adaptinf import __version__
 from adaptinf import api_protocol as api
 from adaptinf.daemon.config import MCU_POLICIES, POLICIES
-from adaptinf.daemon.executor import FrameResult, Job, Planned
+from adaptinf.daemon.frame import FrameResult, Job, Planned
 from adaptinf.daemon.infer_request import parse_infer
 from adaptinf.daemon.worker_pool import PoolClosed, QueueFull
 from adaptinf.policies.plan import MODES, FrameContext
@@ -102,7 +102,7 @@ class ApiHandlers:
     def _infer(self, req: api.Request, peer: bytes, frames: list) -> list | None:
         if self.d.stopping:
             raise api.ApiError(api.UNAVAILABLE, "adaptinfd is shutting down")
-        r = parse_infer(req, self.d._served, self.d.bundle.name, self.d.mode, self.d.config.policy.goal, POLICIES)
+        r = parse_infer(req, self.d.served, self.d.bundle.name, self.d.mode, self.d.config.policy.goal, POLICIES)
         fc = r.model.on_mcu
         if not self.d.shares.take(peer):
             raise api.ApiError(api.RESOURCE_EXHAUSTED, f"this client already has {self.d.shares.share(peer)} frames "
@@ -116,7 +116,7 @@ class ApiHandlers:
             # _answer answers it (and gives its share back), whatever planning did
             planned = self._plan_or_fail(job)
             if isinstance(planned, FrameResult) or (planned.plan.chosen.kind == "device" and
-                                                    planned.plan.chosen.device_s <= self.d._inline_max_s):
+                                                    planned.plan.chosen.device_s <= self.d.inline_max_s):
                 self.d.stats.count("frames_inline")
                 return self.answer(job, planned)
             job.planned = planned
@@ -151,7 +151,7 @@ class ApiHandlers:
             elif planned is not None:
                 result = self.d.executor.run(job, planned)
             else:
-                result = self.d._served[job.model].run(job)
+                result = self.d.served[job.model].run(job)
         except Exception as exc:
             log.exception("frame %r failed", job.id)
             result = FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
@@ -168,7 +168,7 @@ class ApiHandlers:
         self.d.frame_metrics.observe(job.model, served.placement, served.partition, served.fallback, total,
                                      job.deadline is not None and job.received + total > job.deadline,
                                      result.energy_j, result.energy_source)
-        model = self.d._served[job.model]
+        model = self.d.served[job.model]
         body = {"served_by": served.to_reply(), "latency_ms": latency_ms,
                 "energy_j": result.energy_j, "energy_source": result.energy_source,
                 "energy_idle_j": result.energy_idle_j}

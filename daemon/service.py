@@ -28,7 +28,8 @@ from adaptinf.daemon.cloud_link import CloudLink
 from adaptinf.daemon.config import MCU_POLICIES, Config, ConfigError
 from adaptinf.daemon.device_models import DeviceModels
 from adaptinf.daemon.device_queue import DeviceQueue
-from adaptinf.daemon.executor import Executor, Job
+from adaptinf.daemon.executor import Executor
+from adaptinf.daemon.frame import Job
 from adaptinf.daemon.infer_request import ServedModel
 from adaptinf.daemon.mcu_runtime import McuRuntime
 from adaptinf.daemon import metrics
@@ -89,7 +90,8 @@ class Daemon:
         self.mode = config.policy.mode
         self.stopping = False
         self._stopped = False
-        self._inline_max_s = config.daemon.inline_max_s
+        self.inline_max_s = config.daemon.inline_max_s   # a device frame this quick is answered on the API thread
+        self.served: dict[str, ServedModel] = {}        # model name -> how it is served (set at start)
         self.started = time.monotonic()
         self.stats = Stats()
         self.shares = ClientShares(config.daemon.max_in_flight_per_client,
@@ -182,7 +184,7 @@ class Daemon:
             self.mcu_policies = self._start_mcu()
             self.executor.mcu = self.mcu
             self.executor.model_policies[cfg.mcu.name] = self.mcu_policies
-        self._served = self.served_models()
+        self.served = self.served_models()
         results = f"inproc://adaptinfd-results-{id(self)}"
         self.api = ApiServer(cfg.daemon.api_endpoint, self.handlers.table(), self.stats, cfg.daemon.max_message_bytes,
                              results, self._ctx, cfg.daemon.max_in_flight_per_client)

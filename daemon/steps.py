@@ -11,18 +11,33 @@ cloud link and the telemetry; a policy never reaches into them.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from adaptinf.cloud import protocol as cloud_protocol
 from adaptinf.daemon.cloud_link import CloudError
+from adaptinf.daemon.frame import Job
 from adaptinf.policies.plan import ServedBy, StageTimes
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY, Profile
 from adaptinf.upload_quant import dequantize, quantize
 
-if TYPE_CHECKING:
-    from adaptinf.daemon.executor import Executor, Job
+
+class FrameServices(Protocol):
+    """What the steps use of the daemon (the executor provides it): the clock, the one device
+    queue, the cloud link and its timeout, the telemetry, the power monitor, the MCU, the
+    statistics, and the device's models and bundle."""
+
+    clock: Callable[[], float]
+    cloud_timeout_s: float
+    device: Any
+    link: Any
+    telemetry: Any
+    power: Any
+    mcu: Any
+    stats: Any
+    models: Any
+    bundle: Any
 
 FALLBACK_MARGIN_S = 0.002   # kept back from a frame's deadline for the local fallback's overheads
 
@@ -30,7 +45,7 @@ Answer = tuple[np.ndarray, int]   # logits, and the bytes the frame sent up the 
 
 
 class FrameSteps:
-    def __init__(self, executor: "Executor", job: "Job", profile: Profile, stages: StageTimes, served: ServedBy):
+    def __init__(self, executor: FrameServices, job: Job, profile: Profile, stages: StageTimes, served: ServedBy):
         self._x = executor
         self.job = job
         self.profile = profile

@@ -17,7 +17,7 @@ from typing import Callable
 
 import zmq
 
-from adaptinf.daemon.executor import Job
+from adaptinf.daemon.frame import Job
 
 log = logging.getLogger(__name__)
 

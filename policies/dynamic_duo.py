@@ -32,6 +32,10 @@ from adaptinf.policies.plan import Candidate, Plan
 from adaptinf.policies.radio_power import uplink_power_w
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
 
+# What a speculation history (SIEVE's, policies/sieve.py) may advise speculate() for a frame:
+# speculate as usual, trust the little model without detection, or go straight to the cloud.
+NORMAL, TRUST_LITTLE, DIRECT_TO_CLOUD = "normal", "trust-little", "direct-to-cloud"
+
 STEPS = 100   # threshold grid: confidences are softmax maxima in [1/C, 1]
 
 
@@ -207,15 +211,13 @@ def speculate(job, plan, steps, history=None, detectors: dict | None = None):
     falls back to the device. SIEVE's speculation history (policies/sieve.py, passed in)
     may skip detection or the little model for a frame close to a recovered one, and may
     bring its own detector (`detectors`: little -> SpeculativeModel) instead of the probes."""
-    from adaptinf.policies import sieve   # sieve builds on this module
-
     if plan.chosen.kind != "speculate":
         return run_partition(plan, steps)
     served = steps.served
-    advice = history.advice(job.peer, job.received) if history is not None else sieve.NORMAL
-    if advice != sieve.NORMAL:
+    advice = history.advice(job.peer, job.received) if history is not None else NORMAL
+    if advice != NORMAL:
         served.history = advice
-    if advice == sieve.DIRECT_TO_CLOUD and plan.chosen.name == "cloud":
+    if advice == DIRECT_TO_CLOUD and plan.chosen.name == "cloud":
         return recover_with_big(plan, steps)
     spec = steps.bundle.dynamic_duo.speculative(plan.chosen.model)     # SIEVE may have picked another little
     spec = (detectors or {}).get(spec.little, spec)
@@ -223,7 +225,7 @@ def speculate(job, plan, steps, history=None, detectors: dict | None = None):
     little = steps.on_device(steps.models.littles[spec.little], "device")
     probs = probabilities(little.reshape(-1))
     predicted = int(probs.argmax())
-    detect = advice != sieve.TRUST_LITTLE and plan.chosen.name != "detector-off"
+    detect = advice != TRUST_LITTLE and plan.chosen.name != "detector-off"
     again = detect and bool(probs[predicted] < thresholds[predicted])
     served.little, served.little_confidence = spec.little, float(probs[predicted])
     served.threshold, served.recovered, served.detector = float(thresholds[predicted]), again, detect

@@ -37,13 +37,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from adaptinf.policies.dynamic_duo import speculate
+from adaptinf.policies.dynamic_duo import DIRECT_TO_CLOUD, NORMAL, TRUST_LITTLE, speculate
 from adaptinf.policies.fixed import fixed
 from adaptinf.policies.modes import POWER_SAVING_LOSS
 from adaptinf.policies.plan import Plan
 from adaptinf.profile import CLOUD_ONLY
 
-NORMAL, TRUST_LITTLE, DIRECT_TO_CLOUD = "normal", "trust-little", "direct-to-cloud"
 DETECTORS = ("probe", "threshold")
 HISTORY_WINDOW_S = 0.1       # "temporal distance below a predetermined threshold": 3 frames at 30 fps
 OVERLOAD_SLOWDOWN = 3.0      # cloud service this many times its profile: a loaded server

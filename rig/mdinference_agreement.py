@@ -35,7 +35,7 @@ from adaptinf.client import Client
 from adaptinf.daemon.config import parse_config
 from adaptinf.daemon.service import Daemon
 from adaptinf.policies.mdinference import ModelStats, Network
-from adaptinf.programs.sim import simulate
+from adaptinf.rig.mdinference_sim import simulate
 from adaptinf.rig.link_shaper import LinkProfile, LinkShaper, MessageDelay
 from adaptinf.rig.processes import spawn_cloud
 from adaptinf.toolchain.datasets import glyph_bundle_test_split
