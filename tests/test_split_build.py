@@ -10,7 +10,7 @@ from adaptinf.bundle import load_bundle
 from adaptinf.toolchain import datasets
 from adaptinf.toolchain.onnx_accuracy import split_accuracy_onnx, split_logits_onnx
 from adaptinf.toolchain.split_builder import (DrSearch, SplitBuildConfig, build_split, export_point, load_data,
-                                              search_min_dr, train_split_candidate)
+                                              loss_upper_bound, search_min_dr, train_split_candidate)
 from adaptinf.toolchain.models import glyph_resnet
 from adaptinf.toolchain.training import train
 
@@ -18,17 +18,38 @@ TINY = SplitBuildConfig(name="tiny", n_train=700, n_val=200, epochs=2, finetune_
                         points=("RB1", "RB4"), max_dr=3, accuracy_loss=0.05, model_kwargs={"width": 8})
 
 
-def test_search_takes_the_first_d_r_that_meets_the_bound():
-    accuracies = {1: 0.50, 2: 0.71, 3: 0.80, 4: 0.90}
+def _correct(n_right: int, n: int = 1000, offset: int = 0) -> np.ndarray:
+    """n frames, n_right of them right (from `offset`, cyclically)."""
+    c = np.zeros(n, bool)
+    c[(np.arange(n_right) + offset) % n] = True
+    return c
+
+
+def test_search_takes_the_first_d_r_whose_loss_bound_meets_the_bound():
+    base = _correct(900)
+    splits = {1: _correct(700), 2: _correct(885), 3: _correct(895), 4: _correct(900)}
     tried = []
-    result = search_min_dr(64, lambda k: tried.append(k) or accuracies[k], target=0.70)
-    assert result == DrSearch(2, ((1, 0.50), (2, 0.71)))
-    assert tried == [1, 2]  # stops at the first acceptable D_r (Algorithm 1 line 22)
+    result = search_min_dr(64, lambda k: tried.append(k) or splits[k], base, bound=0.02, confidence=0.95)
+    assert result.chosen == 3 and tried == [1, 2, 3]   # stops at the first acceptable D_r (Algorithm 1 line 22)
+    assert [k for k, _, _ in result.trials] == [1, 2, 3]
+    # D_r=2 loses 1.5 points: within 2 as an estimate, but its 95% bound is above 2
+    assert 0.015 < result.trials[1][2] and result.trials[1][2] > 0.02
+    point = search_min_dr(64, lambda k: splits[k], base, bound=0.02, confidence=0.0)
+    assert point.chosen == 2                           # the paper's point estimate takes it
+
+
+def test_the_loss_bound_is_the_paired_difference_with_its_standard_error():
+    base, split = _correct(900), _correct(880, offset=5)    # paired: most frames agree
+    d = base.astype(float) - split.astype(float)
+    expected = d.mean() + 1.6448536269514722 * d.std(ddof=1) / np.sqrt(len(d))
+    assert loss_upper_bound(base, split, 0.95) == pytest.approx(expected)
+    assert loss_upper_bound(base, base, 0.95) == 0.0                 # identical answers: no loss, no doubt
+    assert loss_upper_bound(base, split, 0.0) == pytest.approx(0.02)
 
 
 def test_search_reports_no_choice_when_nothing_qualifies():
-    result = search_min_dr(3, lambda k: 0.1, target=0.5)
-    assert result.chosen is None and [k for k, _ in result.trials] == [1, 2, 3]
+    result = search_min_dr(3, lambda k: _correct(100), _correct(900), bound=0.02, confidence=0.95)
+    assert result.chosen is None and [k for k, _, _ in result.trials] == [1, 2, 3]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +90,7 @@ def test_head_plus_tail_reproduce_the_split_models_logits(tmp_path):
     config = SplitBuildConfig(finetune_samples=200)
     for point, d_r in (("RB2", 2), ("RB5", 3)):
         split, _ = train_split_candidate(base, point, d_r, train_data, val, config, progress=False)
-        entry = export_point(split, point, tmp_path, val, DrSearch(d_r, ((d_r, 0.0),)))
+        entry = export_point(split, point, tmp_path, val, DrSearch(d_r, ((d_r, 0.0, 0.0),)))
         split.butterfly.quantize_upload = False
         with torch.no_grad():
             expected = split(torch.from_numpy(val.images)).numpy()

@@ -52,7 +52,7 @@ from adaptinf.toolchain.onnx_split import (IMAGENET_MEAN, IMAGENET_STD, SampleMa
 from adaptinf.toolchain.models import Preprocess
 from adaptinf.toolchain.preprocess_graph import write_preprocess_graph
 from adaptinf.toolchain.split_builder import DrSearch, search_min_dr
-from adaptinf.toolchain.training import accuracy, predict, set_seed, train
+from adaptinf.toolchain.training import accuracy, correct, predict, set_seed, train
 from adaptinf.upload_quant import as_received
 
 FULL_FILE = "full.onnx"
@@ -73,6 +73,7 @@ class TorchSplitConfig:
     size: int = 224                    # the model's input: size x size RGB
     points: int = 4
     accuracy_loss: float = 0.02        # Algorithm 1's bound
+    confidence: float = 0.95           # ...met by the loss's upper confidence bound (split_builder.loss_upper_bound)
     max_dr: int = 16                   # the largest D_r tried per point (0: up to D, as the paper)
     finetune_epochs: int = 2
     finetune_samples: int = 2000
@@ -251,7 +252,8 @@ def build_torch_split(config: TorchSplitConfig, out: Path, progress: bool = True
     (test_x, test_y), (val_x, val_y), (train_x, train_y) = _split((images, np.array([l for _, l in files])), config)
 
     base = FrameModel(load_user_model(config.factory, config.weights, len(classes)), config.mean, config.std).eval()
-    baseline, baseline_test = accuracy(base, val_x, val_y), accuracy(base, test_x, test_y)
+    base_correct = correct(base, val_x, val_y)
+    baseline, baseline_test = float(base_correct.mean()), accuracy(base, test_x, test_y)
     example = torch.from_numpy(val_x[:1])
     export_onnx(base, example, out / FULL_FILE, "image", "logits")
     blocks, total = candidate_blocks(base.model, base.preprocess(example))
@@ -265,20 +267,21 @@ def build_torch_split(config: TorchSplitConfig, out: Path, progress: bool = True
         models: dict[int, FrameModel] = {}
         features = _block_features(base, block.name, train_x[:256])
 
-        def evaluate(d_r: int) -> float:
+        def evaluate(d_r: int) -> np.ndarray:
             butterfly = Butterfly(block.channels, d_r)
             butterfly.init_from_pca(features)
             model = attach(copy.deepcopy(base), block.name, butterfly)
             train(model, train_x[tune], train_y[tune], epochs=config.finetune_epochs, lr=config.lr,
                   seed=config.seed + d_r, desc=f"{block.name} D_r={d_r}", progress=progress, freeze_batchnorm=True)
             models[d_r] = model
-            return accuracy(model, val_x, val_y)
+            return correct(model, val_x, val_y)
 
-        search = search_min_dr(block.channels, evaluate, baseline - config.accuracy_loss, config.max_dr)
+        search = search_min_dr(block.channels, evaluate, base_correct, config.accuracy_loss, config.confidence,
+                               config.max_dr)
         plain = attach(copy.deepcopy(base), block.name, _Plain8Bit())
         plain_test = accuracy(plain, test_x, test_y)
         record = {"name": f"B{k}", "layer": block.name, "D": block.channels,
-                  "search": [{"D_r": d, "accuracy": a} for d, a in search.trials],
+                  "search": [{"D_r": d, "accuracy": a, "loss_ucb": ucb} for d, a, ucb in search.trials],
                   "plain_8bit": {"accuracy_test": plain_test}}
         if search.chosen is None:
             rejected.append(dict(record, reason=f"no D_r up to {config.max_dr or block.channels} met the bound"))

@@ -64,5 +64,11 @@ def predict(model: nn.Module, images: np.ndarray, batch_size: int = 512) -> np.n
     return torch.cat(out).numpy()
 
 
+def correct(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per frame: whether the model's top-1 is the label (the paired test of Algorithm 1 needs
+    which frames, not only how many)."""
+    return predict(model, images).argmax(1) == labels
+
+
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
-    return float((predict(model, images).argmax(1) == labels).mean())
+    return float(correct(model, images, labels).mean())
