@@ -31,8 +31,11 @@ def split_accuracy_onnx(head: Path, tail: Path, images: np.ndarray, labels: np.n
     return float((split_logits_onnx(head, tail, images).argmax(1) == labels).mean())
 
 
-def model_accuracy_onnx(model: Path, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
+def model_logits_onnx(model: Path, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     session = _session(model)
-    logits = np.concatenate([session.run(None, {"image": images[i:i + batch_size]})[0]
-                             for i in range(0, len(images), batch_size)])
-    return float((logits.argmax(1) == labels).mean())
+    return np.concatenate([session.run(None, {"image": images[i:i + batch_size]})[0]
+                           for i in range(0, len(images), batch_size)])
+
+
+def model_accuracy_onnx(model: Path, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
+    return float((model_logits_onnx(model, images, batch_size).argmax(1) == labels).mean())
