@@ -291,6 +291,19 @@ def test_sigterm_during_warm_up_stops_the_daemon_before_ready(tmp_short):
 
 
 # ---- 12: one flooding client does not starve the others ----
+def polite_client_codes(endpoint: str, frames: int = 20) -> list[str]:
+    """A client that sends one frame at a time and waits for each answer: the codes it got."""
+    codes = []
+    with Client(endpoint, timeout_s=10) as c:
+        for _ in range(frames):
+            try:
+                c.infer(FRAME, policy="cloud-only")
+                codes.append("OK")
+            except ApiFailure as exc:
+                codes.append(exc.code)
+    return codes
+
+
 def test_a_flooding_client_gets_its_share_and_the_others_are_served(tmp_short, bundle):
     worker = CloudWorker(bundle, "tcp://127.0.0.1:*").start()
     daemon = Daemon(daemon_config(tmp_short, daemon={"workers": 2, "queue_size": 32,
@@ -301,15 +314,7 @@ def test_a_flooding_client_gets_its_share_and_the_others_are_served(tmp_short, b
         flood.setsockopt(zmq.RCVHWM, 1)                       # and it never reads
         for i in range(400):
             flood.send_multipart(infer_frames(i, policy="cloud-only"))
-        codes = []
-        with Client(daemon.api.bound_endpoint, timeout_s=10) as c:
-            for _ in range(20):
-                try:
-                    c.infer(FRAME, policy="cloud-only")
-                    codes.append("OK")
-                except ApiFailure as exc:
-                    codes.append(exc.code)
-        assert codes == ["OK"] * 20
+        assert polite_client_codes(daemon.api.bound_endpoint) == ["OK"] * 20
         assert daemon.stats.snapshot()["codes"].get("RESOURCE_EXHAUSTED", 0) > 300   # the flooder's excess
         flood.close()
     finally:
@@ -349,15 +354,7 @@ def test_one_process_with_eight_sockets_that_never_read_does_not_starve_a_polite
         for i in range(100):
             for flood in floods:
                 flood.send_multipart(infer_frames(i, policy="cloud-only"))
-        codes = []
-        with Client(daemon.api.bound_endpoint, timeout_s=10) as c:
-            for _ in range(20):
-                try:
-                    c.infer(FRAME, policy="cloud-only")
-                    codes.append("OK")
-                except ApiFailure as exc:
-                    codes.append(exc.code)
-        assert codes == ["OK"] * 20
+        assert polite_client_codes(daemon.api.bound_endpoint) == ["OK"] * 20
     finally:
         for flood in floods:
             flood.close()
