@@ -84,6 +84,7 @@ class CloudWorker:
         `adaptinf export triton`) instead of local engines: the gateway mode.
         emulate_times: {zoo model: (mean s, std s)}, emulation only (engines/emulated_times.py),
         drawn from generators seeded by `seed`, which also seeds MDInference's choices."""
+        self.clock = time.perf_counter      # timing requests' clock (a test injects its own)
         self.bundle = bundle
         self.endpoint = endpoint
         self._ctx = context or zmq.Context.instance()
@@ -115,7 +116,6 @@ class CloudWorker:
         self._lock = threading.Lock()
         self._owners: dict[bytes, tuple[bytes, float]] = {}    # device id -> (routing id, last heard)
         self._warned_duplicates: set[bytes] = set()
-        self.clock = time.perf_counter      # timing requests' clock (a test injects its own)
         self._stop = threading.Event()
         self._results_endpoint = f"inproc://cloud-results-{id(self)}"
         self.counters = {"requests": 0, "replayed": 0, "absorbed": 0, "shed_deadline": 0, "rejected_full": 0, "duplicate_device": 0,
