@@ -1011,7 +1011,7 @@ def main(argv: list[str] | None = None) -> int:
                          add_help=False)
     sim.set_defaults(func=None)
 
-    demo = sub.add_parser("demo", help="run the end-to-end demo (3G, 4G, Wi-Fi)", add_help=False)
+    demo = sub.add_parser("demo", help="run the end-to-end demo (fixed 3G, 4G, Wi-Fi links and cellular traces)", add_help=False)
     demo.set_defaults(func=None)
 
     def client_options(q: argparse.ArgumentParser) -> None:
@@ -1073,8 +1073,7 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--plot", type=Path, default=None, help="write a PNG: link, choices and latency, energy")
     explain.set_defaults(func=cmd_explain)
 
-    replay = sub.add_parser("replay", help="re-plan a recording under another policy, goal or profile",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    replay = sub.add_parser("replay", help="re-plan a recording under another policy, goal or profile")
     replay.add_argument("recording", type=Path, help="a recording: a file, or a daemon's recordings directory")
     replay.add_argument("--policy", default="recorded",
                         help="recorded (each frame's own), split (adaptive) or a fixed partition")
