@@ -1076,7 +1076,7 @@ def main(argv: list[str] | None = None) -> int:
     replay = sub.add_parser("replay", help="re-plan a recording under another policy, goal or profile")
     replay.add_argument("recording", type=Path, help="a recording: a file, or a daemon's recordings directory")
     replay.add_argument("--policy", default="recorded",
-                        help="recorded (each frame's own), split (adaptive) or a fixed partition")
+                        help="recorded (the default: each frame's own), split (adaptive) or a fixed partition")
     replay.add_argument("--goal", default=None, choices=["latency", "energy"],
                         help="the goal to re-plan for (default: each frame's own)")
     replay.add_argument("--profile", default=None, help="a profile.json to plan with (default: the recorded one)")
