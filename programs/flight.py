@@ -26,7 +26,7 @@ import numpy as np
 from adaptinf.policies.fixed import FixedPolicy
 from adaptinf.policies.plan import FrameContext, Telemetry
 from adaptinf.policies.split import CostModel, SplitPolicy
-from adaptinf.profile import Profile, load_profile, parse_profile
+from adaptinf.profile import MOBILE_ONLY, Profile, load_profile, parse_profile
 from adaptinf.recording import ESTIMATOR_EVENTS, Recording, encode_line, iter_lines, read_recording
 
 TELEMETRY_FIELDS = ("uplink_bps", "rtt_s", "radio", "cloud_up", "cloud_slowdown", "cloud_queue_s", "device_slowdown",
@@ -279,8 +279,17 @@ def replay(rec: Recording, policy: str = "recorded", goal: str | None = None,
             actual = replace(telemetry, uplink_bps=capacity)
         model = models.get(id(prof)) or models.setdefault(id(prof), CostModel(prof))
         cost = model.predict_one(chosen.name, actual) or chosen
-        new_ms.append(cost.latency_s * 1e3)
-        new_mj.append(cost.energy_j * 1e3)
+        latency_ms, energy_mj = cost.latency_s * 1e3, cost.energy_j * 1e3
+        deadline = frame.get("deadline_ms")
+        if cost.kind != "device" and deadline and latency_ms > deadline:
+            # the daemon would not wait: at the deadline the frame finishes on the device
+            local = model.predict_one(MOBILE_ONLY, actual)
+            if local is not None:
+                latency_ms = deadline + local.latency_s * 1e3
+                energy_mj = min(energy_mj, cost.energy_j * 1e3 * deadline / (cost.latency_s * 1e3)) \
+                    + local.energy_j * 1e3
+        new_ms.append(latency_ms)
+        new_mj.append(energy_mj)
         rec_ms.append(measured)
         rec_mj.append(frame.get("energy_j", 0.0) * 1e3)
         if frame.get("predicted_ms"):
