@@ -3,8 +3,8 @@ daemon's events, kept in memory for `adaptinf record` and in rotating files for 
 
 Recording never blocks a frame. The frame's thread builds and encodes its record (a few
 microseconds: core/recording.py's FrameRecord, encoded by msgspec) and appends the line
-to a queue and to the ring that `adaptinf record` reads; a writer thread does the file I/O. A full queue or a failing disk drops records, counted, never
-frames. The files are flushed every FLUSH_S and fsynced every SYNC_S, so a crash or power
+to a queue and to the ring that `adaptinf record` reads; a writer thread does the file
+I/O. A full queue or a failing disk drops records, counted, never frames. The files are flushed every FLUSH_S and fsynced every SYNC_S, so a crash or power
 cut loses at most the last second; a torn last line is skipped when read. They rotate at
 max_bytes / SEGMENTS each, and the oldest go first when all of them pass `max_bytes` or a
 file passes `max_age`.
