@@ -374,3 +374,19 @@ def test_shares_shrink_with_the_clients_holding_frames_and_keep_room_for_one_mor
     assert shares.total() <= 34 - shares.share(b"newcomer")      # the newcomer's share is free
     assert shares.take(b"newcomer")
     assert shares.total() <= 34                                  # never more than the capacity
+
+
+def test_a_burst_of_new_clients_still_leaves_a_newcomer_room():
+    """While the shares adjust (the first clients took large shares before the others came),
+    a client already holding frames may not take the last of the capacity."""
+    from adaptinf.daemon.client_shares import ClientShares
+
+    shares = ClientShares(limit=16, capacity=34)
+    for k in range(8):                         # each takes all it may at once, in turn
+        while shares.take(f"burst-{k}".encode()):
+            pass
+    assert shares.total() < 34 and shares.take(b"polite")
+    for k in range(8):
+        while shares.in_flight(f"burst-{k}".encode()):
+            shares.give_back(f"burst-{k}".encode())
+    assert shares.total() == 1 and shares.clients() == 1
