@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -115,8 +116,6 @@ def trace_runs(spec: str, seconds: float) -> dict:
         host, port = cloud.endpoint.rsplit("//", 1)[1].rsplit(":", 1)
         for policy, goal, fps in (("cloud-only", "latency", 2.0), ("split", "latency", 2.0)):
             profile = trace_profile(trace, 0.040)
-            from dataclasses import replace
-
             shaper = LinkShaper((host, int(port)), replace(profile, uplink_trace=None)).start()
             with tempfile.TemporaryDirectory(prefix="ai-frec-trace-") as tmp:
                 api = f"ipc://{tmp}/api.sock"

@@ -16,6 +16,7 @@ running daemon, explained frame by frame, and re-planned offline.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, replace
@@ -80,8 +81,6 @@ def since(directory: Path, since_s: float, out: Path, now: float | None = None) 
 
 
 def _seq_of(line: str, default: int) -> int:
-    import json
-
     try:
         return int(json.loads(line).get("seq", default))
     except (ValueError, TypeError):
