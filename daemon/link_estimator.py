@@ -1,7 +1,9 @@
 """Uplink bandwidth and RTT, measured from real transfers, never configured.
 
-RTT comes from heartbeat round trips (small messages), smoothed as TCP does
-(RFC 6298: SRTT gain 1/8, RTTVAR gain 1/4); the base RTT is the smallest recent one.
+RTT comes from heartbeat round trips (small messages, every 0.5 s, busy or idle; one that
+queued behind uploads has that wait taken out) and from the replies of uploads whose
+crossing is a small part of their round trip, smoothed as TCP does (RFC 6298: SRTT gain
+1/8, RTTVAR gain 1/4); the base RTT is the smallest recent heartbeat on an idle uplink.
 
 Uplink bandwidth comes from every upload whose size makes its transfer time visible
 (inference uploads, late replies included, and idle probes). The uplink is a FIFO, so
@@ -47,6 +49,7 @@ WINDOW_SAMPLES = 4
 SILENCE_GRACE_S = 0.1         # jitter allowed an unanswered upload before its silence counts:
                               # at least this, or 4 RTT deviations where the link (or host) is noisier
 SERVICE_GAIN = 1 / 4
+REPLY_RTT_MAX_CROSSING = 0.5  # a reply is an RTT sample when its crossing is at most this share of its round trip
 
 
 @dataclass(frozen=True)
@@ -86,19 +89,26 @@ class LinkEstimator:
         # `adaptinf replay --estimator` feeds them to an estimator again, in the same order
         self.observer: Callable[[str, dict], None] | None = None
 
-    def observe_rtt(self, rtt_s: float, now: float | None = None) -> None:
+    def observe_rtt(self, rtt_s: float, now: float | None = None, base: bool = True) -> None:
+        """A heartbeat's round trip. `base`: it crossed an idle uplink, so it may stand for the
+        base RTT too; a ping that queued behind uploads (its wait already taken out by the
+        caller, at the modelled backlog) only moves the smoothed RTT."""
         if self.observer is not None:
-            self.observer("rtt", {"rtt_s": rtt_s, "now": self._clock() if now is None else now})
+            self.observer("rtt", {"rtt_s": rtt_s, "now": self._clock() if now is None else now, "base": base})
         if rtt_s <= 0:
             return
         with self._lock:
-            self._recent_rtts.append(rtt_s)
-            self._rtt_n += 1
-            if self._srtt is None:
-                self._srtt, self._rttvar = rtt_s, rtt_s / 2
-            else:
-                self._rttvar += VAR_GAIN * (abs(self._srtt - rtt_s) - self._rttvar)
-                self._srtt += RTT_GAIN * (rtt_s - self._srtt)
+            if base:
+                self._recent_rtts.append(rtt_s)
+            self._smooth_rtt_locked(rtt_s)
+
+    def _smooth_rtt_locked(self, rtt_s: float) -> None:
+        self._rtt_n += 1
+        if self._srtt is None:
+            self._srtt, self._rttvar = rtt_s, rtt_s / 2
+        else:
+            self._rttvar += VAR_GAIN * (abs(self._srtt - rtt_s) - self._rttvar)
+            self._srtt += RTT_GAIN * (rtt_s - self._srtt)
 
     def observe_upload(self, upload_bytes: int, round_trip_s: float, cloud_service_s: float,
                        now: float | None = None, token: Hashable | None = None) -> None:
@@ -113,6 +123,7 @@ class LinkEstimator:
             if upload_bytes < MIN_UPLOAD_BYTES:
                 return
             self._service_s += SERVICE_GAIN * (max(0.0, cloud_service_s) - self._service_s)
+            self._rtt_from_reply_locked(upload_bytes, round_trip_s, cloud_service_s, now)
             base = min(self._recent_rtts) if self._recent_rtts else 0.0
             sent = now - round_trip_s
             done = now - cloud_service_s - base
@@ -131,6 +142,24 @@ class LinkEstimator:
             self._bw_n += 1
             if self._uplink_free_at > now + transfer:   # a reply proves the queue ahead of it is gone
                 self._uplink_free_at = now
+
+    def _rtt_from_reply_locked(self, upload_bytes: int, round_trip_s: float, cloud_service_s: float,
+                               now: float) -> None:
+        """An answered upload is an RTT sample too, as a data ACK is for TCP. Heartbeats come
+        every 0.5 s, too seldom alone: a busy start-up's slow first pings were seen as +10 ms on
+        every cloud prediction for the first seconds of a stream. Its own crossing, at the current estimate, and its wait behind
+        earlier uploads are taken out; where those are most of the round trip the remainder is
+        mostly estimation error, and the reply is not used (as Karn drops ambiguous samples).
+        Only the smoothed RTT moves: the base RTT (which times the crossings) stays the
+        heartbeats', so a low estimate cannot feed itself through a low base."""
+        bps = self._bandwidth_locked(now)[0]
+        if not bps:
+            return
+        sent = now - round_trip_s
+        crossing = max(0.0, self._prev_done - sent) + upload_bytes * 8.0 / bps
+        rtt = round_trip_s - max(0.0, cloud_service_s) - crossing
+        if crossing <= REPLY_RTT_MAX_CROSSING * round_trip_s and rtt > 0:
+            self._smooth_rtt_locked(rtt)
 
     def sent(self, upload_bytes: int, now: float | None = None, token: Hashable | None = None) -> None:
         """An upload was handed to the uplink: it occupies it after what is already queued.

@@ -198,3 +198,42 @@ def test_architecture_doc_lists_every_config_key():
              for m in re.finditer(r"^\| `\[(\w+)\]` \| ([^|]+) \|$", doc, re.MULTILINE)}
     code = {f.name: [g.name for g in fields(f.default_factory())] for f in fields(Config)}
     assert table == code
+
+
+def test_a_stream_of_replies_corrects_a_slow_start_up_rtt():
+    """The first heartbeat of a busy start-up read 90 ms; the link's RTT is 15 ms. Frames
+    that stream give RTT samples of their own (their crossing taken out), so the planner's
+    RTT is right within a few frames instead of keeping the start-up reading."""
+    clock, rtt, bps, nbytes = FakeClock(), 0.015, 5.85e6, 3072
+    est = LinkEstimator(clock)
+    est.observe_rtt(0.090)
+    for _ in range(3):                          # heartbeats every 0.5 s, and idle probes
+        clock.now += 0.5
+        est.observe_rtt(rtt)
+        est.observe_upload(16384, 16384 * 8 / bps + rtt, 0.0)
+    assert est.estimate().rtt_s > 0.060        # the heartbeats alone move it slowly
+    for _ in range(20):
+        clock.now += 0.025
+        est.observe_upload(nbytes, nbytes * 8 / bps + rtt + 0.001, 0.001)
+    assert est.estimate().rtt_s == pytest.approx(rtt, abs=0.004)
+
+
+def test_a_reply_mostly_crossing_is_not_an_rtt_sample():
+    """A 150 KB frame's round trip is mostly its crossing: what is left after taking out the
+    estimated crossing is that estimate's error, not the RTT."""
+    clock, bps = FakeClock(), 5.85e6
+    est = LinkEstimator(clock)
+    est.observe_rtt(0.015)
+    for _ in range(10):
+        clock.now += 0.5
+        est.observe_upload(150_000, 150_000 * 8 / bps * 1.3 + 0.015, 0.0)   # 30% slower than estimated
+    assert est.estimate().rtt_s == pytest.approx(0.015)
+
+
+def test_a_ping_that_queued_moves_the_rtt_but_not_the_base():
+    clock = FakeClock()
+    est = LinkEstimator(clock)
+    est.observe_rtt(0.040)
+    est.observe_rtt(0.010, base=False)          # its queueing taken out by the link: may be off
+    assert est.base_rtt_s() == pytest.approx(0.040)
+    assert est.estimate().rtt_s < 0.040
