@@ -5,8 +5,7 @@
 - Every call has a deadline; at the deadline the caller gets DEADLINE_EXCEEDED and
   falls back to the device. A reply that arrives after that is dropped and counted
   (`late_replies`), never delivered.
-- Any incoming message proves the link alive; the link pings every HEARTBEAT_INTERVAL_S,
-  busy or idle (the RTT and the clock offset stay fresh), and a link
+- Any incoming message proves the link alive; when idle the link pings, and a link
   silent for HEARTBEAT_LIVENESS intervals is declared down, its socket is closed and
   reopened with exponential backoff, and outstanding requests are resent.
 - Heartbeats give the RTT and the cloud's clock (daemon/clock_offset.py); uploads (and
@@ -304,7 +303,7 @@ class CloudLink:
         pending: dict[tuple[int, int], _Pending] = {}
         now = self._clock()
         last_recv = now
-        last_ping = 0.0
+        last_send = 0.0
         last_upload = now
         backoff = RECONNECT_MIN_S
         reconnect_at = now
@@ -313,7 +312,7 @@ class CloudLink:
         poller.register(self._wake_r, zmq.POLLIN)
 
         def send(p: _Pending) -> None:
-            nonlocal last_ping
+            nonlocal last_send
             try:
                 sock.send_multipart(p.frames, zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -326,9 +325,7 @@ class CloudLink:
             else:
                 self.retries += 1
             p.attempts += 1
-            p.last_sent = t
-            if p.kind == "ping":
-                last_ping = t
+            p.last_sent = last_send = t
             p.sent_wall = self._wall_clock()
 
         while not self._stop.is_set():
@@ -406,7 +403,7 @@ class CloudLink:
                 self.reconnects += 1
                 reconnect_at, backoff = now + backoff, min(backoff * 2, RECONNECT_MAX_S)
                 self._heartbeat(pending, send, now)
-            elif now - last_ping > HEARTBEAT_INTERVAL_S:
+            elif now - last_send > HEARTBEAT_INTERVAL_S:
                 self._heartbeat(pending, send, now)
             probe_bytes, probe_every_s = probe_plan(self.estimator.estimate().uplink_bps)
             if (self.state == "up" and now - last_upload > probe_every_s
@@ -421,14 +418,13 @@ class CloudLink:
         rid = self.next_rid()
         p = _Pending(CloudCall(rid), [protocol.pack(dict(protocol.PING, rid=list(rid)))],
                      now + HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S, 0, kind="ping")
-        queued_s = self.estimator.uplink_backlog_s(now)   # it waits behind the uploads ahead of it
-        p.on_reply = lambda header, rtt: self._on_pong(p, header, rtt, queued_s)
+        p.on_reply = lambda header, rtt: self._on_pong(p, header, rtt)
         pending[rid] = p
         send(p)
         p.attempts = max(p.attempts, 1)  # pings are never retried: the next one replaces them
 
-    def _on_pong(self, ping: _Pending, header: dict, rtt: float, queued_s: float = 0.0) -> None:
-        self.estimator.observe_rtt(rtt - queued_s, base=queued_s == 0.0)
+    def _on_pong(self, ping: _Pending, header: dict, rtt: float) -> None:
+        self.estimator.observe_rtt(rtt)
         clock = header.get("clock")
         if isinstance(clock, (int, float)) and not isinstance(clock, bool) and np.isfinite(clock):
             self.clock_offset.observe(ping.sent_wall, self._wall_clock(), float(clock))

@@ -1,9 +1,9 @@
 """Uplink bandwidth and RTT, measured from real transfers, never configured.
 
-RTT comes from heartbeat round trips (small messages, every 0.5 s, busy or idle; one that
-queued behind uploads has that wait taken out) and from the replies of uploads whose
-crossing is a small part of their round trip, smoothed as TCP does (RFC 6298: SRTT gain
-1/8, RTTVAR gain 1/4); the base RTT is the smallest recent heartbeat on an idle uplink.
+RTT comes from heartbeat round trips (small messages, sent while the link is idle) and
+from the replies of uploads whose crossing is a small part of their round trip (a link
+that streams frames sends no heartbeats), smoothed as TCP does (RFC 6298: SRTT gain 1/8,
+RTTVAR gain 1/4); the base RTT is the smallest recent heartbeat.
 
 Uplink bandwidth comes from every upload whose size makes its transfer time visible
 (inference uploads, late replies included, and idle probes). The uplink is a FIFO, so
@@ -89,17 +89,14 @@ class LinkEstimator:
         # `adaptinf replay --estimator` feeds them to an estimator again, in the same order
         self.observer: Callable[[str, dict], None] | None = None
 
-    def observe_rtt(self, rtt_s: float, now: float | None = None, base: bool = True) -> None:
-        """A heartbeat's round trip. `base`: it crossed an idle uplink, so it may stand for the
-        base RTT too; a ping that queued behind uploads (its wait already taken out by the
-        caller, at the modelled backlog) only moves the smoothed RTT."""
+    def observe_rtt(self, rtt_s: float, now: float | None = None) -> None:
+        """A heartbeat's round trip (sent on an idle link: nothing ahead of it on the uplink)."""
         if self.observer is not None:
-            self.observer("rtt", {"rtt_s": rtt_s, "now": self._clock() if now is None else now, "base": base})
+            self.observer("rtt", {"rtt_s": rtt_s, "now": self._clock() if now is None else now})
         if rtt_s <= 0:
             return
         with self._lock:
-            if base:
-                self._recent_rtts.append(rtt_s)
+            self._recent_rtts.append(rtt_s)
             self._smooth_rtt_locked(rtt_s)
 
     def _smooth_rtt_locked(self, rtt_s: float) -> None:
@@ -145,9 +142,9 @@ class LinkEstimator:
 
     def _rtt_from_reply_locked(self, upload_bytes: int, round_trip_s: float, cloud_service_s: float,
                                now: float) -> None:
-        """An answered upload is an RTT sample too, as a data ACK is for TCP. Heartbeats come
-        every 0.5 s, too seldom alone: a busy start-up's slow first pings were seen as +10 ms on
-        every cloud prediction for the first seconds of a stream. Its own crossing, at the current estimate, and its wait behind
+        """An answered upload is an RTT sample too, as a data ACK is for TCP: heartbeats go out
+        only while the link is idle, so without this a link streaming frames kept the RTT of
+        its start-up pings (a busy start-up's: +10 ms on every cloud prediction). Its own crossing, at the current estimate, and its wait behind
         earlier uploads are taken out; where those are most of the round trip the remainder is
         mostly estimation error, and the reply is not used (as Karn drops ambiguous samples).
         Only the smoothed RTT moves: the base RTT (which times the crossings) stays the

@@ -365,7 +365,7 @@ def replay_estimator(rec: Recording) -> EstimatorScore:
         now[0] = e.get("now", now[0])
         token = tuple(e["token"]) if isinstance(e.get("token"), list) else e.get("token")
         if kind == "rtt":
-            est.observe_rtt(e["rtt_s"], now=now[0], base=e.get("base", True))
+            est.observe_rtt(e["rtt_s"], now=now[0])
         elif kind == "upload_sent":
             estimate = est.estimate()
             if estimate.uplink_bps and estimate.rtt_s is not None and e["bytes"] >= MIN_TIMED_BYTES:

@@ -229,11 +229,3 @@ def test_a_reply_mostly_crossing_is_not_an_rtt_sample():
         est.observe_upload(150_000, 150_000 * 8 / bps * 1.3 + 0.015, 0.0)   # 30% slower than estimated
     assert est.estimate().rtt_s == pytest.approx(0.015)
 
-
-def test_a_ping_that_queued_moves_the_rtt_but_not_the_base():
-    clock = FakeClock()
-    est = LinkEstimator(clock)
-    est.observe_rtt(0.040)
-    est.observe_rtt(0.010, base=False)          # its queueing taken out by the link: may be off
-    assert est.base_rtt_s() == pytest.approx(0.040)
-    assert est.estimate().rtt_s < 0.040
