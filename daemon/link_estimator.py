@@ -1,9 +1,10 @@
 """Uplink bandwidth and RTT, measured from real transfers, never configured.
 
-RTT comes from heartbeat round trips (small messages, sent while the link is idle) and
-from the replies of uploads whose crossing is a small part of their round trip (a link
-that streams frames sends no heartbeats), smoothed as TCP does (RFC 6298: SRTT gain 1/8,
-RTTVAR gain 1/4); the base RTT is the smallest recent heartbeat.
+RTT comes from heartbeat round trips (small messages, sent while the link is idle),
+smoothed as TCP does (RFC 6298: SRTT gain 1/8, RTTVAR gain 1/4); the base RTT is the
+smallest recent heartbeat. A link that streams frames sends no heartbeats, so the replies
+of uploads whose crossing is a small part of their round trip may lower the smoothed RTT
+too (an over-estimate from a busy start-up is corrected while frames flow).
 
 Uplink bandwidth comes from every upload whose size makes its transfer time visible
 (inference uploads, late replies included, and idle probes). The uplink is a FIFO, so
@@ -147,15 +148,20 @@ class LinkEstimator:
         its start-up pings (a busy start-up's: +10 ms on every cloud prediction). Its own crossing, at the current estimate, and its wait behind
         earlier uploads are taken out; where those are most of the round trip the remainder is
         mostly estimation error, and the reply is not used (as Karn drops ambiguous samples).
-        Only the smoothed RTT moves: the base RTT (which times the crossings) stays the
-        heartbeats', so a low estimate cannot feed itself through a low base."""
+        What is left still holds whatever the cloud's report of its service leaves out (its
+        queue, a busy host's scheduling: a loaded CI host's first frame gave one of several
+        hundred ms), so it is an upper bound, not a measurement: it may lower the smoothed
+        RTT, never raise it; a slower link shows in the heartbeats once the stream pauses.
+        The base RTT (which times the crossings) stays the heartbeats', so a low estimate
+        cannot feed itself through a low base."""
         bps = self._bandwidth_locked(now)[0]
         if not bps:
             return
         sent = now - round_trip_s
         crossing = max(0.0, self._prev_done - sent) + upload_bytes * 8.0 / bps
         rtt = round_trip_s - max(0.0, cloud_service_s) - crossing
-        if crossing <= REPLY_RTT_MAX_CROSSING * round_trip_s and rtt > 0:
+        lower = self._srtt is not None and 0 < rtt < self._srtt
+        if lower and crossing <= REPLY_RTT_MAX_CROSSING * round_trip_s:
             self._smooth_rtt_locked(rtt)
 
     def sent(self, upload_bytes: int, now: float | None = None, token: Hashable | None = None) -> None:

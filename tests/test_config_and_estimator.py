@@ -229,3 +229,17 @@ def test_a_reply_mostly_crossing_is_not_an_rtt_sample():
         est.observe_upload(150_000, 150_000 * 8 / bps * 1.3 + 0.015, 0.0)   # 30% slower than estimated
     assert est.estimate().rtt_s == pytest.approx(0.015)
 
+
+
+def test_a_slow_reply_does_not_raise_the_rtt():
+    """What a reply leaves after its crossing and the cloud's reported service still holds
+    the cloud's queue and a busy host's scheduling: it bounds the RTT from above only."""
+    clock, bps = FakeClock(), 18.88e6
+    est = LinkEstimator(clock)
+    for _ in range(3):
+        clock.now += 0.5
+        est.observe_rtt(0.004)
+        est.observe_upload(16384, 16384 * 8 / bps + 0.004, 0.0)
+    clock.now += 0.5
+    est.observe_upload(3072, 3072 * 8 / bps + 0.004 + 0.300, 0.001)   # 300 ms nobody reported
+    assert est.estimate().rtt_s == pytest.approx(0.004)
