@@ -38,6 +38,22 @@ def test_search_takes_the_first_d_r_whose_loss_bound_meets_the_bound():
     assert point.chosen == 2                           # the paper's point estimate takes it
 
 
+def test_a_d_r_must_meet_the_bound_on_both_halves_of_the_validation_frames():
+    """Lucky on the frames it was chosen on, not on the others: rejected. A split whose errors
+    all fall on the even frames passes the bound over all frames but not on the even half."""
+    base = np.ones(2000, bool)
+    lucky = base.copy()
+    lucky[np.arange(0, 2000, 2)[:16]] = False        # 16 of 2000 wrong (0.8 points), all on one half
+    assert loss_upper_bound(base, lucky, 0.95) <= 0.02     # over all frames: within the bound
+    even_half_ucb = loss_upper_bound(base[::2], lucky[::2], 0.95)
+    assert even_half_ucb > 0.02
+    spread = base.copy()
+    spread[np.arange(0, 2000, 125)] = False           # 16 wrong, spread over both halves
+    splits = {1: lucky, 2: spread}
+    result = search_min_dr(8, lambda k: splits[k], base, bound=0.02, confidence=0.95)
+    assert result.chosen == 2 and result.trials[0][2] == pytest.approx(even_half_ucb)
+
+
 def test_the_loss_bound_is_the_paired_difference_with_its_standard_error():
     base, split = _correct(900), _correct(880, offset=5)    # paired: most frames agree
     d = base.astype(float) - split.astype(float)
@@ -68,7 +84,8 @@ def test_tiny_build_makes_a_loadable_bundle_with_minimal_d_r(tiny_bundle):
     for p in split["points"]:
         trials = p["search"]
         assert trials[-1]["D_r"] == p["D_r"] and trials[-1]["accuracy"] >= target
-        assert all(t["accuracy"] < target for t in trials[:-1])  # every smaller D_r failed the bound
+        assert trials[-1]["loss_ucb"] <= split["accuracy_loss_bound"]
+        assert all(t["loss_ucb"] > split["accuracy_loss_bound"] for t in trials[:-1])  # every smaller D_r failed it
         assert p["upload_bytes"] == int(np.prod(p["reduced_shape"][1:]))
         assert p["head_flops"] > 0 and p["tail_flops"] > 0
 

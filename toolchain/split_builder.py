@@ -65,19 +65,21 @@ class SplitBuildConfig:
 
 
 # The committed test bundle (bundles/glyphnet, 32x32); scripts/build_demo_bundle.py rebuilds it.
-DEMO_CONFIG = SplitBuildConfig(name="glyphnet", n_train=12000, n_val=2000, epochs=8,
+DEMO_CONFIG = SplitBuildConfig(name="glyphnet", n_train=12000, n_val=4000, epochs=8,
                                finetune_epochs=1, finetune_samples=4000)
 # The committed demo bundle (bundles/glyphnet224, 224x224 frames, eight split points);
 # `python scripts/build_demo_bundle.py --size 224` rebuilds it.
-DEMO224_CONFIG = SplitBuildConfig(name="glyphnet224", model="glyph_resnet224", n_train=4000, n_val=1000,
+DEMO224_CONFIG = SplitBuildConfig(name="glyphnet224", model="glyph_resnet224", n_train=4000, n_val=3000,
                                   n_test=1500, epochs=8, finetune_epochs=1, finetune_samples=2000, max_dr=12)
 TEST_SEED_OFFSET = 20_000   # glyph test frames: a seed no build, calibration (+10000) or training uses
+VAL_SEED_OFFSET = 30_000    # glyph validation frames (the D_r search's)
 
 
 @dataclass(frozen=True)
 class DrSearch:
     """Outcome of the linear D_r search at one point; chosen is None if no k qualified.
-    trials: (D_r, validation accuracy, the loss's upper confidence bound) per k tried."""
+    trials: (D_r, validation accuracy, the loss's upper confidence bound: the larger of the
+    validation halves') per k tried."""
 
     chosen: int | None
     trials: tuple[tuple[int, float, float], ...]
@@ -103,11 +105,19 @@ def search_min_dr(channels: int, evaluate: Callable[[int], np.ndarray], base_cor
     """Algorithm 1 lines 16-24, with the sampling error accounted for: the smallest D_r in
     1..C whose paired accuracy loss against the unsplit model is, at `confidence`, within
     `bound` (the paper's "acceptable" loss, the user's parameter). evaluate(k) gives the
-    split's per-frame correctness on the validation frames base_correct was measured on."""
+    split's per-frame correctness on the validation frames base_correct was measured on.
+
+    The search tests candidate after candidate and stops at the first that passes, so a
+    bound met on one set of frames is met partly by luck: the winner of several tries looks
+    better than it is (measured on bundles/glyphnet: the chosen points lost 0.45 points more
+    on 10,000 fresh frames than on validation). So a candidate must meet the bound on each
+    half of the validation frames (alternate frames), as a selection and a confirmation: a
+    split that only got lucky on one half is caught by the other."""
     trials = []
+    halves = (slice(0, None, 2), slice(1, None, 2)) if confidence and len(base_correct) >= 4 else (slice(None),)
     for k in range(1, (max_dr or channels) + 1):
         split_correct = evaluate(k)
-        ucb = loss_upper_bound(base_correct, split_correct, confidence)
+        ucb = max(loss_upper_bound(base_correct[h], split_correct[h], confidence) for h in halves)
         trials.append((k, float(split_correct.mean()), ucb))
         if ucb <= bound:
             return DrSearch(k, tuple(trials))
@@ -120,9 +130,13 @@ def load_data(config: SplitBuildConfig, image_hw: tuple[int, int]
     from everything and only reported (None when config.n_test is 0)."""
     test = None
     if config.dataset == "glyphs":
-        data = datasets.glyphs(config.n_train + config.n_val, config.seed, size=image_hw[0])
+        # rendered, so as many validation frames as the search needs, without training on
+        # more: the search's bound tightens with them (search_min_dr), the build time does not
+        train_data = datasets.glyphs(config.n_train, config.seed, size=image_hw[0])
+        val = datasets.glyphs(config.n_val, config.seed + VAL_SEED_OFFSET, size=image_hw[0])
         if config.n_test:
             test = datasets.glyphs(config.n_test, config.seed + TEST_SEED_OFFSET, size=image_hw[0])
+        return train_data, val, test
     elif config.dataset == "digits":
         data = datasets.digits_images(image_hw[0])
     elif config.dataset.startswith("folder:"):
