@@ -365,12 +365,7 @@ class CloudLink:
                         p.call._finish(error=CloudError("UNAVAILABLE", self._cut))
             now = self._clock()
             # deadlines and retries
-            estimate = self.estimator.estimate()
-            retry_after = max(RETRY_MIN_S, 4 * (estimate.rtt_s or 0.0))
-            # an upload cannot be answered before it has crossed: a 150 KB frame on a 3 Mbit/s
-            # link takes 0.4 s, and resending it at 0.25 s doubled the load on the slow link
-            # (and left no upload timed: a retried one is ambiguous)
-            crossing_s_per_byte = 8.0 / estimate.uplink_bps if estimate.uplink_bps else 0.0
+            retry_after, crossing_s_per_byte = self._retry_timer()
             for rid, p in list(pending.items()):
                 if now >= p.deadline or p.call.abandoned:
                     del pending[rid]
@@ -413,6 +408,21 @@ class CloudLink:
         sock.close(0)
         for p in pending.values():
             p.call._finish(error=CloudError("UNAVAILABLE", "cloud link stopped"))
+
+    def _retry_timer(self) -> tuple[float, float]:
+        """(seconds, seconds per uploaded byte): an unanswered request is resent after
+        max(RETRY_MIN_S, 4 x SRTT) plus its own crossing at the estimated uplink. An upload
+        cannot be answered before it has crossed: a 150 KB frame on a 3 Mbit/s link takes
+        0.4 s, and resending it at 0.25 s doubled the load on the slow link (and left no
+        upload timed: a retried one is ambiguous)."""
+        estimate = self.estimator.estimate()
+        return (max(RETRY_MIN_S, 4 * (estimate.rtt_s or 0.0)),
+                8.0 / estimate.uplink_bps if estimate.uplink_bps else 0.0)
+
+    def retry_after_s(self, upload_bytes: int) -> float:
+        """How long an upload of upload_bytes sent now waits for its reply before it is resent."""
+        after, per_byte = self._retry_timer()
+        return after + upload_bytes * per_byte
 
     def _heartbeat(self, pending: dict, send: Callable[[_Pending], None], now: float) -> None:
         rid = self.next_rid()

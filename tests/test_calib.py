@@ -1,5 +1,6 @@
 """adaptinf-calib on this machine: ORT engines, an emulated INA226, a shaped loopback cloud worker."""
 
+import html
 import json
 import statistics
 import time
@@ -159,9 +160,17 @@ def test_the_report_reads_at_a_glance(calibrated, bundle):
         assert f"<b>{radio}</b>" in page and "the planner picks" in page
     cloud_row = page.split("<td>cloud-only</td>", 1)[1].split("</tr>", 1)[0]
     assert cloud_row.startswith("<td>-</td><td>-</td>")          # no device time or power for cloud-only
+    flag = html.escape("NOISY: std > median/2")             # as the table cell has it
     device = calibrated["profile"].extra["measurements"]["device"]
-    noisy = [k for k, v in device.items() if v["ms_std"] > NOISY * v["ms"]]
-    assert page.count("NOISY: std > median/2") == len(noisy)
+    noisy = [k for k, v in device.items() if v["ms"] > 0 and v["ms_std"] > NOISY * v["ms"]]
+    assert page.count(flag) == len(noisy)
+    # one graph made noisy on purpose: flagged, and named in the warning above the table
+    raw = json.loads(calibrated["out"].read_text())
+    graph = next(k for k in raw["measurements"]["device"] if k not in noisy)
+    raw["measurements"]["device"][graph]["ms_std"] = raw["measurements"]["device"][graph]["ms"]
+    (calibrated["tmp"] / "noisy.json").write_text(json.dumps(raw))
+    page = write_report(bundle, load_profile(calibrated["tmp"] / "noisy.json"), calibrated["tmp"] / "report4").read_text()
+    assert page.count(flag) == len(noisy) + 1 and "Re-run calibration on a quiet device" in page and graph in page
 
 
 def test_the_report_renders_in_headless_chromium(calibrated, bundle):

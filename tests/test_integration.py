@@ -35,10 +35,13 @@ def start_daemon(tmp, cloud_endpoint, radio="wifi", timeout_ms=1000.0, slowdown=
 
 
 def test_partition_moves_toward_the_device_as_the_uplink_slows(tmp_short, glyph_frames):
+    # a device 100x this CPU (the full model about 90 ms): on Wi-Fi the cloud is clearly
+    # faster even when a loaded host slows the cloud worker and the shaper, and at 0.3 Mbit/s
+    # the device is (at 20x, a loaded CI host once made mobile-only the Wi-Fi choice too)
     cloud = spawn_cloud(DEMO_BUNDLE)
     host, port = cloud.endpoint.rsplit("//", 1)[1].rsplit(":", 1)
     shaper = LinkShaper((host, int(port)), LINK_PROFILES["wifi"]).start()
-    daemon, api = start_daemon(tmp_short, shaper.endpoint)
+    daemon, api = start_daemon(tmp_short, shaper.endpoint, slowdown=100.0)
     try:
         with Client(api, timeout_s=10) as c:
             fast = [c.infer(glyph_frames.images[i:i + 1]).served_by["partition"] for i in range(15)]

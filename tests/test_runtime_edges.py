@@ -10,6 +10,7 @@ from PIL import Image
 
 from adaptinf.client import ApiTimeout, Client
 from adaptinf.cloud.worker import CloudWorker
+from adaptinf.daemon.cloud_link import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS
 from adaptinf.daemon.config import parse_config
 from adaptinf.daemon.service import Daemon, StartupError
 from adaptinf.rig.link_shaper import LINK_PROFILES, LinkShaper
@@ -74,20 +75,24 @@ def test_client_times_out_instead_of_hanging(tmp_short):
 
 def test_a_retried_upload_is_computed_once_and_answered_once(bundle, tmp_short, glyph_frames):
     """A stall longer than the retry interval but shorter than the deadline: the link resends with the
-    same rid, the worker absorbs or replays it, and the frame is answered once, by the cloud."""
+    same rid, the worker absorbs or replays it, and the frame is answered once, by the cloud. The
+    stall is the link's own retry interval (4 SRTT at least, on a loaded host more) plus 0.5 s."""
     worker = CloudWorker(bundle, "tcp://127.0.0.1:*").start()
     host, port = worker.bound_endpoint.rsplit("//", 1)[1].rsplit(":", 1)
     shaper = LinkShaper((host, int(port)), LINK_PROFILES["wifi"]).start()
     config = parse_config({"daemon": {"api_endpoint": f"ipc://{tmp_short}/a.sock", "bundle": str(bundle.root),
                                       "state_dir": str(tmp_short), "warmup_runs": 3},
-                           "cloud": {"endpoint": shaper.endpoint, "timeout_ms": 3000.0}})
+                           "cloud": {"endpoint": shaper.endpoint, "timeout_ms": 10_000.0}})
     daemon = Daemon(config).start()
     try:
-        with Client(f"ipc://{tmp_short}/a.sock", timeout_s=10) as c:
+        with Client(f"ipc://{tmp_short}/a.sock", timeout_s=20) as c:
             c.infer(glyph_frames.images[:1], policy="cloud-only")
             before = dict(worker.counters)
+            stall_s = daemon.link.retry_after_s(glyph_frames.images[:1].nbytes) + 0.5
+            assert stall_s < HEARTBEAT_LIVENESS * HEARTBEAT_INTERVAL_S, \
+                f"the link's retry interval ({stall_s - 0.5:.2f} s) is past its liveness: not this test's case"
             shaper.stall(True)
-            threading.Timer(0.8, shaper.stall, args=(False,)).start()
+            threading.Timer(stall_s, shaper.stall, args=(False,)).start()
             r = c.infer(glyph_frames.images[1:2], policy="cloud-only")
             status = c.status()
     finally:
