@@ -145,9 +145,10 @@ class LinkEstimator:
                                now: float) -> None:
         """An answered upload is an RTT sample too, as a data ACK is for TCP: heartbeats go out
         only while the link is idle, so without this a link streaming frames kept the RTT of
-        its start-up pings (a busy start-up's: +10 ms on every cloud prediction). Its own crossing, at the current estimate, and its wait behind
-        earlier uploads are taken out; where those are most of the round trip the remainder is
-        mostly estimation error, and the reply is not used (as Karn drops ambiguous samples).
+        its start-up pings (a busy start-up's: +10 ms on every cloud prediction). Its own
+        crossing, at the current estimate, and its wait behind earlier uploads are taken out;
+        where those are most of the round trip the remainder is mostly estimation error, and
+        the reply is not used (as Karn drops ambiguous samples).
         What is left still holds whatever the cloud's report of its service leaves out (its
         queue, a busy host's scheduling: a loaded CI host's first frame gave one of several
         hundred ms), so it is an upper bound, not a measurement: it may lower the smoothed

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from adaptinf.toolchain.split_builder import DEMO224_CONFIG, DEMO_CONFIG, build_split
 
 BUNDLES = Path(__file__).resolve().parent.parent / "bundles"
@@ -28,6 +30,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: bundles/<name>")
     args = parser.parse_args()
     config = CONFIGS[args.size]
+    if args.size == 224:
+        # torch 2.13's oneDNN crashed in the backward pass of glyph_resnet224's training on
+        # this 2-core CPU (a segfault in libtorch_cpu, 3 starts of 3, the same instruction);
+        # with oneDNN off it trained the unsplit model and went on into the D_r search
+        # without one (stopped there for time; issue 32)
+        torch.backends.mkldnn.enabled = False
     args.out = args.out or BUNDLES / config.name
     start = time.time()
     manifest = build_split(config, args.out)
