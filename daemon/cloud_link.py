@@ -416,8 +416,8 @@ class CloudLink:
         0.4 s, and resending it at 0.25 s doubled the load on the slow link (and left no
         upload timed: a retried one is ambiguous)."""
         estimate = self.estimator.estimate()
-        return (max(RETRY_MIN_S, 4 * (estimate.rtt_s or 0.0)),
-                8.0 / estimate.uplink_bps if estimate.uplink_bps else 0.0)
+        bps = self.estimator.measured_uplink_bps()    # not the silence bound: it grows as the upload waits
+        return max(RETRY_MIN_S, 4 * (estimate.rtt_s or 0.0)), 8.0 / bps if bps else 0.0
 
     def retry_after_s(self, upload_bytes: int) -> float:
         """How long an upload of upload_bytes sent now waits for its reply before it is resent."""

@@ -226,14 +226,28 @@ class LinkEstimator:
         with self._lock:
             return max(0.0, self._uplink_free_at - now)
 
-    def _bandwidth_locked(self, now: float) -> tuple[float | None, float]:
+    def _measured_locked(self) -> tuple[float | None, float]:
+        """The newest samples' throughput and spread, without the silence bound."""
         if not self._samples:
             return None, 0.0
         newest = self._samples[-1].done
         window = [s for s in self._samples if newest - s.done <= WINDOW_S] or [self._samples[-1]]
         bps = sum(s.bits for s in window) / sum(s.transfer_s for s in window)
         rates = [s.bits / s.transfer_s for s in window]
-        std = (sum((r - bps) ** 2 for r in rates) / len(rates)) ** 0.5
+        return bps, (sum((r - bps) ** 2 for r in rates) / len(rates)) ** 0.5
+
+    def measured_uplink_bps(self) -> float | None:
+        """The uplink as the answered uploads measured it, without the silence bound: what
+        times a resend. An unanswered upload's own silence lowers the estimate as it waits,
+        so a resend timed by the bounded estimate moved away as fast as the upload waited and
+        never came (a stalled link got no retry)."""
+        with self._lock:
+            return self._measured_locked()[0]
+
+    def _bandwidth_locked(self, now: float) -> tuple[float | None, float]:
+        bps, std = self._measured_locked()
+        if bps is None:
+            return None, 0.0
         bound = self._silence_bound_locked(now)
         if bound is not None and bound < bps:
             return bound, max(std, bps - bound)

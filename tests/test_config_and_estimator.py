@@ -243,3 +243,18 @@ def test_a_slow_reply_does_not_raise_the_rtt():
     clock.now += 0.5
     est.observe_upload(3072, 3072 * 8 / bps + 0.004 + 0.300, 0.001)   # 300 ms nobody reported
     assert est.estimate().rtt_s == pytest.approx(0.004)
+
+
+def test_an_unanswered_upload_does_not_push_its_own_resend_away():
+    """The silence bound lowers the estimate as an upload waits; the resend is timed by what
+    the answered uploads measured, so a stalled link still gets its retry."""
+    clock, bps = FakeClock(), 18.88e6
+    est = LinkEstimator(clock)
+    for _ in range(3):
+        clock.now += 0.5
+        est.observe_rtt(0.004)
+        est.observe_upload(16384, 16384 * 8 / bps + 0.004, 0.0)
+    est.sent(3072, token="stalled")
+    clock.now += 1.0                                   # no reply: the link stalls
+    assert est.estimate().uplink_bps < 0.1e6           # the planner sees the silence
+    assert est.measured_uplink_bps() == pytest.approx(bps, rel=0.01)
