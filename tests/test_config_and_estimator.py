@@ -230,16 +230,21 @@ def test_a_reply_mostly_crossing_is_not_an_rtt_sample():
     assert est.estimate().rtt_s == pytest.approx(0.015)
 
 
-
-def test_a_slow_reply_does_not_raise_the_rtt():
-    """What a reply leaves after its crossing and the cloud's reported service still holds
-    the cloud's queue and a busy host's scheduling: it bounds the RTT from above only."""
-    clock, bps = FakeClock(), 18.88e6
+def _idle_wifi_link(clock, bps: float) -> LinkEstimator:
+    """An estimator that has seen 1.5 s of an idle 4 ms link: heartbeats and 16 KiB probes."""
     est = LinkEstimator(clock)
     for _ in range(3):
         clock.now += 0.5
         est.observe_rtt(0.004)
         est.observe_upload(16384, 16384 * 8 / bps + 0.004, 0.0)
+    return est
+
+
+def test_a_slow_reply_does_not_raise_the_rtt():
+    """What a reply leaves after its crossing and the cloud's reported service still holds
+    the cloud's queue and a busy host's scheduling: it bounds the RTT from above only."""
+    clock, bps = FakeClock(), 18.88e6
+    est = _idle_wifi_link(clock, bps)
     clock.now += 0.5
     est.observe_upload(3072, 3072 * 8 / bps + 0.004 + 0.300, 0.001)   # 300 ms nobody reported
     assert est.estimate().rtt_s == pytest.approx(0.004)
@@ -249,11 +254,7 @@ def test_an_unanswered_upload_does_not_push_its_own_resend_away():
     """The silence bound lowers the estimate as an upload waits; the resend is timed by what
     the answered uploads measured, so a stalled link still gets its retry."""
     clock, bps = FakeClock(), 18.88e6
-    est = LinkEstimator(clock)
-    for _ in range(3):
-        clock.now += 0.5
-        est.observe_rtt(0.004)
-        est.observe_upload(16384, 16384 * 8 / bps + 0.004, 0.0)
+    est = _idle_wifi_link(clock, bps)
     est.sent(3072, token="stalled")
     clock.now += 1.0                                   # no reply: the link stalls
     assert est.estimate().uplink_bps < 0.1e6           # the planner sees the silence
