@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from adaptinf import __version__
 from adaptinf import api_protocol as api
+from adaptinf.daemon.api_server import ReplyThen
 from adaptinf.daemon.config import MCU_POLICIES, POLICIES
 from adaptinf.daemon.frame import FrameResult, Job, Planned
 from adaptinf.daemon.infer_request import parse_infer
@@ -99,7 +100,7 @@ class ApiHandlers:
             self.d.recorder.event("mode", {"mode": mode, "previous": previous})
         return self._ok(req, {"mode": mode, "previous": previous})
 
-    def _infer(self, req: api.Request, peer: bytes, frames: list) -> list | None:
+    def _infer(self, req: api.Request, peer: bytes, frames: list) -> "list | ReplyThen | None":
         if self.d.stopping:
             raise api.ApiError(api.UNAVAILABLE, "adaptinfd is shutting down")
         r = parse_infer(req, self.d.served, self.d.bundle.name, self.d.mode, self.d.config.policy.goal, POLICIES)
@@ -118,7 +119,7 @@ class ApiHandlers:
             if isinstance(planned, FrameResult) or (planned.plan.chosen.kind == "device" and
                                                     planned.plan.chosen.device_s <= self.d.inline_max_s):
                 self.d.stats.count("frames_inline")
-                return self.answer(job, planned)
+                return self.settle(job, planned)     # the API thread sends it, then does its bookkeeping
             job.planned = planned
         try:
             self.d.pool.submit(job)
@@ -138,38 +139,63 @@ class ApiHandlers:
             return FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
 
     def answer(self, job: Job, planned: "Planned | FrameResult | None" = None) -> list:
-        """Every job gets exactly one reply, whatever happens (on a worker, or inline)."""
+        """Every job gets exactly one reply, whatever happens: a worker's (its bookkeeping done
+        before the reply leaves, so a client that asks for statistics next sees its frame)."""
+        reply = self.settle(job, planned)
+        reply.then()
+        return reply.frames
+
+    def settle(self, job: Job, planned: "Planned | FrameResult | None" = None) -> ReplyThen:
+        """The job's reply, and its bookkeeping to run after it (statistics, metrics, the flight
+        recorder): the API thread sends an inline frame's reply first, and the bookkeeping runs
+        before it reads the next request, so nothing observable moves, but no frame waits for it."""
         try:
-            return self._reply_for(job, planned)
+            result = self._result(job, planned)
         finally:
             self.d.shares.give_back(job.peer)
+        latency_ms = result.stages.to_reply_ms()        # once, for the reply and the recorder
+        try:
+            frames = self._reply(job, result, latency_ms)
+        except Exception as exc:        # a reply that cannot be made is still an answer
+            log.exception("frame %r: its reply could not be made", job.id)
+            result = FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
+            frames = api.encode_reply(job.id, result.code, result.message)
+        return ReplyThen(frames, lambda: self._account(job, result, latency_ms))
 
-    def _reply_for(self, job: Job, planned: "Planned | FrameResult | None") -> list:
+    def _result(self, job: Job, planned: "Planned | FrameResult | None") -> FrameResult:
         try:
             if isinstance(planned, FrameResult):
-                result = planned
-            elif planned is not None:
-                result = self.d.executor.run(job, planned)
-            else:
-                result = self.d.served[job.model].run(job)
+                return planned
+            if planned is not None:
+                return self.d.executor.run(job, planned)
+            return self.d.served[job.model].run(job)
         except Exception as exc:
             log.exception("frame %r failed", job.id)
-            result = FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
-        self.d.stats.record_reply(result.code)
-        latency_ms = result.stages.to_reply_ms()        # once, for the reply and the recorder
-        if self.d.recorder is not None:
-            self.d.recorder.frame(job, result, latency_ms)
+            return FrameResult(api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _account(self, job: Job, result: FrameResult, latency_ms: dict) -> None:
+        """One answered frame into the statistics, the Prometheus metrics and the flight recorder."""
+        d = self.d
+        d.stats.record_reply(result.code)
+        if d.recorder is not None:
+            d.recorder.frame(job, result, latency_ms)
         if result.code != api.OK:
             if result.code == api.DEADLINE_EXCEEDED:
-                self.d.frame_metrics.missed(job.model)
+                d.frame_metrics.missed(job.model)
+            return
+        served, stages = result.served_by, result.stages
+        total = stages.total or 0.0
+        if result.planned is not None:
+            d.stats.record_frame(result.planned.plan.policy, result.placement, stages)
+        d.frame_metrics.observe(job.model, served.placement, served.partition, served.fallback, total,
+                                job.deadline is not None and job.received + total > job.deadline,
+                                result.energy_j, result.energy_source)
+
+    def _reply(self, job: Job, result: FrameResult, latency_ms: dict) -> list:
+        if result.code != api.OK:
             return api.encode_reply(job.id, result.code, result.message)
-        served = result.served_by
-        total = result.stages.total or 0.0
-        self.d.frame_metrics.observe(job.model, served.placement, served.partition, served.fallback, total,
-                                     job.deadline is not None and job.received + total > job.deadline,
-                                     result.energy_j, result.energy_source)
         model = self.d.served[job.model]
-        body = {"served_by": served.to_reply(), "latency_ms": latency_ms,
+        body = {"served_by": result.served_by.to_reply(), "latency_ms": latency_ms,
                 "energy_j": result.energy_j, "energy_source": result.energy_source,
                 "energy_idle_j": result.energy_idle_j}
         buffers = []

@@ -1,7 +1,8 @@
 """The local API's socket loop: one ROUTER, one thread, requests dispatched by a table.
 
 Handlers return reply frames, or None when the answer comes later from a frame
-worker (through the PULL socket). Slow or vanished clients cost nothing: replies
+worker (through the PULL socket), or a ReplyThen: frames to send now and work to do
+once they are sent (an inline frame's bookkeeping). Slow or vanished clients cost nothing: replies
 are sent without blocking (ROUTER_MANDATORY + SNDHWM), and a reply that cannot be
 delivered is dropped and counted, never waited on.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import zmq
 
@@ -33,7 +34,14 @@ class ApiStartError(RuntimeError):
     pass
 
 
-Handler = Callable[[api.Request, bytes, list], "list | None"]
+class ReplyThen(NamedTuple):
+    """A reply, and work to do once it is sent (a frame's bookkeeping): the client's wait ends
+    first, and the work is still done before the next request is read."""
+    frames: list
+    then: Callable[[], None]
+
+
+Handler = Callable[[api.Request, bytes, list], "list | ReplyThen | None"]
 
 
 class ApiServer:
@@ -153,7 +161,13 @@ class ApiServer:
             log.exception("handler failed")
             self.stats.record_reply(api.UNAVAILABLE)
             reply = api.encode_reply(req.id if req else None, api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
-        if reply is not None:
+        if type(reply) is ReplyThen:
+            self.send(router, peer, reply.frames)
+            try:
+                reply.then()
+            except Exception:        # the reply is out; a bookkeeping bug must not stop the API
+                log.exception("after a reply")
+        elif reply is not None:
             self.send(router, peer, reply)
 
 

@@ -12,34 +12,39 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
 
 class DeviceQueue:
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self._clock = clock
-        self._cv = threading.Condition()
+        self._cv = threading.Condition(threading.Lock())   # not re-entered: a plain lock is cheaper
         self._tickets = itertools.count()
         self._waiting: dict[int, float] = {}      # ticket -> predicted seconds, in arrival order
         self._running: tuple[int, float, float] | None = None   # (ticket, predicted s, started)
 
-    @contextmanager
-    def slot(self, predicted_s: float = 0.0) -> Iterator[float]:
-        """Hold the device; yields the seconds spent waiting for it."""
+    def slot(self, predicted_s: float = 0.0) -> "_Slot":
+        """Hold the device (a context manager); `with` yields the seconds spent waiting for it."""
+        return _Slot(self, predicted_s)
+
+    def _acquire(self, predicted_s: float) -> float:
         arrived = self._clock()
         with self._cv:
             ticket = next(self._tickets)
+            if self._running is None and not self._waiting:     # free: no queue to join
+                self._running = (ticket, max(predicted_s, 0.0), arrived)
+                return 0.0
             self._waiting[ticket] = max(predicted_s, 0.0)
             while self._running is not None or next(iter(self._waiting)) != ticket:
                 self._cv.wait()
-            self._running = (ticket, self._waiting.pop(ticket), self._clock())
-        try:
-            yield self._running[2] - arrived
-        finally:
-            with self._cv:
-                self._running = None
-                self._cv.notify_all()
+            started = self._clock()
+            self._running = (ticket, self._waiting.pop(ticket), started)
+        return started - arrived
+
+    def _release(self) -> None:
+        with self._cv:
+            self._running = None
+            self._cv.notify_all()
 
     def backlog_s(self) -> float:
         """Predicted seconds until a frame arriving now would get the device."""
@@ -53,3 +58,18 @@ class DeviceQueue:
     def depth(self) -> int:
         with self._cv:
             return len(self._waiting) + (self._running is not None)
+
+
+class _Slot:
+    """One turn on the device (a class, not @contextmanager: this runs for every engine run)."""
+
+    __slots__ = ("_queue", "_predicted_s")
+
+    def __init__(self, queue: DeviceQueue, predicted_s: float):
+        self._queue, self._predicted_s = queue, predicted_s
+
+    def __enter__(self) -> float:
+        return self._queue._acquire(self._predicted_s)
+
+    def __exit__(self, *exc) -> None:
+        self._queue._release()

@@ -2,8 +2,9 @@
 
 policy.plan -> policy.execute(job, plan, steps) -> answer, for every served model: the
 bundle's (its policies) and the MCU's FC model (policies/mcu_placement.py, by model name). The executor times the
-frame's stages, keeps its served_by record, accounts its energy and records its
-statistics; what runs where is the policy's, through the steps (daemon/steps.py). A
+frame's stages, keeps its served_by record and accounts its energy (the frame's
+statistics are the API's, once it is answered); what runs where is the policy's, through
+the steps (daemon/steps.py). A
 cloud step that fails, loses its link or misses its deadline falls back to the device;
 the abandoned cloud call's late reply is dropped by the link (counted), so the frame
 is never answered twice.
@@ -107,8 +108,7 @@ class Executor:
         served.upload_bytes = upload_bytes
         placement = "fallback" if served.fallback else (
             f"split:{chosen.name}" if chosen.kind == "split" else served.placement)
-        self.stats.record_frame(plan.policy, placement, stages)
-        return FrameResult("OK", label=label, confidence=confidence,
+        return FrameResult("OK", label=label, confidence=confidence, placement=placement,
                            scores=None if probs is None else probs.astype(np.float32), outputs=outputs,
                            served_by=served, stages=stages, energy_j=energy, energy_source=source,
                            energy_idle_j=idle, planned=planned)
@@ -127,6 +127,6 @@ class Executor:
         if measured is not None:
             idle = (self.power.idle_power_w or 0.0) * (end - run_start)
             return measured + radio_j, f"sensor:{self.power.source.name}" + ("+radio-model" if radio_j else ""), idle
-        compute_s = sum(getattr(stages, k) or 0.0 for k in ("preprocess", "mux", "device", "recovery", "fallback",
-                                                             "host"))
+        compute_s = sum(s for s in (stages.preprocess, stages.mux, stages.device, stages.recovery, stages.fallback,
+                                    stages.host) if s)
         return compute_s * self.compute_power_w + radio_j, "model", None

@@ -52,3 +52,4 @@ class FrameResult:
     energy_source: str = "model"
     energy_idle_j: float | None = None   # the idle baseline's share of energy_j (sensor only)
     planned: "Planned | None" = None     # the plan it ran, and the telemetry and profile it used (the recorder)
+    placement: str = ""                  # the statistics' placement: device, cloud, split:<point>, fallback

@@ -33,9 +33,12 @@ class ServedModel:
     outputs: tuple = ()            # bundle.OutputSpec: the named tensors of a reply
     camera: bool = False           # takes uint8 H x W x 3 frames of any size (the bundle's preprocessing)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(self.shape))   # compared with an array's shape per frame
 
-@dataclass(frozen=True)
-class InferRequest:
+
+@dataclass
+class InferRequest:                # (not frozen: a frozen dataclass's __init__ costs 2x, per frame)
     id: Any
     model: ServedModel
     frame: np.ndarray
@@ -86,9 +89,10 @@ def model_frame(x: np.ndarray, model: ServedModel, color: Any = "RGB") -> tuple[
     which the device then preprocesses (BGR is turned to RGB here)."""
     if color not in COLORS:
         raise api.ApiError(api.INVALID_ARG, f"color must be one of {list(COLORS)}, got {color!r}")
-    if x.dtype.name == model.dtype and x.shape == tuple(model.shape):
+    dtype = api.dtype_name(x.dtype)
+    if dtype == model.dtype and x.shape == model.shape:
         return x, False
-    if x.dtype.name == model.dtype and len(model.shape) > 1 and model.shape[0] == 1 and x.shape == model.shape[1:]:
+    if dtype == model.dtype and len(model.shape) > 1 and model.shape[0] == 1 and x.shape == model.shape[1:]:
         return x.reshape(model.shape), False
     exact = f"{model.dtype}{list(model.shape)}"
     if not model.camera:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from adaptinf.api_protocol import dtype_name
 from adaptinf.cloud import protocol as cloud_protocol
 from adaptinf.daemon.cloud_link import CloudError
 from adaptinf.daemon.frame import Job
@@ -136,7 +137,7 @@ class FrameSteps:
     def full_in_cloud(self, fallback_engine) -> Answer:
         """The frame to the cloud's full model; `fallback_engine` answers here if the cloud cannot."""
         payload = np.ascontiguousarray(self.job.frame)
-        request = cloud_protocol.Infer(cloud_protocol.FULL_TARGET, payload.shape, dtype=payload.dtype.name)
+        request = cloud_protocol.Infer(cloud_protocol.FULL_TARGET, payload.shape, dtype=dtype_name(payload.dtype))
         logits = self._cloud(request, payload, CLOUD_ONLY,
                              fallback=lambda: self.on_device(fallback_engine, "fallback"))
         return logits, payload.nbytes
@@ -145,7 +146,7 @@ class FrameSteps:
         """The frame to the cloud's model `name` (a zoo model); `fallback_engine` answers here if
         the cloud cannot."""
         payload = np.ascontiguousarray(self.job.frame)
-        logits = self._cloud(cloud_protocol.Infer(name, payload.shape, dtype=payload.dtype.name), payload, CLOUD_ONLY,
+        logits = self._cloud(cloud_protocol.Infer(name, payload.shape, dtype=dtype_name(payload.dtype)), payload, CLOUD_ONLY,
                              fallback=lambda: self.on_device(fallback_engine, "fallback"))
         return logits, payload.nbytes
 
@@ -168,7 +169,7 @@ class FrameSteps:
         start = x.clock()
         budget = sla_end - start - FALLBACK_MARGIN_S
         if x.link is not None and x.link.up and budget > 0:
-            request = cloud_protocol.Infer(target, payload.shape, deadline_s=budget, dtype=payload.dtype.name)
+            request = cloud_protocol.Infer(target, payload.shape, deadline_s=budget, dtype=dtype_name(payload.dtype))
             if target == cloud_protocol.MDINFERENCE_TARGET:
                 sent_at = x.link.cloud_time()
                 request = replace(request, sla_s=budget, sent_at=sent_at,   # when its answer is still of use

@@ -139,10 +139,12 @@ class StageTimes:
         setattr(self, stage, (getattr(self, stage) or 0.0) + seconds)
 
     def items(self) -> list[tuple[str, float]]:
-        return [(name, value) for name in self.NAMES if (value := getattr(self, name)) is not None]
+        # the instance's dict holds the fields in NAMES' order (the dataclass sets them so);
+        # reading it is a third of the cost of getattr per name, and this runs per frame
+        return [(name, value) for name, value in self.__dict__.items() if value is not None]
 
     def to_reply_ms(self) -> dict[str, float]:
-        return {name: value * 1e3 for name, value in self.items()}
+        return {name: value * 1e3 for name, value in self.__dict__.items() if value is not None}
 
 
 @dataclass
@@ -183,14 +185,12 @@ class ServedBy:
     dtype: str | None = None
 
     def to_reply(self) -> dict:
-        out = {}
-        for key, value in vars(self).items():
-            if value is None:
-                continue
-            if key in ("predicted_s", "budget_s"):
-                out[key[:-2] + "_ms"] = value * 1e3
-            elif key == "predicted_side_s":
-                out["predicted_side_ms"] = {k: v * 1e3 for k, v in value.items()}
-            else:
-                out[key] = value
+        out = {key: value for key, value in self.__dict__.items() if value is not None}
+        for key in _SECONDS_FIELDS.intersection(out):     # the API speaks milliseconds
+            value = out.pop(key)
+            out[key[:-2] + "_ms"] = ({k: v * 1e3 for k, v in value.items()} if key == "predicted_side_s"
+                                     else value * 1e3)
         return out
+
+
+_SECONDS_FIELDS = frozenset(("predicted_s", "budget_s", "predicted_side_s"))

@@ -272,14 +272,10 @@ def decode_infer_reply(header: dict, frames: list) -> InferResult:
     return InferResult(header, frames)
 
 
-# numpy's dtype.name is computed in Python on every call; the API's dtypes, looked up
-_DTYPE_NAMES = {np.dtype(name): name for name in api.TENSOR_DTYPES}
-
-
 def infer_body(frame: np.ndarray, **options: Any) -> tuple[dict, np.ndarray]:
     """An infer request's header body and its one buffer (C order)."""
     frame = np.ascontiguousarray(frame)
-    body: dict = {"tensor": {"dtype": _DTYPE_NAMES.get(frame.dtype) or frame.dtype.name, "shape": list(frame.shape)}}
+    body: dict = {"tensor": {"dtype": api.dtype_name(frame.dtype), "shape": list(frame.shape)}}
     body.update({k: v for k, v in options.items() if v is not None})
     return body, frame
 
