@@ -17,7 +17,7 @@ from adaptinf import api_protocol as api
 from adaptinf.daemon.api_server import ReplyThen
 from adaptinf.daemon.config import MCU_POLICIES, POLICIES
 from adaptinf.daemon.frame import FrameResult, Job, Planned
-from adaptinf.daemon.infer_request import parse_infer
+from adaptinf.daemon.infer_request import ServedModel, parse_infer
 from adaptinf.daemon.worker_pool import PoolClosed, QueueFull
 from adaptinf.policies.plan import MODES, FrameContext
 
@@ -32,6 +32,7 @@ FEATURES = ("infer", "deadline", "priority", "modes", "policies", "scores", "spl
 class ApiHandlers:
     def __init__(self, daemon: "Daemon"):
         self.d = daemon
+        self._outputs_described: dict[tuple, tuple] = {}   # (model, first buffer) -> (ServedModel, described)
 
     def table(self) -> dict:
         """op -> handler: reply frames, or None when a worker will answer."""
@@ -203,12 +204,20 @@ class ApiHandlers:
             body.update({"label": result.label, "class": model.classes[result.label], "confidence": result.confidence,
                          "scores": {"dtype": "float32", "shape": [len(result.scores)], "buffer": 0}})
             buffers.append(result.scores.tobytes())
-        described, offset = [], 0
+        offset = 0
         for spec in model.outputs:          # every model's named outputs, one buffer each, in order
             values = result.outputs[offset:offset + spec.size]
             offset += spec.size
-            described.append({"name": spec.name, "dtype": spec.dtype, "shape": list(spec.shape),
-                              "buffer": len(buffers)})
             buffers.append((values if spec.dtype == "float32" else values.astype(spec.dtype)).tobytes())
-        body["outputs"] = described
+        body["outputs"] = self._described_outputs(model, first_buffer=len(buffers) - len(model.outputs))
         return api.encode_reply(job.id, api.OK, body=body, buffers=tuple(buffers))
+
+    def _described_outputs(self, model: ServedModel, first_buffer: int) -> list[dict]:
+        """The reply's description of a model's named outputs: the same for every frame, made once."""
+        key = (model.name, first_buffer)
+        described = self._outputs_described.get(key)
+        if described is None or described[0] is not model:
+            described = self._outputs_described[key] = (model, [
+                {"name": spec.name, "dtype": spec.dtype, "shape": list(spec.shape), "buffer": first_buffer + i}
+                for i, spec in enumerate(model.outputs)])
+        return described[1]
