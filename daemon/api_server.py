@@ -123,7 +123,7 @@ class ApiServer:
             self._req_peers.discard(peer)
             frames = [b"", *frames]
         try:
-            router.send_multipart([peer, *frames], zmq.NOBLOCK, copy=_small(frames))
+            router.send_multipart([peer, *frames], zmq.NOBLOCK, copy=api.copy_when_sent(frames))
         except zmq.Again:
             self.stats.count("replies_dropped_slow_client")
         except zmq.ZMQError as exc:
@@ -178,12 +178,3 @@ def _sent_by_req(frame: zmq.Frame) -> bool:
         return frame.get("Socket-Type") == "REQ"
     except (zmq.ZMQError, AttributeError):
         return False
-
-
-ZERO_COPY_BYTES = 64 * 1024
-
-
-def _small(frames: list) -> bool:
-    """Copy a small reply: zero-copy sends cost more than copying a few kilobytes (each frame
-    becomes a tracked zmq.Frame); a large one (a segmenter's output map) goes without copying."""
-    return sum(len(f) for f in frames) < ZERO_COPY_BYTES

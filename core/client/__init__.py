@@ -329,7 +329,8 @@ class _Connection:
         req_id = self.client._next_id()
         timeout = self.client.timeout_s if timeout_s is None else timeout_s
         pending = _Pending(self, req_id, op, time.monotonic() + timeout, decode)
-        self.sock.send_multipart(api.encode_request(op, req_id, body, buffers), copy=False)
+        frames = api.encode_request(op, req_id, body, buffers)
+        self.sock.send_multipart(frames, copy=api.copy_when_sent(frames))
         self.pending[req_id] = pending
         return pending
 
@@ -374,7 +375,8 @@ class _Connection:
         req_id = self.client._next_id()
         timeout = self.client.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
-        self.sock.send_multipart(api.encode_request(op, req_id, body, buffers), copy=False)
+        frames = api.encode_request(op, req_id, body, buffers)
+        self.sock.send_multipart(frames, copy=api.copy_when_sent(frames))
         while True:
             # a blocking receive with the socket's own timeout: one wake-up, where a poll
             # before the receive costs a second one on every request

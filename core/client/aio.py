@@ -78,7 +78,8 @@ class AsyncClient:
             req_id = self._prefix + str(next(self._ids))
             future = asyncio.get_running_loop().create_future()
             self._pending[req_id] = future
-            await self._sock.send_multipart(api.encode_request(op, req_id, body, buffers), copy=False)
+            frames = api.encode_request(op, req_id, body, buffers)
+            await self._sock.send_multipart(frames, copy=api.copy_when_sent(frames))
             timeout = self.timeout_s if timeout_s is None else timeout_s
             try:
                 header, frames = await asyncio.wait_for(future, timeout)
