@@ -19,6 +19,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +99,18 @@ class Profile:
     version: int = VERSION
 
     def partition(self, name: str) -> PartitionProfile:
+        found = self._by_name.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    @cached_property
+    def _by_name(self) -> dict[str, PartitionProfile]:
+        """Partitions by name (asked for several times per frame); the first of a name wins."""
+        by_name: dict[str, PartitionProfile] = {}
         for p in self.partitions:
-            if p.name == name:
-                return p
-        raise KeyError(name)
+            by_name.setdefault(p.name, p)
+        return by_name
 
     def has(self, name: str) -> bool:
         """Whether the profile measured this partition (no cloud configured: no cloud-only)."""

@@ -83,6 +83,7 @@ class LinkEstimator:
         self._prev_done = -math.inf
         self._rtt_n = 0
         self._bw_n = 0
+        self._measured: tuple[int, tuple[float | None, float]] = (-1, (None, 0.0))   # (at _bw_n, measured)
         self._uplink_free_at = -math.inf
         self._outstanding: dict[Hashable, tuple[float, float]] = {}  # token -> (sent at, bits)
         self._service_s = 0.0         # the cloud's recent service time (smoothed)
@@ -227,7 +228,13 @@ class LinkEstimator:
             return max(0.0, self._uplink_free_at - now)
 
     def _measured_locked(self) -> tuple[float | None, float]:
-        """The newest samples' throughput and spread, without the silence bound."""
+        """The newest samples' throughput and spread, without the silence bound. It changes only
+        with a new sample, and every frame's plan asks for it: kept until then."""
+        if self._measured[0] != self._bw_n:
+            self._measured = (self._bw_n, self._measure_locked())
+        return self._measured[1]
+
+    def _measure_locked(self) -> tuple[float | None, float]:
         if not self._samples:
             return None, 0.0
         newest = self._samples[-1].done

@@ -13,11 +13,14 @@ from adaptinf.policies.plan import Answer, Plan, Steps
 from adaptinf.profile import CLOUD_ONLY, MOBILE_ONLY
 
 
+_PARTITION_OF_KIND = {"device": MOBILE_ONLY, "cloud": CLOUD_ONLY}   # else the split point's own name
+
+
 def run_partition(plan: Plan, steps: Steps) -> Answer:
     kind = plan.chosen.kind
     if kind not in ("device", "cloud", "split"):
         raise ValueError(f"{plan.policy} cannot execute a {kind!r} candidate as a partition")
-    return steps.partition({"device": MOBILE_ONLY, "cloud": CLOUD_ONLY}.get(kind, plan.chosen.name))
+    return steps.partition(_PARTITION_OF_KIND.get(kind, plan.chosen.name))
 
 
 def recover_with_big(plan: Plan, steps: Steps) -> Answer:
