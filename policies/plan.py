@@ -186,11 +186,13 @@ class ServedBy:
 
     def to_reply(self) -> dict:
         out = {key: value for key, value in self.__dict__.items() if value is not None}
-        for key in _SECONDS_FIELDS.intersection(out):     # the API speaks milliseconds
+        for key in _SECONDS_FIELDS:                       # the API speaks milliseconds
+            if key not in out:
+                continue
             value = out.pop(key)
             out[key[:-2] + "_ms"] = ({k: v * 1e3 for k, v in value.items()} if key == "predicted_side_s"
                                      else value * 1e3)
         return out
 
 
-_SECONDS_FIELDS = frozenset(("predicted_s", "budget_s", "predicted_side_s"))
+_SECONDS_FIELDS = ("predicted_s", "budget_s", "predicted_side_s")
