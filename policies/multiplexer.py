@@ -4,7 +4,8 @@ The multiplexer (toolchain/multiplexer.py) maps a frame to weights w over the N 
 a pool, w_i the likelihood that model i gets the frame right, scaled by its cost.
 - Algorithm 2: S = argmax(w), or S = {i : w_i > T} (the threshold ensemble; the argmax when
   nothing passes); the answer is the mean of the selected models' class probabilities.
-  Also the abstract's rule: the cheapest model with w_i > T (select_cheapest).
+  Also the abstract's rule: the cheapest model with w_i > T (select_cheapest), and eq. 5's
+  cost as a price on w (select_by_utility).
 - Device/cloud (paper 001): two models, the small one on the device and the large one in
   the cloud; w_cloud > 0.5 sends the frame to the cloud.
 - Costs (eq. 9-14) for a cost C that is latency or energy:
@@ -49,6 +50,20 @@ def select_cheapest(w: np.ndarray, threshold: float) -> np.ndarray:
     first = np.where(above.any(1), above.argmax(1), w.argmax(1))
     mask = np.zeros_like(w, dtype=bool)
     mask[np.arange(len(w)), first] = True
+    return mask
+
+
+def select_by_utility(w: np.ndarray, costs: np.ndarray, cost_weight: float) -> np.ndarray:
+    """Eq. 5's cost term as a price: the model with the most w_i - cost_weight * c_i, with c_i its
+    cost relative to the pool's largest (so cost_weight is accuracy given up per largest-model
+    cost). Meant for w_i = P(model i is right): the expected accuracy bought, less what it
+    costs. cost_weight 0 is the argmax of w; sweeping it traces the accuracy/cost curve. Eq. 5
+    as printed divides the score by c_i instead, which shrinks an expensive model's score
+    towards 0 whatever it says, and erases the large models of a wide pool."""
+    w = np.atleast_2d(w)
+    relative = np.asarray(costs, np.float64) / np.max(costs)
+    mask = np.zeros_like(w, dtype=bool)
+    mask[np.arange(len(w)), (w - cost_weight * relative).argmax(1)] = True
     return mask
 
 

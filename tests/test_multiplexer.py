@@ -34,6 +34,51 @@ def test_cheapest_takes_the_first_model_in_cost_order_that_passes():
     assert mask.tolist() == [[False, True, False], [True, False, False], [False, False, True]]
 
 
+def test_utility_routing_prices_each_model_by_its_cost():
+    w = np.array([[0.60, 0.70, 0.90], [0.95, 0.96, 0.97]])
+    costs = np.array([1.0, 4.0, 10.0])                   # the largest's cost is the unit
+    assert policy.select_by_utility(w, costs, 0.0).tolist() == policy.select(w).tolist()   # no price: argmax w
+    # at 0.1 per largest-model cost: frame 0 keeps the largest (0.90 - 0.1 > 0.70 - 0.04), frame 1 does not
+    assert policy.select_by_utility(w, costs, 0.1).tolist() == [[False, False, True], [True, False, False]]
+    assert policy.select_by_utility(w, costs, 10.0)[:, 0].all()     # a high price: the cheapest everywhere
+
+
+def test_a_higher_cost_weight_never_buys_a_dearer_model():
+    rng = np.random.default_rng(0)
+    w, costs = rng.random((500, 4)), np.array([3.0, 1.0, 8.0, 2.0])
+    spent = [costs[policy.select_by_utility(w, costs, lam).argmax(1)] for lam in (0, 0.05, 0.2, 1, 5)]
+    assert all((later <= earlier).all() for earlier, later in zip(spent, spent[1:]))
+
+
+def test_pool_overlap_counts_shared_errors_and_what_an_oracle_adds():
+    from adaptinf.toolchain.complementary_pool import overlap
+
+    right = np.array([[1, 1, 0, 0, 1, 0],           # the largest (index 0)
+                      [1, 0, 1, 0, 1, 0],
+                      [0, 1, 1, 0, 0, 1]], bool)
+    o = overlap(right, largest=0)
+    assert o["error_jaccard"][0][1] == pytest.approx(2 / 4)        # wrong together on frames 3 and 5, of 2, 3, 5, 1
+    assert o["both_wrong"][1][2] == pytest.approx(1 / 6)           # frame 3 only
+    assert o["oracle_accuracy"] == pytest.approx(5 / 6)
+    assert o["oracle_gain"] == pytest.approx(2 / 6)                # frames 2 and 5: the largest wrong, another right
+
+
+@pytest.mark.slow
+def test_a_tiny_complementary_pool_is_built_measured_and_routed(tmp_path):
+    from adaptinf.toolchain.complementary_pool import PoolConfig, build_and_measure, report
+
+    r = build_and_measure(tmp_path, PoolConfig(n_pool=160, n_mux=96, n_val=64, n_test=128, epochs=1, mux_epochs=1,
+                                               members=("resnet6_w16", "mobilenet_w32")), progress=False)
+    assert r["names"] == ["resnet6_w16", "mobilenet_w32"] and r["largest"] == "resnet6_w16"
+    assert r["flops"][0] > r["flops"][1] > r["multiplexer_flops"] > 0
+    flops = [p["flops"] for p in r["curve"]]
+    assert all(b <= a + 1e-6 for a, b in zip(flops, flops[1:]))   # a higher price, never more compute
+    for point in r["curve"] + [r["cheapest"]]:
+        assert sum(point["share"]) == pytest.approx(1.0)
+        assert point["random_accuracy"] == pytest.approx(np.dot(point["share"], r["accuracy"]))
+    assert (tmp_path / "multiplexer.onnx").exists() and "oracle" in report(r)
+
+
 def test_combine_is_the_mean_of_the_selected_models_probabilities():
     probs = np.array([[[0.9, 0.1]], [[0.3, 0.7]], [[0.0, 1.0]]])        # (N=3, B=1, C=2)
     assert np.allclose(policy.combine(probs, np.array([[True, True, False]])), [[0.6, 0.4]])

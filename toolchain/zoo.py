@@ -83,11 +83,11 @@ def mobilenet(num_classes: int, width: int, resolution: int = FRAME) -> StagedMo
     return _staged(layers, num_classes)
 
 
-def resnet(num_classes: int, width: int, blocks_per_stage: int) -> StagedModel:
+def resnet(num_classes: int, width: int, blocks_per_stage: int, resolution: int = FRAME) -> StagedModel:
     """Three stages (width, 2x, 4x channels; the last two halve the map) of basic blocks,
     after a stride-2 stem: depth is blocks_per_stage x 3 blocks."""
     w = width
-    layers = _front(FRAME)
+    layers = _front(resolution)
     layers["stem"] = nn.Sequential(nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
     cin, k = w, 0
     for stage, cout in enumerate((w, 2 * w, 4 * w)):
@@ -112,7 +112,7 @@ class ZooMember:
             return mlp(num_classes, self.resolution, self.width)
         if self.family == "mobilenet":
             return mobilenet(num_classes, self.width, self.resolution)
-        return resnet(num_classes, self.width, self.depth // 3)
+        return resnet(num_classes, self.width, self.depth // 3, self.resolution)
 
 
 # Cheapest first. Widths >= 8: narrower convolutions hang oneDNN's backward pass on CPU.
