@@ -161,3 +161,29 @@ def test_short_device_frames_run_inline_and_cloud_frames_use_the_pool(system, gl
         assert c.infer(glyph_frames.images[:1], policy="cloud-only").served_by["placement"] == "cloud"
         after_cloud = c.stats()["counters"].get("frames_inline", 0)
     assert after_device == before + 1 and after_cloud == after_device
+
+
+def test_a_frame_counted_in_the_statistics_the_moment_its_reply_is_read(system, glyph_frames):
+    # an inline frame's bookkeeping runs after its reply leaves, but before the next request
+    _, endpoint = system
+    with Client(endpoint, timeout_s=5) as c:
+        for policy in ("mobile-only", "cloud-only"):        # inline, then through a worker
+            before = c.stats()["placements"]
+            c.infer(glyph_frames.images[:1], policy=policy)
+            after = c.stats()["placements"]
+            assert sum(after.values()) == sum(before.values()) + 1, policy
+
+
+def test_a_failing_bookkeeping_step_costs_no_frame_its_answer(system, glyph_frames, monkeypatch):
+    daemon, endpoint = system
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a metrics bug")
+
+    monkeypatch.setattr(daemon.frame_metrics, "observe", broken)
+    with Client(endpoint, timeout_s=5) as c:
+        for policy in ("mobile-only", "cloud-only"):        # the API thread's path, then a worker's
+            for _ in range(3):
+                assert c.infer(glyph_frames.images[:1], policy=policy).label is not None
+        assert c.health()["live"]
+    assert daemon.api.alive() and daemon.pool.alive()
