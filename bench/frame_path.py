@@ -105,41 +105,30 @@ def main(argv: list[str] | None = None) -> int:
                 return api.encode_reply(req_id, "OK", body={"label": label, "confidence": float(probs[label])},
                                         buffers=(probs.astype(np.float32).tobytes(),))
 
-            def validated():
-                r = request()
+            def admitted(work):
+                """A rung past validation: the client's share taken, the job made, `work` done, the
+                share given back."""
+                def step():
+                    r = request()
+                    d.shares.take(peer)
+                    try:
+                        return work(r, job_of(r))
+                    finally:
+                        d.shares.give_back(peer)
+                return step
+
+            def on_engine(r, job=None):
                 return short_reply(r.id, probabilities(np.asarray(engine.run(r.frame), np.float32).reshape(-1)))
 
-            def shares_and_job():
-                r = request()
-                d.shares.take(peer)
-                job = job_of(r)
-                out = short_reply(r.id, probabilities(np.asarray(engine.run(job.frame), np.float32).reshape(-1)))
-                d.shares.give_back(peer)
-                return out
-
-            def planned():
-                r = request()
-                d.shares.take(peer)
-                job = job_of(r)
+            def planned_on_engine(r, job):
                 executor.plan(job)
-                out = short_reply(r.id, probabilities(np.asarray(engine.run(job.frame), np.float32).reshape(-1)))
-                d.shares.give_back(peer)
-                return out
+                return on_engine(r, job)
 
-            def executed():
-                r = request()
-                d.shares.take(peer)
-                job = job_of(r)
-                result = executor.run(job, executor.plan(job))
-                d.shares.give_back(peer)
-                return short_reply(r.id, result.scores)
+            def executed(r, job):
+                return short_reply(r.id, executor.run(job, executor.plan(job)).scores)
 
-            def full_reply():
-                r = request()
-                d.shares.take(peer)
-                job = job_of(r)
+            def full_reply(r, job):
                 result = executor.run(job, executor.plan(job))
-                d.shares.give_back(peer)
                 return d.handlers._reply(job, result, result.stages.to_reply_ms())
 
             def daemon_handler():
@@ -147,9 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                 req.buffers = frames[1:]
                 return handler(req, peer, frames)
 
-            rungs = [("hand-written handler", hand_written), ("validated request, same model and reply", validated),
-                     ("+ per-client shares and the job", shares_and_job), ("+ the plan", planned),
-                     ("+ the executor", executed), ("+ the full reply", full_reply),
+            rungs = [("hand-written handler", hand_written), ("validated request, same model and reply", lambda: on_engine(request())),
+                     ("+ per-client shares and the job", admitted(on_engine)),
+                     ("+ the plan", admitted(planned_on_engine)), ("+ the executor", admitted(executed)),
+                     ("+ the full reply", admitted(full_reply)),
                      ("adaptinfd's infer handler", daemon_handler)]
             base = None
             print(f"{side}x{side}x3 frame; best of 40 x 200 frames, in process (no sockets)")

@@ -31,7 +31,7 @@ from torch import nn
 
 from adaptinf.policies import multiplexer as routing
 from adaptinf.toolchain import datasets, training
-from adaptinf.toolchain.multiplexer import (MuxConfig, Multiplexer, PoolMember, WeightsOnly, mux_weights,
+from adaptinf.toolchain.multiplexer import (LogitsOnly, MuxConfig, Multiplexer, PoolMember, WeightsOnly, mux_weights,
                                             pool_outputs, train_multiplexer, train_pool)
 from adaptinf.toolchain.onnx_export import export_onnx
 from adaptinf.toolchain.onnx_flops import count_flops
@@ -112,7 +112,7 @@ def build_and_measure(workdir: Path, config: PoolConfig = PoolConfig(), progress
     flops = []
     for (spec, _), member in zip(chosen, members):
         path = workdir / f"{spec.name}.onnx"
-        export_onnx(_Logits(member), torch.from_numpy(test.images[:1]), path, "image", "logits")
+        export_onnx(LogitsOnly(member), torch.from_numpy(test.images[:1]), path, "image", "logits")
         flops.append(count_flops(path))
     flops = np.array(flops, np.float64)
     p_mux, e_mux = pool_outputs(members, heads, mux_data.images)
@@ -153,15 +153,6 @@ def build_and_measure(workdir: Path, config: PoolConfig = PoolConfig(), progress
     result["cheapest"] = {"threshold": float(threshold), "met_on_validation": bool(meeting),
                           **_route(cheapest, p_test, test.labels, right, flops, mux_flops)}
     return result
-
-
-class _Logits(nn.Module):
-    def __init__(self, member: PoolMember):
-        super().__init__()
-        self.member = member
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.member(x)[0]
 
 
 def report(r: dict) -> str:

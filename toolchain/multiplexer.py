@@ -244,7 +244,9 @@ def _flops(module: nn.Module, path: Path, output: str) -> int:
     return count_flops(path)
 
 
-class _LogitsOnly(nn.Module):
+class LogitsOnly(nn.Module):
+    """A pool member as its exported graph: frame -> logits (the embedding left out)."""
+
     def __init__(self, member: PoolMember):
         super().__init__()
         self.member = member
@@ -262,7 +264,7 @@ def build_pool(pool_train, mux_train, num_classes: int, config: MuxConfig, workd
     members = [PoolMember(glyph_resnet(num_classes, w)) for w in config.widths]
     heads = nn.ModuleList(nn.Linear(4 * w, config.projection_dim) for w in config.widths)   # h_i
     train_pool(members, heads, pool_train.images, pool_train.labels, config, progress)
-    flops = np.array([_flops(_LogitsOnly(m), workdir / f"pool_w{w}.onnx", "logits")
+    flops = np.array([_flops(LogitsOnly(m), workdir / f"pool_w{w}.onnx", "logits")
                       for m, w in zip(members, config.widths)], np.int64)
     probs, embeds = pool_outputs(members, heads, mux_train.images)
     mux = Multiplexer(len(members), flops / flops.min(), config.meta_features, config.projection_dim,
