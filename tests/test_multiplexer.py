@@ -76,6 +76,10 @@ def test_a_tiny_complementary_pool_is_built_measured_and_routed(tmp_path):
     for point in r["curve"] + [r["cheapest"]]:
         assert sum(point["share"]) == pytest.approx(1.0)
         assert point["random_accuracy"] == pytest.approx(np.dot(point["share"], r["accuracy"]))
+    assert len(r["static_ensembles"]) == 3                        # every non-empty subset of two
+    everyone = next(e for e in r["static_ensembles"] if len(e["members"]) == 2)
+    assert everyone["accuracy"] == pytest.approx(r["ensemble_all"]["accuracy"])
+    assert r["ensemble"]["random_accuracy"] is None or sum(r["ensemble"]["share"]) == pytest.approx(1.0)
     assert (tmp_path / "multiplexer.onnx").exists() and "oracle" in report(r)
 
 

@@ -13,7 +13,8 @@ whose errors differ; that is the room a multiplexer has. The width pool
 - then the multiplexer (objective "correctness", w_i = P(member i is right), with eq. 8's
   distillation towards the pool's embeddings), routed with eq. 5's cost as a price
   (policies/multiplexer.select_by_utility) swept from 0 up: the accuracy/FLOPs curve, with
-  the largest member alone and random routing at the same shares beside every point.
+  the largest member alone and random routing at the same shares beside every point; and
+  Algorithm 2's threshold ensemble, against every fixed subset of the pool averaged.
 
 Data: four disjoint glyph renders (their own seeds): the pool's training frames, the
 multiplexer's (frames the pool never saw), validation (the cheapest-rule threshold) and the
@@ -84,10 +85,23 @@ def overlap(right: np.ndarray, largest: int) -> dict:
 def _route(mask: np.ndarray, probs: np.ndarray, labels: np.ndarray, right: np.ndarray, flops: np.ndarray,
            mux_flops: float) -> dict:
     share = mask.mean(0)
+    single = bool((mask.sum(1) == 1).all())
     return {"accuracy": float((routing.combine(probs, mask).argmax(1) == labels).mean()),
             "share": share.tolist(), "flops": routing.cloud_pool_cost(share, flops) + mux_flops,
             # random routing that sends the same shares to each member: its expected accuracy
-            "random_accuracy": float(share @ right.mean(1))}
+            "random_accuracy": float(share @ right.mean(1)) if single else None}
+
+
+def static_ensembles(probs: np.ndarray, labels: np.ndarray, flops: np.ndarray) -> list[dict]:
+    """Every subset of the pool averaged on every frame, no router: what the threshold
+    ensemble must beat at the same compute."""
+    n = len(probs)
+    out = []
+    for bits in range(1, 1 << n):
+        members = [i for i in range(n) if bits >> i & 1]
+        out.append({"members": members, "flops": float(flops[members].sum()),
+                    "accuracy": float((probs[members].mean(0).argmax(1) == labels).mean())})
+    return sorted(out, key=lambda e: e["flops"])
 
 
 def build_and_measure(workdir: Path, config: PoolConfig = PoolConfig(), progress: bool = True) -> dict:
@@ -152,6 +166,18 @@ def build_and_measure(workdir: Path, config: PoolConfig = PoolConfig(), progress
     cheapest = routing.select_cheapest(w_test[:, order], threshold)[:, np.argsort(order)]
     result["cheapest"] = {"threshold": float(threshold), "met_on_validation": bool(meeting),
                           **_route(cheapest, p_test, test.labels, right, flops, mux_flops)}
+    # Algorithm 2's threshold ensemble: every member with w_i > T averaged (the argmax when none
+    # is); T on validation: the most accurate at no more compute than the largest alone
+    ens_val = [(t, _route(routing.select(w_val, t), p_val, val.labels, right_val, flops, mux_flops))
+               for t in THRESHOLDS]
+    affordable = [e for e in ens_val if e[1]["flops"] <= flops[largest]] or ens_val
+    t_ens = max(affordable, key=lambda e: (e[1]["accuracy"], -e[1]["flops"]))[0]
+    result["ensemble"] = {"threshold": float(t_ens),
+                          **_route(routing.select(w_test, t_ens), p_test, test.labels, right, flops, mux_flops)}
+    result["ensemble_curve"] = [{"threshold": float(t), **_route(routing.select(w_test, t), p_test, test.labels,
+                                                                 right, flops, mux_flops)}
+                                for t in THRESHOLDS[::6]]
+    result["static_ensembles"] = static_ensembles(p_test, test.labels, flops)
     return result
 
 
@@ -181,6 +207,14 @@ def report(r: dict) -> str:
     for point in r["curve"]:
         lines.append(row(f"w - {point['cost_weight']:g} x cost, argmax", point))
     lines.append(row(f"cheapest w > {r['cheapest']['threshold']:.2f}", r["cheapest"]))
+    e = r["ensemble"]
+    cheaper = [s for s in r["static_ensembles"] if s["flops"] <= e["flops"]]
+    best_static = max(cheaper, key=lambda s: s["accuracy"]) if cheaper else None
+    lines.append(f"{'ensemble of w > ' + format(e['threshold'], '.2f'):30} {e['accuracy']:8.2%} "
+                 f"{100 * (e['accuracy'] - base):+10.2f} {e['flops'] / 1e6:7.2f} {flops[largest] / e['flops']:5.2f}x"
+                 + (f"   best fixed subset at no more compute: {best_static['accuracy']:.2%} "
+                    f"({'+'.join(names[i] for i in best_static['members'])}, {best_static['flops'] / 1e6:.2f} MFLOPs)"
+                    if best_static else ""))
     lines.append(f"(multiplexer {r['multiplexer_flops'] / 1e6:.2f} MFLOPs, included; {r['n_test']} held-out test frames; "
                  f"the paper's yardstick: +4.55 points at 2.85x fewer FLOPs)")
     return "\n".join(lines)
@@ -201,6 +235,10 @@ def plot(r: dict, path: Path) -> None:
     for name, f, a in zip(r["names"], r["flops"], r["accuracy"]):
         ax.plot(f / 1e6, 100 * a, "k^")
         ax.annotate(name, (f / 1e6, 100 * a), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ens = r.get("ensemble_curve", [])
+    if ens:
+        ax.plot([p["flops"] / 1e6 for p in ens], [100 * p["accuracy"] for p in ens], "d:",
+                label="multiplexer, ensemble of w > T")
     ax.axhline(100 * r["pool"]["oracle_accuracy"], color="grey", lw=0.8, ls=":", label="oracle (some member right)")
     ax.set_xlabel("MFLOPs per frame (multiplexer included)")
     ax.set_ylabel("held-out accuracy (%)")
