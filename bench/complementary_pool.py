@@ -8,7 +8,7 @@ the largest member alone and random routing at the same shares.
     python bench/complementary_pool.py --out build/pool --json build/pool/pool.json --plot docs/complementary-pool.png
     python bench/complementary_pool.py --out build/pool-nc --contrastive-weight 0    # the ablation
 
-About 15 minutes on 2 CPU cores (the pool's training is most of it).
+About 4 minutes on 2 idle CPU cores (the pool's training is most of it).
 """
 
 from __future__ import annotations
