@@ -37,14 +37,14 @@ TENSOR_DTYPES = ("uint8", "int8", "float16", "float32")
 _DTYPES = {name: np.dtype(name).newbyteorder("<") for name in TENSOR_DTYPES}   # the wire's: little-endian
 _ITEMSIZE = {name: dtype.itemsize for name, dtype in _DTYPES.items()}
 _NAMES = {np.dtype(name): name for name in TENSOR_DTYPES}
+MAX_TENSOR_RANK = 8
+MAX_FRAMES = 16      # a header and its buffers; infer sends one
 
 
 def dtype_name(dtype: np.dtype) -> str:
     """dtype.name, looked up for the API's dtypes: numpy computes it in Python on every call
     (3 us), and the frame path asks for it per frame."""
     return _NAMES.get(dtype) or dtype.name
-MAX_TENSOR_RANK = 8
-MAX_FRAMES = 16      # a header and its buffers; infer sends one
 
 
 class ApiError(Exception):

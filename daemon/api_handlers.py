@@ -143,10 +143,7 @@ class ApiHandlers:
         """Every job gets exactly one reply, whatever happens: a worker's (its bookkeeping done
         before the reply leaves, so a client that asks for statistics next sees its frame)."""
         reply = self.settle(job, planned)
-        try:
-            reply.then()
-        except Exception:        # a bookkeeping bug costs the statistics, never the answer
-            log.exception("frame %r: its bookkeeping failed", job.id)
+        reply.finish()
         return reply.frames
 
     def settle(self, job: Job, planned: "Planned | FrameResult | None" = None) -> ReplyThen:

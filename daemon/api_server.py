@@ -40,6 +40,14 @@ class ReplyThen(NamedTuple):
     frames: list
     then: Callable[[], None]
 
+    def finish(self) -> None:
+        """Run `then` once the reply is out: a bookkeeping bug is logged, never the caller's to
+        handle (the answer has gone, or goes, whatever it does)."""
+        try:
+            self.then()
+        except Exception:
+            log.exception("after a reply")
+
 
 Handler = Callable[[api.Request, bytes, list], "list | ReplyThen | None"]
 
@@ -163,10 +171,7 @@ class ApiServer:
             reply = api.encode_reply(req.id if req else None, api.UNAVAILABLE, f"internal error: {type(exc).__name__}: {exc}")
         if type(reply) is ReplyThen:
             self.send(router, peer, reply.frames)
-            try:
-                reply.then()
-            except Exception:        # the reply is out; a bookkeeping bug must not stop the API
-                log.exception("after a reply")
+            reply.finish()
         elif reply is not None:
             self.send(router, peer, reply)
 

@@ -104,9 +104,8 @@ class FrameSteps:
             start = x.clock()
             out = engine.run(self.job.frame)
             end = x.clock()
-        stages = self.stages
-        stages.device_wait = (stages.device_wait or 0.0) + waited
-        stages.device = end - start
+        self.stages.add("device_wait", waited)
+        self.stages.device = end - start
         if x.power is not None:
             x.power.energy_between(start, end, computing=True)  # measured PM for the planner
         if profiled_s is not None:

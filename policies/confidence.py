@@ -13,12 +13,7 @@ import numpy as np
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
     """Softmax over the last axis, in float64 (a single frame's (C,) or a batch's (B, C))."""
-    z = np.array(logits, dtype=np.float64)      # a copy, worked on in place
-    if z.ndim == 1:                             # one frame (the daemon's, per frame): fewer numpy calls
-        z -= z.max()
-        np.exp(z, out=z)
-        z /= z.sum()
-        return z
+    z = np.array(logits, dtype=np.float64)      # a copy, worked on in place (per frame: no temporaries)
     z -= z.max(axis=-1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=-1, keepdims=True)
